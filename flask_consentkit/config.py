@@ -1,0 +1,426 @@
+"""The ``CONSENTKIT_*`` configuration keys: defaults, validation, one frozen object.
+
+:func:`load_settings` is called once from :meth:`ConsentKit.init_app`. Every
+mistake raises :class:`~flask_consentkit.errors.ConsentConfigError` naming the
+key and the fix; nothing here runs while a request is handled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from .categories import (
+    DEFAULT_CATEGORIES,
+    NECESSARY,
+    Category,
+    CookiePattern,
+    Service,
+    Text,
+)
+from .errors import ConsentConfigError
+
+#: Sentinel for "a SQLite file in the app's instance folder".
+INSTANCE_SQLITE = "instance-sqlite"
+
+DEFAULT_COLLECTION_RULES: dict[str, str] = {
+    "ip": "analytics",
+    "geo": "analytics",
+    "user_agent": "performance",
+}
+
+#: Every key with its default. ``CONSENTKIT_LEDGER_URL`` defaults to a SQLite
+#: file in the instance folder, resolved in :func:`load_settings`.
+DEFAULTS: dict[str, Any] = {
+    "CONSENTKIT_POLICY_VERSION": "1",
+    "CONSENTKIT_CATEGORIES": list(DEFAULT_CATEGORIES),
+    "CONSENTKIT_COOKIES": {},
+    "CONSENTKIT_SERVICES": [],
+    "CONSENTKIT_COOKIE_NAME": "consentkit",
+    "CONSENTKIT_COOKIE_SECURE": None,
+    "CONSENTKIT_COOKIE_HOST_PREFIX": False,
+    "CONSENTKIT_COOKIE_DOMAINS": [],
+    "CONSENTKIT_MAX_AGE": 15552000,
+    "CONSENTKIT_URL_PREFIX": "/consent",
+    "CONSENTKIT_AUTO_INJECT": True,
+    "CONSENTKIT_HONOR_GPC": True,
+    "CONSENTKIT_HONOR_DNT": False,
+    "CONSENTKIT_GPC_LAST_UPDATE": "2026-11-01",
+    "CONSENTKIT_LEDGER_URL": INSTANCE_SQLITE,
+    "CONSENTKIT_RETENTION_DAYS": 365,
+    "CONSENTKIT_GEOIP_DATABASE": None,
+    "CONSENTKIT_GEOIP_ACCOUNT_ID": None,
+    "CONSENTKIT_GEOIP_LICENSE_KEY": None,
+    "CONSENTKIT_ANONYMIZE_IP": True,
+    "CONSENTKIT_COLLECTION_RULES": dict(DEFAULT_COLLECTION_RULES),
+    "CONSENTKIT_LANGUAGES": ["az", "en", "ru", "tr"],
+    "CONSENTKIT_DEFAULT_LANGUAGE": "en",
+    "CONSENTKIT_TRUSTED_ORIGINS": [],
+    "CONSENTKIT_PRIVACY_POLICY_URL": None,
+    "CONSENTKIT_DENIED_STATUS": 204,
+    "CONSENTKIT_MAX_BODY": 4096,
+}
+
+_TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app. Read-only; built once."""
+
+    policy_version: str
+    categories: tuple[Category, ...]
+    cookie_name: str
+    cookie_secure: bool | None
+    cookie_domains: tuple[str, ...]
+    max_age: int
+    url_prefix: str
+    auto_inject: bool
+    honor_gpc: bool
+    honor_dnt: bool
+    gpc_last_update: str
+    ledger_url: str | None
+    retention_days: int
+    geoip_database: str | None
+    geoip_account_id: str | None
+    geoip_license_key: str | None
+    anonymize_ip: bool
+    collection_rules: Mapping[str, str]
+    languages: tuple[str, ...]
+    default_language: str
+    trusted_origins: frozenset[str]
+    privacy_policy_url: str | None
+    denied_status: int
+    max_body: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def category_keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.categories)
+
+    @property
+    def optional_keys(self) -> tuple[str, ...]:
+        """Every category a visitor can refuse (all but ``necessary``)."""
+        return tuple(c.key for c in self.categories if not c.required)
+
+    def category(self, key: str) -> Category:
+        for c in self.categories:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return tuple(s for c in self.categories for s in c.services)
+
+
+def _fail(key: str, message: str) -> ConsentConfigError:
+    return ConsentConfigError(key, message)
+
+
+def _text(key: str, value: Any, what: str) -> Text | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise _fail(key, f"{what} must be a string or a mapping of language code to string.")
+
+
+def _http_url(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(key, f"expected an http(s) URL string, got {type(value).__name__}.")
+    parts = urlsplit(value)
+    if value.startswith("/") and not value.startswith("//"):
+        return value  # a path on the app's own site
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _fail(
+            key,
+            f"{value!r} is not an http(s) URL. Use an absolute https:// URL "
+            "or a path on this site such as '/privacy'.",
+        )
+    return value
+
+
+def _patterns(key: str, value: Any) -> tuple[CookiePattern, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _fail(key, "cookie names must be given as a list of strings, e.g. ['_ga', '_ga_*'].")
+    out = []
+    for name in value:
+        if not isinstance(name, str) or not name:
+            raise _fail(key, f"cookie name {name!r} must be a non-empty string.")
+        bare = name[:-1] if name.endswith("*") else name
+        if not bare or not _COOKIE_NAME.match(bare):
+            raise _fail(
+                key,
+                f"{name!r} is not a valid cookie name; a trailing '*' marks a prefix ('_ga_*').",
+            )
+        out.append(CookiePattern(name))
+    return tuple(out)
+
+
+def _categories(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    key = "CONSENTKIT_CATEGORIES"
+    raw = config[key]
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
+        raise _fail(key, "must be a non-empty list of category keys, e.g. ['necessary', 'analytics'].")
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for item in raw:
+        if isinstance(item, str):
+            entry: dict[str, Any] = {"key": item}
+        elif isinstance(item, Mapping) and isinstance(item.get("key"), str):
+            unknown = set(item) - {"key", "label", "description"}
+            if unknown:
+                raise _fail(key, f"unknown field(s) {sorted(unknown)} in category {item['key']!r}; "
+                            "allowed: key, label, description.")
+            entry = {
+                "key": item["key"],
+                "label": _text(key, item.get("label"), "label"),
+                "description": _text(key, item.get("description"), "description"),
+            }
+        else:
+            raise _fail(key, f"{item!r} is neither a category key nor a mapping with a 'key'.")
+        name = entry["key"]
+        if not _TOKEN.match(name):
+            raise _fail(key, f"category key {name!r} must be lower-case letters, digits, '-' or '_'.")
+        if name in seen:
+            raise _fail(key, f"category {name!r} is listed twice.")
+        seen.add(name)
+        out.append(entry)
+    if NECESSARY not in seen:
+        raise _fail(key, "'necessary' is missing; it is always present and cannot be removed. "
+                    "Add 'necessary' to the list.")
+    return out
+
+
+def _positive_int(config: Mapping[str, Any], key: str, *, allow_zero: bool = False) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(key, f"expected a whole number, got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise _fail(key, f"must be a positive number, got {value}.")
+    return value
+
+
+def _bool(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        raise _fail(key, f"expected True or False, got {value!r}.")
+    return value
+
+
+def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
+    value = config[key]
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # type: ignore[return-value]
+    if not isinstance(value, str) or not value:
+        raise _fail(key, f"expected a non-empty string or None, got {value!r}.")
+    return value
+
+
+def _str_list(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = config[key]
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _fail(key, f"expected a list of strings, got {value!r}.")
+    if not all(isinstance(v, str) for v in value):
+        raise _fail(key, f"expected a list of strings, got {value!r}.")
+    return tuple(value)
+
+
+def _origin(key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise _fail(key, f"{value!r} is not an origin; write it as 'https://example.com' "
+                    "(scheme and host, optional port, no path).")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def load_settings(app: Flask) -> Settings:
+    """Fill defaults into ``app.config`` and validate every ``CONSENTKIT_*`` key."""
+    config = app.config
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+
+    if not config.get("SECRET_KEY"):
+        raise _fail("SECRET_KEY", "the consent cookie is signed with the app's SECRET_KEY; "
+                    "set app.config['SECRET_KEY'] to a long random value.")
+
+    known = set(DEFAULTS)
+    unknown = sorted(k for k in config if k.startswith("CONSENTKIT_") and k not in known)
+    if unknown:
+        raise _fail(unknown[0], "is not a flask-consentkit setting (known keys: "
+                    f"{', '.join(sorted(known))}). Check the spelling.")
+
+    policy_version = config["CONSENTKIT_POLICY_VERSION"]
+    if isinstance(policy_version, int) and not isinstance(policy_version, bool):
+        policy_version = str(policy_version)
+    if not isinstance(policy_version, str) or not policy_version or len(policy_version) > 64:
+        raise _fail("CONSENTKIT_POLICY_VERSION", "must be a non-empty string of at most 64 "
+                    "characters, e.g. '2026-11'.")
+
+    cat_entries = _categories(config)
+    cat_keys = {e["key"] for e in cat_entries}
+
+    cookies_raw = config["CONSENTKIT_COOKIES"]
+    if not isinstance(cookies_raw, Mapping):
+        raise _fail("CONSENTKIT_COOKIES", "must map a category to a list of cookie names, "
+                    "e.g. {'analytics': ['_ga', '_ga_*']}.")
+    cookies: dict[str, tuple[CookiePattern, ...]] = {}
+    for cat, names in cookies_raw.items():
+        if cat not in cat_keys:
+            raise _fail("CONSENTKIT_COOKIES", f"unknown category {cat!r}; use one of "
+                        f"{sorted(cat_keys)} or add it to CONSENTKIT_CATEGORIES.")
+        cookies[cat] = _patterns("CONSENTKIT_COOKIES", names)
+
+    services_raw = config["CONSENTKIT_SERVICES"]
+    if isinstance(services_raw, str) or not isinstance(services_raw, Sequence):
+        raise _fail("CONSENTKIT_SERVICES", "must be a list of mappings with 'name' and 'category'.")
+    services: dict[str, list[Service]] = {}
+    for item in services_raw:
+        key = "CONSENTKIT_SERVICES"
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise _fail(key, f"{item!r} needs at least a 'name' and a 'category'.")
+        unknown_fields = set(item) - {"name", "category", "purpose", "policy_url", "cookies"}
+        if unknown_fields:
+            raise _fail(key, f"service {item['name']!r} has unknown field(s) "
+                        f"{sorted(unknown_fields)}; allowed: name, category, purpose, "
+                        "policy_url, cookies.")
+        if item.get("category") not in cat_keys:
+            raise _fail(key, f"service {item['name']!r} names unknown category "
+                        f"{item.get('category')!r}; use one of {sorted(cat_keys)}.")
+        service = Service(
+            name=item["name"],
+            category=item["category"],
+            purpose=_text(key, item.get("purpose"), "purpose"),
+            policy_url=_http_url(f"{key}[{item['name']!r}].policy_url", item.get("policy_url")),
+            cookies=_patterns(key, item.get("cookies", [])),
+        )
+        services.setdefault(service.category, []).append(service)
+
+    categories = tuple(
+        Category(
+            key=e["key"],
+            label=e.get("label"),
+            description=e.get("description"),
+            cookies=cookies.get(e["key"], ()),
+            services=tuple(services.get(e["key"], ())),
+        )
+        for e in cat_entries
+    )
+
+    cookie_name = config["CONSENTKIT_COOKIE_NAME"]
+    if not isinstance(cookie_name, str) or not _COOKIE_NAME.match(cookie_name):
+        raise _fail("CONSENTKIT_COOKIE_NAME", f"{cookie_name!r} is not a valid cookie name.")
+    host_prefix = _bool(config, "CONSENTKIT_COOKIE_HOST_PREFIX")
+    if host_prefix and not cookie_name.startswith("__Host-"):
+        cookie_name = "__Host-" + cookie_name
+    secure = config["CONSENTKIT_COOKIE_SECURE"]
+    if secure is not None and not isinstance(secure, bool):
+        raise _fail("CONSENTKIT_COOKIE_SECURE", "must be True, False or None (None: Secure on "
+                    "HTTPS requests).")
+    if host_prefix:
+        secure = True
+
+    max_age = _positive_int(config, "CONSENTKIT_MAX_AGE")
+
+    prefix = config["CONSENTKIT_URL_PREFIX"]
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.startswith("//") \
+            or any(c in prefix for c in "?#\\ \r\n"):
+        raise _fail("CONSENTKIT_URL_PREFIX", f"{prefix!r} must be a path such as '/consent'.")
+    prefix = prefix.rstrip("/") or ""
+
+    ledger_url = config["CONSENTKIT_LEDGER_URL"]
+    if ledger_url == INSTANCE_SQLITE:
+        ledger_url = "sqlite:///" + os.path.join(app.instance_path, "consentkit-ledger.sqlite3")
+    elif ledger_url is not None and (not isinstance(ledger_url, str) or "://" not in ledger_url):
+        raise _fail("CONSENTKIT_LEDGER_URL", f"{ledger_url!r} is not an SQLAlchemy URL; use e.g. "
+                    "'sqlite:////var/lib/app/ledger.db' or 'postgresql+psycopg://user@host/db', "
+                    "or None to turn receipts off.")
+
+    rules_raw = config["CONSENTKIT_COLLECTION_RULES"]
+    if not isinstance(rules_raw, Mapping):
+        raise _fail("CONSENTKIT_COLLECTION_RULES", "must map 'ip', 'geo' and 'user_agent' to a "
+                    "category.")
+    rules = dict(DEFAULT_COLLECTION_RULES)
+    for what, cat in rules_raw.items():
+        if what not in DEFAULT_COLLECTION_RULES:
+            raise _fail("CONSENTKIT_COLLECTION_RULES", f"unknown kind of data {what!r}; use "
+                        f"{sorted(DEFAULT_COLLECTION_RULES)}.")
+        if cat not in cat_keys:
+            raise _fail("CONSENTKIT_COLLECTION_RULES", f"{what!r} is governed by unknown category "
+                        f"{cat!r}; use one of {sorted(cat_keys)}.")
+        rules[what] = cat
+
+    languages = _str_list(config, "CONSENTKIT_LANGUAGES")
+    if not languages:
+        raise _fail("CONSENTKIT_LANGUAGES", "list at least one language, e.g. ['en'].")
+    for lang in languages:
+        if not _LANG.match(lang):
+            raise _fail("CONSENTKIT_LANGUAGES", f"{lang!r} is not a language code such as 'az'.")
+    default_language = config["CONSENTKIT_DEFAULT_LANGUAGE"]
+    if default_language not in languages:
+        raise _fail("CONSENTKIT_DEFAULT_LANGUAGE", f"{default_language!r} is not in "
+                    f"CONSENTKIT_LANGUAGES {list(languages)}.")
+
+    trusted = frozenset(
+        _origin("CONSENTKIT_TRUSTED_ORIGINS", o) for o in _str_list(config,
+                                                                    "CONSENTKIT_TRUSTED_ORIGINS")
+    )
+
+    gpc_date = config["CONSENTKIT_GPC_LAST_UPDATE"]
+    try:
+        _dt.date.fromisoformat(str(gpc_date))
+    except ValueError:
+        raise _fail("CONSENTKIT_GPC_LAST_UPDATE", f"{gpc_date!r} is not a date like "
+                    "'2026-11-01'.") from None
+
+    denied = config["CONSENTKIT_DENIED_STATUS"]
+    if isinstance(denied, bool) or not isinstance(denied, int) or not 200 <= denied <= 599:
+        raise _fail("CONSENTKIT_DENIED_STATUS", f"{denied!r} is not an HTTP status code "
+                    "(default 204).")
+
+    domains = _str_list(config, "CONSENTKIT_COOKIE_DOMAINS")
+
+    return Settings(
+        policy_version=policy_version,
+        categories=categories,
+        cookie_name=cookie_name,
+        cookie_secure=secure,
+        cookie_domains=domains,
+        max_age=max_age,
+        url_prefix=prefix,
+        auto_inject=_bool(config, "CONSENTKIT_AUTO_INJECT"),
+        honor_gpc=_bool(config, "CONSENTKIT_HONOR_GPC"),
+        honor_dnt=_bool(config, "CONSENTKIT_HONOR_DNT"),
+        gpc_last_update=str(gpc_date),
+        ledger_url=ledger_url,
+        retention_days=_positive_int(config, "CONSENTKIT_RETENTION_DAYS"),
+        geoip_database=_optional_str(config, "CONSENTKIT_GEOIP_DATABASE"),
+        geoip_account_id=_optional_str(config, "CONSENTKIT_GEOIP_ACCOUNT_ID"),
+        geoip_license_key=_optional_str(config, "CONSENTKIT_GEOIP_LICENSE_KEY"),
+        anonymize_ip=_bool(config, "CONSENTKIT_ANONYMIZE_IP"),
+        collection_rules=rules,
+        languages=languages,
+        default_language=default_language,
+        trusted_origins=trusted,
+        privacy_policy_url=_http_url("CONSENTKIT_PRIVACY_POLICY_URL",
+                                     config["CONSENTKIT_PRIVACY_POLICY_URL"]),
+        denied_status=denied,
+        max_body=_positive_int(config, "CONSENTKIT_MAX_BODY"),
+    )
+

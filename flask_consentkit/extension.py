@@ -1,0 +1,204 @@
+"""The :class:`ConsentKit` extension object."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from .config import Settings, load_settings
+from .errors import ConsentConfigError, ConsentKitError
+from .state import ConsentCodec, ConsentState, RequestConsent, current_consent, get_state
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: A function that post-processes every response (gating, banner, cookies).
+ResponseProcessor = Callable[[Response, "ConsentKitState"], Response]
+
+
+class AlreadyRegisteredError(ConsentKitError, RuntimeError):
+    """:meth:`ConsentKit.init_app` was called twice for one app."""
+
+
+@dataclass
+class ConsentKitState:
+    """Everything the extension keeps for one app, at ``app.extensions["consentkit"]``."""
+
+    kit: ConsentKit
+    settings: Settings
+    codec: ConsentCodec
+    #: run in order on every response before the consent cookie is written
+    processors: list[ResponseProcessor] = field(default_factory=list)
+    #: objects of the subsystems (ledger, geo reader, user-agent parser …)
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def get_kit_state(app: Flask | None = None) -> ConsentKitState:
+    """The extension's per-app state; raises when the app did not register it."""
+    app = app or current_app
+    try:
+        return cast(ConsentKitState, app.extensions["consentkit"])
+    except KeyError:
+        raise ConsentKitError(
+            "flask-consentkit is not registered on this app; call ConsentKit(app) "
+            "or consent.init_app(app) first."
+        ) from None
+
+
+class ConsentKit:
+    """Consent for a Flask app: banner, signed cookie, receipts and enforcement.
+
+    ::
+
+        consent = ConsentKit(app)
+        # or, with an app factory
+        consent = ConsentKit()
+        consent.init_app(app)
+
+    :param app: the app to register on now, or ``None`` to call :meth:`init_app` later.
+    :param nonce_getter: returns the request's CSP nonce (for example
+        ``lambda: request.csp_nonce`` with Flask-Talisman). By default the
+        extension looks for ``request.csp_nonce`` and ``g.csp_nonce``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        nonce_getter: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.nonce_getter = nonce_getter
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate the configuration and wire the extension into ``app``."""
+        if "consentkit" in app.extensions:
+            raise AlreadyRegisteredError(
+                "A 'ConsentKit' instance has already been registered on this app. "
+                "Import and use that instance."
+            )
+        settings = load_settings(app)
+        codec = ConsentCodec(
+            settings,
+            app.config["SECRET_KEY"],
+            app.config.get("SECRET_KEY_FALLBACKS") or (),
+        )
+        state = ConsentKitState(kit=self, settings=settings, codec=codec)
+        app.extensions["consentkit"] = state
+
+        from . import views
+
+        views.register(app, settings)
+        app.after_request(self._after_request)
+        app.jinja_env.globals["consent"] = current_consent
+
+    # -- cookie attributes: small methods an app may override in a subclass --
+
+    def cookie_secure(self, settings: Settings) -> bool:
+        """``Secure`` attribute: the configured value, else on for HTTPS requests."""
+        if settings.cookie_secure is not None:
+            return settings.cookie_secure
+        return request.is_secure
+
+    def cookie_samesite(self) -> str:
+        return "Lax"
+
+    def cookie_path(self) -> str:
+        return "/"
+
+    def csp_nonce(self) -> str | None:
+        """The CSP nonce of the current request, if the app uses one."""
+        if self.nonce_getter is not None:
+            return self.nonce_getter()
+        nonce = getattr(request, "csp_nonce", None) or g.get("csp_nonce")
+        return nonce if isinstance(nonce, str) else None
+
+    # -- the response pipeline ----------------------------------------------
+
+    def _after_request(self, response: Response) -> Response:
+        ext = get_kit_state()
+        for processor in ext.processors:
+            response = processor(response, ext)
+        ctx: RequestConsent | None = g.get("_consentkit")
+        if ctx is None:
+            return response
+        settings = ext.settings
+        if ctx.clear:
+            response.delete_cookie(
+                settings.cookie_name,
+                path=self.cookie_path(),
+                secure=self.cookie_secure(settings),
+                httponly=True,
+                samesite=self.cookie_samesite(),
+            )
+        elif ctx.decision is not None:
+            self._write_cookie(response, ext, ctx.decision)
+        elif ctx.reissue and ctx.state is not None and ctx.state.decided:
+            self._write_cookie(response, ext, ctx.state)
+        if ctx.varies:
+            response.vary.add("Cookie")
+        return response
+
+    def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:
+        settings = ext.settings
+        assert state.decided_at is not None
+        remaining = int(state.decided_at.timestamp() + settings.max_age - time.time())
+        response.set_cookie(
+            settings.cookie_name,
+            ext.codec.dumps(state),
+            max_age=max(remaining, 0),
+            path=self.cookie_path(),
+            secure=self.cookie_secure(settings),
+            httponly=True,
+            samesite=self.cookie_samesite(),
+        )
+
+
+def requires_consent(
+    category: str,
+    *,
+    status: int | None = None,
+    on_denied: Callable[[], ResponseReturnValue] | None = None,
+) -> Callable[[F], F]:
+    """Call the view only when the visitor granted ``category``.
+
+    Without that consent the view is not called and the answer is
+    ``CONSENTKIT_DENIED_STATUS`` (``204 No Content`` by default, the right
+    answer to a tracking beacon), or ``status``, or whatever ``on_denied``
+    returns. ::
+
+        @app.post("/beacon")
+        @requires_consent("analytics")
+        def beacon(): ...
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            ext = get_kit_state()
+            if category not in ext.settings.category_keys:
+                raise ConsentConfigError(
+                    "CONSENTKIT_CATEGORIES",
+                    f"@requires_consent({category!r}) names a category the app does not "
+                    f"have; use one of {list(ext.settings.category_keys)}.",
+                )
+            if get_state().allows(category):
+                return cast(ResponseReturnValue, view(*args, **kwargs))
+            if on_denied is not None:
+                return on_denied()
+            code = status if status is not None else ext.settings.denied_status
+            response = current_app.response_class(status=code)
+            if code != 204:
+                response = jsonify(error=f"consent for {category!r} is required")
+                response.status_code = code
+            return response
+
+        return cast(F, wrapper)
+
+    return decorator

@@ -1,0 +1,254 @@
+"""The visitor's consent: :class:`ConsentState`, ``current_consent`` and the cookie codec.
+
+The cookie holds ``{"v": policy version, "g": granted categories, "t": decision
+time, "i": consent id, "s": source}`` signed by :class:`itsdangerous.URLSafeTimedSerializer`
+with a salt of its own and the keys ``[*SECRET_KEY_FALLBACKS, SECRET_KEY]``.
+Anything wrong with it — absent, tampered with, signed by an unknown key, for
+another policy version, expired, oversized, malformed — reads as *undecided*.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from flask import current_app, g, request
+from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.local import LocalProxy
+
+from .categories import NECESSARY
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+Source = Literal["banner", "preferences", "api", "gpc"]
+SOURCES: frozenset[str] = frozenset({"banner", "preferences", "api", "gpc"})
+
+#: Salt of the consent cookie; no other token of the app can be replayed as consent.
+COOKIE_SALT = "flask-consentkit.consent.v1"
+#: Browsers keep cookies up to about 4 KB; anything longer is not ours.
+MAX_COOKIE_LENGTH = 4096
+_CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ONLY_NECESSARY = frozenset({NECESSARY})
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """What one visitor has decided. Immutable; a decision makes a new state."""
+
+    granted: frozenset[str] = _ONLY_NECESSARY
+    decided: bool = False
+    consent_id: str | None = None
+    policy_version: str | None = None
+    decided_at: datetime | None = None
+    source: str | None = None
+
+    def allows(self, category: str) -> bool:
+        """True when ``category`` is granted (``necessary`` always is)."""
+        return category == NECESSARY or category in self.granted
+
+    def denied(self, categories: Iterable[str]) -> frozenset[str]:
+        """The categories among ``categories`` that are not granted."""
+        return frozenset(c for c in categories if not self.allows(c))
+
+    def expires_at(self, max_age: int) -> datetime | None:
+        if self.decided_at is None:
+            return None
+        return datetime.fromtimestamp(self.decided_at.timestamp() + max_age, UTC)
+
+    def to_json(self, max_age: int) -> dict[str, Any]:
+        """The JSON shape of ``GET /consent/state``."""
+        expires = self.expires_at(max_age)
+        return {
+            "decided": self.decided,
+            "granted": sorted(self.granted | _ONLY_NECESSARY),
+            "policy_version": self.policy_version,
+            "consent_id": self.consent_id,
+            "decided_at": _iso(self.decided_at),
+            "expires_at": _iso(expires),
+            "source": self.source,
+        }
+
+
+UNDECIDED = ConsentState()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def new_consent_id() -> str:
+    """A random pseudonymous id: 128 bits, no link to the person."""
+    return secrets.token_urlsafe(16)
+
+
+def decide(
+    settings: Settings,
+    granted: Iterable[str],
+    *,
+    previous: ConsentState,
+    source: str,
+    now: float | None = None,
+) -> ConsentState:
+    """A new decided state; the consent id is kept from ``previous`` when it has one."""
+    now_ts = int(now if now is not None else time.time())
+    keys = set(settings.optional_keys)
+    return ConsentState(
+        granted=frozenset(c for c in granted if c in keys) | _ONLY_NECESSARY,
+        decided=True,
+        consent_id=previous.consent_id or new_consent_id(),
+        policy_version=settings.policy_version,
+        decided_at=datetime.fromtimestamp(now_ts, UTC),
+        source=source,
+    )
+
+
+class ConsentCodec:
+    """Signs and verifies the consent cookie; caches verified values.
+
+    The cache maps a cookie value whose signature has been verified to the
+    payload it carries; expiry and the policy version are checked on every use,
+    so a cached value can never outlive its validity.
+    """
+
+    cache_size = 4096
+
+    def __init__(self, settings: Settings, secret_key: Any, fallbacks: Iterable[Any] = ()) -> None:
+        self.settings = settings
+        keys = [*fallbacks, secret_key]
+        self.serializer = URLSafeTimedSerializer(keys, salt=COOKIE_SALT)
+        self.current = URLSafeTimedSerializer(secret_key, salt=COOKIE_SALT)
+        self._has_fallbacks = len(keys) > 1
+        self._cache: OrderedDict[str, tuple[dict[str, Any], bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def dumps(self, state: ConsentState) -> str:
+        assert state.decided and state.decided_at is not None and state.consent_id
+        payload: dict[str, Any] = {
+            "v": state.policy_version,
+            "g": sorted(state.granted - _ONLY_NECESSARY),
+            "t": int(state.decided_at.timestamp()),
+            "i": state.consent_id,
+        }
+        if state.source:
+            payload["s"] = state.source
+        return cast(str, self.current.dumps(payload))
+
+    def loads(self, value: str | None, now: float | None = None) -> tuple[ConsentState, bool]:
+        """Return ``(state, reissue)``; ``reissue`` means it was signed with a fallback key."""
+        if not value or len(value) > MAX_COOKIE_LENGTH:
+            return UNDECIDED, False
+        cached = self._cache.get(value)
+        if cached is None:
+            verified = self._verify(value)
+            if verified is None:
+                return UNDECIDED, False
+            cached = verified
+            with self._lock:
+                self._cache[value] = cached
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        payload, reissue = cached
+        state = self._state(payload, now)
+        return state, reissue and state.decided
+
+    def _verify(self, value: str) -> tuple[dict[str, Any], bool] | None:
+        max_age = self.settings.max_age
+        try:
+            payload = self.current.loads(value, max_age=max_age)
+            reissue = False
+        except BadData:
+            if not self._has_fallbacks:
+                return None
+            try:
+                payload = self.serializer.loads(value, max_age=max_age)
+            except BadData:
+                return None
+            reissue = True
+        except Exception:  # noqa: BLE001 - any decoding failure means "undecided"
+            return None
+        if not isinstance(payload, dict):
+            return None
+        return payload, reissue
+
+    def _state(self, payload: dict[str, Any], now: float | None) -> ConsentState:
+        settings = self.settings
+        version, granted, decided_at = payload.get("v"), payload.get("g"), payload.get("t")
+        consent_id, source = payload.get("i"), payload.get("s")
+        now_ts = now if now is not None else time.time()
+        if (
+            version != settings.policy_version
+            or not isinstance(granted, list)
+            or not all(isinstance(c, str) for c in granted)
+            or isinstance(decided_at, bool)
+            or not isinstance(decided_at, int)
+            or not 0 < decided_at <= now_ts + 300
+            or decided_at + settings.max_age <= now_ts
+            or not isinstance(consent_id, str)
+            or not _CONSENT_ID.match(consent_id)
+            or (source is not None and source not in SOURCES)
+        ):
+            return UNDECIDED
+        keys = set(settings.optional_keys)
+        return ConsentState(
+            granted=frozenset(c for c in granted if c in keys) | _ONLY_NECESSARY,
+            decided=True,
+            consent_id=consent_id,
+            policy_version=version,
+            decided_at=datetime.fromtimestamp(decided_at, UTC),
+            source=source,
+        )
+
+
+@dataclass
+class RequestConsent:
+    """Per-request bookkeeping, kept in ``g._consentkit``."""
+
+    state: ConsentState | None = None
+    #: the cookie was signed with a fallback key: re-sign it on this response
+    reissue: bool = False
+    #: a decision made during this request, to be written to the cookie
+    decision: ConsentState | None = None
+    #: the visitor erased their data: clear the cookie
+    clear: bool = False
+    #: the response depends on the consent cookie (adds ``Vary: Cookie``)
+    varies: bool = False
+    #: categories withdrawn by this request's decision
+    withdrawn: frozenset[str] = frozenset()
+    #: scratch space for subsystems (technical data, language …), keyed by name
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def request_consent() -> RequestConsent:
+    """The per-request bookkeeping object, created on first use."""
+    ctx: RequestConsent | None = g.get("_consentkit")
+    if ctx is None:
+        ctx = RequestConsent()
+        g._consentkit = ctx
+    return ctx
+
+
+def get_state() -> ConsentState:
+    """The visitor's consent for this request, resolved once and lazily."""
+    ctx = request_consent()
+    ctx.varies = True
+    if ctx.decision is not None:
+        return ctx.decision
+    if ctx.clear:
+        return UNDECIDED
+    if ctx.state is None:
+        ext = current_app.extensions["consentkit"]
+        value = request.cookies.get(ext.settings.cookie_name)
+        ctx.state, ctx.reissue = ext.codec.loads(value)
+    return ctx.state
+
+
+#: The visitor's :class:`ConsentState` for the current request.
+current_consent: ConsentState = LocalProxy(get_state)  # type: ignore[assignment]

@@ -1,0 +1,290 @@
+"""The blueprint's endpoints: the choice, the state, the preferences page, gpc.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import signals
+from .categories import NECESSARY
+from .config import Settings
+from .errors import ConsentBadRequest, ConsentForbidden, ConsentPayloadTooLarge
+from .extension import get_kit_state
+from .state import ConsentState, decide, get_state, request_consent
+
+ACTIONS = ("accept_all", "reject_all", "save")
+_PACKAGE = Path(__file__).parent
+
+
+def _static_folder() -> str:
+    """``flask_consentkit/static`` in a wheel, the top-level ``static/`` in a checkout."""
+    installed = _PACKAGE / "static"
+    return str(installed if installed.is_dir() else _PACKAGE.parent / "static")
+
+
+bp = Blueprint(
+    "consentkit",
+    __name__,
+    template_folder="templates",
+    static_folder=_static_folder(),
+    static_url_path="/static",
+)
+
+
+def register(app: Flask, settings: Settings) -> None:
+    app.register_blueprint(bp, url_prefix=settings.url_prefix or "/")
+    app.add_url_rule("/.well-known/gpc.json", "consentkit_gpc", gpc_json)
+
+
+# -- cross-site protection and safe redirects ---------------------------------
+
+
+def _origin_of(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def require_same_origin() -> None:
+    """Refuse a write that a page of another site could have sent (403).
+
+    Works without a session cookie: ``Sec-Fetch-Site``, then ``Origin``, then
+    ``Referer`` are checked against the app's own origin and
+    ``CONSENTKIT_TRUSTED_ORIGINS``. On HTTPS a request that carries neither
+    ``Origin`` nor ``Referer`` is refused too.
+    """
+    settings = get_kit_state().settings
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    if fetch_site == "cross-site":
+        raise ConsentForbidden("Cross-site requests cannot change consent (Sec-Fetch-Site).")
+    allowed = {f"{request.scheme}://{request.host}".lower(), *settings.trusted_origins}
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        origin = origin.strip().lower()
+        if origin == "null" or origin not in allowed:
+            raise ConsentForbidden("This origin may not change consent here.")
+        return
+    referer = request.headers.get("Referer")
+    if referer:
+        if _origin_of(referer) not in allowed:
+            raise ConsentForbidden("This referring page may not change consent here.")
+        return
+    if request.is_secure:
+        raise ConsentForbidden(
+            "A consent change over HTTPS must carry an Origin or Referer header."
+        )
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` when it is a path on this site, else ``/``."""
+    if not value or len(value) > 2048:
+        return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or "\\" in value:
+        return "/"
+    for candidate in (value, unquote(value)):
+        if not candidate.startswith("/") or candidate.startswith("//"):
+            return "/"
+        if "\\" in candidate or any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
+            return "/"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "/"
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+# -- reading the choice ---------------------------------------------------------
+
+
+def _bounded_body(settings: Settings) -> bytes:
+    limit = settings.max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise ConsentPayloadTooLarge(f"A consent request body may be at most {limit} bytes.")
+    request.max_content_length = limit
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise ConsentPayloadTooLarge(
+            f"A consent request body may be at most {limit} bytes."
+        ) from None
+
+
+def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, bool]:
+    """``(action, categories, next, source, is_json)`` from a form or a JSON body."""
+    body = _bounded_body(settings)
+    if request.is_json:
+        try:
+            data: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ConsentBadRequest("The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ConsentBadRequest('Send a JSON object such as {"action": "accept_all"}.')
+        action, categories = data.get("action"), data.get("categories", [])
+        source = data.get("source", "api")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise ConsentBadRequest('"categories" must be a list of category keys.')
+        next_url, is_json = None, True
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = request.form
+        except RequestEntityTooLarge:
+            raise ConsentPayloadTooLarge(
+                f"A consent request body may be at most {settings.max_body} bytes."
+            ) from None
+        action = form.get("action")
+        categories = form.getlist("categories")
+        source = form.get("source", "preferences")
+        next_url, is_json = form.get("next"), False
+    else:
+        raise ConsentBadRequest(
+            "Send the choice as a form (application/x-www-form-urlencoded) or as JSON."
+        )
+    if action not in ACTIONS:
+        raise ConsentBadRequest(
+            f"Unknown action {action!r}; use one of: {', '.join(ACTIONS)}."
+        )
+    known = set(settings.category_keys)
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise ConsentBadRequest(
+            f"Unknown categor{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(repr(c[:40]) for c in unknown[:5])}; known: {', '.join(sorted(known))}."
+        )
+    allowed_sources = ("banner", "preferences") if not is_json else ("banner", "preferences", "api")
+    if source not in allowed_sources:
+        raise ConsentBadRequest(f"Unknown source {str(source)[:40]!r}; use one of "
+                                f"{', '.join(allowed_sources)}.")
+    return action, categories, next_url, source, is_json
+
+
+def privacy_signal(settings: Settings) -> bool:
+    """True when the browser asks not to be tracked and the app honours it."""
+    if settings.honor_gpc and request.headers.get("Sec-GPC", "").strip() == "1":
+        return True
+    return settings.honor_dnt and request.headers.get("DNT", "").strip() == "1"
+
+
+def _granted_for(action: str, categories: list[str], settings: Settings, source: str
+                 ) -> tuple[set[str], str]:
+    optional = set(settings.optional_keys)
+    if action == "reject_all":
+        return set(), source
+    if action == "save":
+        return set(categories) & optional, source
+    granted = set(optional)
+    if "marketing" in granted and privacy_signal(settings):
+        granted.discard("marketing")
+        return granted, "gpc"
+    return granted, source
+
+
+def _send_signals(state: ConsentState, previous: ConsentState) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    before = previous.granted if previous.decided else frozenset({NECESSARY})
+    if state.granted - before:
+        signals.consent_given.send(app, state=state, previous=previous)
+    if state.granted != previous.granted or not previous.decided:
+        signals.consent_changed.send(app, state=state, previous=previous)
+    if before - state.granted:
+        signals.consent_withdrawn.send(app, state=state, previous=previous)
+
+
+# -- endpoints ---------------------------------------------------------------
+
+
+@bp.post("/")
+def choose() -> Response:
+    """Record the visitor's choice; 303 back to ``next`` (form) or the state (JSON)."""
+    ext = get_kit_state()
+    settings = ext.settings
+    require_same_origin()
+    action, categories, next_url, source, is_json = _read_choice(settings)
+    previous = get_state()
+    granted, source = _granted_for(action, categories, settings, source)
+    state = decide(settings, granted, previous=previous, source=source)
+    ctx = request_consent()
+    ctx.decision = state
+    ctx.withdrawn = frozenset(previous.granted - state.granted) if previous.decided else frozenset()
+    recorder = ext.services.get("recorder")
+    if recorder is not None:
+        recorder(action=action, state=state, previous=previous)
+    _send_signals(state, previous)
+    if is_json:
+        response = jsonify(state.to_json(settings.max_age))
+    else:
+        response = redirect(safe_next(next_url), 303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/")
+def preferences() -> str:
+    """The preferences page: every category, its services and cookies, toggles."""
+    settings = get_kit_state().settings
+    return render_template(
+        "consentkit/preferences.html",
+        settings=settings,
+        state=get_state(),
+        next_url=safe_next(request.args.get("next")),
+    )
+
+
+@bp.get("/state")
+def state_json() -> Response:
+    """The visitor's state as JSON."""
+    settings = get_kit_state().settings
+    response = jsonify(get_state().to_json(settings.max_age))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def gpc_json() -> Response:
+    """``/.well-known/gpc.json``: this site honours Global Privacy Control."""
+    settings = get_kit_state().settings
+    response = current_app.response_class(
+        json.dumps({"gpc": settings.honor_gpc, "lastUpdate": settings.gpc_last_update}),
+        mimetype="application/json",
+    )
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _error(error: HTTPException) -> Response | HTTPException:
+    """Errors of the consent endpoints: JSON for JSON clients, plain text otherwise."""
+    wants_json = request.is_json or (
+        request.accept_mimetypes.best_match(["application/json", "text/html"])
+        == "application/json"
+    )
+    code = error.code or 500
+    if wants_json:
+        response = jsonify(error=error.description, status=code)
+    else:
+        response = current_app.response_class(
+            f"{code} {error.name}: {error.description}\n", mimetype="text/plain"
+        )
+    response.status_code = code
+    for key, value in error.get_headers():
+        if key.lower() not in ("content-type", "content-length"):
+            response.headers[key] = value
+    return response

@@ -1,0 +1,1 @@
+"""The receipts ledger: proof of every consent decision."""

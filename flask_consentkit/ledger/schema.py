@@ -1,0 +1,79 @@
+"""The receipts table (SQLAlchemy Core), shared by the ledger and the reports.
+
+One row per decision. Rows are only ever appended; erasure nulls the personal
+columns (``consent_id``, ``page_path``, ``ip_prefix``, ``country``) and keeps
+the digests, so the hash chain still verifies.
+
+Category lists (``granted``, ``denied``, ``withdrawn``) are stored as sorted
+keys wrapped in commas — ``",analytics,performance,"``, or ``","`` for none —
+so that SQL can test membership exactly with ``LIKE '%,analytics,%'`` on every
+store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+#: Bumped whenever the tables change; recorded in ``consentkit_meta``.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+receipts = Table(
+    "consentkit_receipts",
+    metadata,
+    # chain order; assigned by the ledger under its write lock, never reused
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("receipt_id", String(36), nullable=False, unique=True),  # UUIDv4
+    Column("consent_id", String(64), nullable=True),  # nulled on erasure
+    Column("created_at", DateTime(timezone=False), nullable=False),  # UTC
+    # accept_all | reject_all | save | erase
+    Column("action", String(16), nullable=False),
+    Column("granted", String(512), nullable=False),
+    Column("denied", String(512), nullable=False),
+    # categories the decision took back from an earlier grant (a withdrawal)
+    Column("withdrawn", String(512), nullable=False, default=","),
+    Column("policy_version", String(64), nullable=False),
+    Column("banner_hash", String(64), nullable=True),  # sha256 hex of the text shown
+    Column("language", String(16), nullable=True),
+    # banner | preferences | api | gpc
+    Column("method", String(16), nullable=False),
+    Column("page_path", String(512), nullable=True),
+    Column("previous_receipt_id", String(36), nullable=True),
+    Column("ip_prefix", String(64), nullable=True),  # only with analytics, anonymised
+    Column("country", String(2), nullable=True),  # only with analytics
+    Column("erased_at", DateTime(timezone=False), nullable=True),
+    Column("digest", String(64), nullable=False),
+    Column("prev_digest", String(64), nullable=False),
+    Index("ix_consentkit_receipts_created_at", "created_at"),
+    Index("ix_consentkit_receipts_consent_id", "consent_id"),
+)
+
+meta = Table(
+    "consentkit_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+
+def encode_categories(keys: Iterable[str]) -> str:
+    """``{"b", "a"}`` → ``",a,b,"``; no keys → ``","``."""
+    return "," + "".join(f"{k}," for k in sorted(set(keys)))
+
+
+def decode_categories(value: str | None) -> list[str]:
+    """The inverse of :func:`encode_categories`."""
+    return [k for k in (value or "").split(",") if k]

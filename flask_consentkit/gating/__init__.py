@@ -1,0 +1,3 @@
+"""Server-side enforcement: gated scripts and embeds, known trackers, cookies, Consent Mode."""
+
+from __future__ import annotations

@@ -29,7 +29,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from re import _constants as _c  # type: ignore[attr-defined]
+from re import _parser as _sre_parser  # type: ignore[attr-defined]
+from typing import Any, Protocol
 
 from .trackers import TRACKERS, Tracker
 
@@ -101,39 +103,120 @@ class Gate(Protocol):
 
 
 class TrackerMatcher:
-    """The known trackers compiled for fast matching on bytes."""
+    """The known trackers, prepared for fast matching on bytes.
+
+    Python's regular expressions are slow on a long alternation, so each
+    tracker's pattern only runs when the text contains one of the literal
+    strings every match of it must contain (derived from the pattern). Answers
+    are remembered for texts up to :attr:`cache_limit` bytes: a template
+    renders the same inline scripts on every request.
+    """
+
+    cache_size = 2048
+    cache_limit = 16384
 
     def __init__(self, trackers: Iterable[Tracker] = TRACKERS) -> None:
         self.trackers = tuple(trackers)
-        self.script = self._combine([t for t in self.trackers if t.kind == "script"])
-        self.iframe = self._combine([t for t in self.trackers if t.kind == "iframe"])
+        self.script = [self._prepare(t) for t in self.trackers if t.kind == "script"]
+        self.iframe = [self._prepare(t) for t in self.trackers if t.kind == "iframe"]
+        self._cache: dict[tuple[bool, bytes], Tracker | None] = {}
 
     @staticmethod
-    def _combine(trackers: list[Tracker]) -> tuple[re.Pattern[bytes] | None, list[Tracker]]:
-        if not trackers:
-            return None, []
-        source = b"|".join(
-            b"(?P<t%d>%s)" % (i, t.pattern.pattern.encode("ascii"))
-            for i, t in enumerate(trackers)
-        )
-        return re.compile(source, re.IGNORECASE), trackers
+    def _prepare(tracker: Tracker) -> tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]:
+        source = tracker.pattern.pattern.encode("ascii")
+        needles = required_literals(tracker.pattern.pattern)
+        lowered = tuple(n.lower().encode("ascii") for n in needles) if needles else ()
+        return tracker, re.compile(source, tracker.pattern.flags & ~re.UNICODE), lowered
 
-    @staticmethod
-    def _find(compiled: tuple[re.Pattern[bytes] | None, list[Tracker]],
-              text: bytes) -> Tracker | None:
-        pattern, trackers = compiled
-        if pattern is None:
-            return None
-        m = pattern.search(text)
-        if m is None or m.lastgroup is None:
-            return None
-        return trackers[int(m.lastgroup[1:])]
+    def _find(self, iframe: bool, text: bytes, low: bytes | None) -> Tracker | None:
+        key = (iframe, text)
+        small = len(text) <= self.cache_limit
+        if small:
+            try:
+                return self._cache[key]
+            except KeyError:
+                pass
+        if low is None:
+            low = text.lower()
+        found: Tracker | None = None
+        for tracker, pattern, needles in (self.iframe if iframe else self.script):
+            if needles:
+                for needle in needles:
+                    if needle in low:
+                        break
+                else:
+                    continue
+            if pattern.search(text) is not None:
+                found = tracker
+                break
+        if small:
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
-    def find_script(self, text: bytes) -> Tracker | None:
-        return self._find(self.script, text)
+    def find_script(self, text: bytes, low: bytes | None = None) -> Tracker | None:
+        """The tracker whose snippet or URL is in ``text`` (a script's src or its text)."""
+        return self._find(False, text, low)
 
     def find_iframe(self, url: bytes) -> Tracker | None:
-        return self._find(self.iframe, url)
+        """The tracker whose embed ``url`` is."""
+        return self._find(True, url, None)
+
+
+def required_literals(pattern: str) -> list[str] | None:
+    """Strings of which every match of ``pattern`` contains at least one.
+
+    ``None`` when no such set can be derived (the pattern then always runs).
+    """
+    try:
+        parsed = _sre_parser.parse(pattern, re.IGNORECASE)
+    except Exception:  # noqa: BLE001 - an unexpected shape only costs speed
+        return None
+    found = _required(list(parsed))
+    if not found or min(len(n) for n in found) < 3:
+        return None
+    return sorted(found)
+
+
+def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
+    candidates: list[set[str]] = []
+    run: list[str] = []
+
+    def close() -> None:
+        if run:
+            candidates.append({"".join(run)})
+            run.clear()
+
+    for op, av in items:
+        if op is _c.LITERAL:
+            run.append(chr(av))
+            continue
+        if op is _c.AT:
+            continue
+        close()
+        sub: set[str] | None = None
+        if op is _c.SUBPATTERN:
+            sub = _required(list(av[3]))
+        elif op is _c.ATOMIC_GROUP:
+            sub = _required(list(av))
+        elif op is _c.BRANCH:
+            union: set[str] = set()
+            for branch in av[1]:
+                part = _required(list(branch))
+                if part is None:
+                    union = set()
+                    break
+                union |= part
+            sub = union or None
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            sub = _required(list(av[2]))
+        if sub:
+            candidates.append(sub)
+    close()
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(n) for n in c), -len(c)))
 
 
 _DEFAULT_MATCHER: TrackerMatcher | None = None
@@ -343,6 +426,12 @@ def rewrite(
 def _gate_script(body: bytes, low: bytes, m: re.Match[bytes], text: bytes,
                  gate: Gate, matcher: TrackerMatcher) -> bytes | None:
     """The new start tag of this script, or ``None`` to leave it as it is."""
+    tag_low = low[m.start(2):m.end(2)]
+    if b"type" not in tag_low and b"data-consent" not in tag_low and b"src" not in tag_low:
+        # the common inline script: runnable, unmarked; only its text matters
+        tracker = matcher.find_script(text, low[m.end():m.end() + len(text)])
+        if tracker is None or gate.allows(tracker.category):
+            return None
     attrs = _attributes(body, low, m.start(2), m.end(2))
     type_attr = attrs.get(b"type")
     type_value = type_attr.value.strip().lower() if type_attr else ""
@@ -370,7 +459,8 @@ def _gate_script(body: bytes, low: bytes, m: re.Match[bytes], text: bytes,
         return None
     src = attrs.get(b"src")
     subject = (src.raw or b"") if src is not None else text
-    tracker = matcher.find_script(subject)
+    tracker = matcher.find_script(subject, low[m.end():m.end() + len(text)] if src is None
+                                  else None)
     if tracker is None or gate.allows(tracker.category):
         return None
     gate.report(

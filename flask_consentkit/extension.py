@@ -100,6 +100,9 @@ class ConsentKit:
         install_gating(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
+        from .banner import install as install_banner
+
+        install_banner(app, state)  # keep last: its processor must run after the others
 
     # -- cookie attributes: small methods an app may override in a subclass --
 

@@ -99,13 +99,19 @@ def test_gated_response_varies_on_cookie_and_keeps_content_length_right(client):
     assert int(response.headers["Content-Length"]) == len(response.get_data())
 
 
-def test_page_without_scripts_does_not_read_consent(client):
-    response = client.get("/")
-    assert "Vary" not in response.headers
-    response = client.get("/page", query_string={"body": "<script>boot()</script><p>x</p>"})
-    assert "Vary" not in response.headers
-    assert response.get_data() == b"<!doctype html><html><body><script>boot()</script><p>x</p>" \
-        b"</body></html>"
+def test_page_without_scripts_does_not_read_consent(tmp_path):
+    app = make_app(tmp_path, CONSENTKIT_AUTO_INJECT=False)  # the banner reads it otherwise
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "<!doctype html><body><script>boot()</script><p>x</p></body>"
+
+    client = app.test_client()
+    for path in ("/", "/plain"):
+        response = client.get(path)
+        assert "Vary" not in response.headers, path
+    assert client.get("/plain").get_data() == (
+        b"<!doctype html><body><script>boot()</script><p>x</p></body>")
 
 
 def test_non_html_responses_are_not_rewritten(client):
@@ -155,9 +161,21 @@ def test_placeholder_is_accessible_and_opens_the_category(client):
     assert 'data-consent-placeholder="marketing"' in placeholder
     assert 'role="group" aria-label="Trailer"' in placeholder
     assert ('<a href="/consent/?next=/page%3Fx%3D1#consentkit-cat-marketing" '
-            'data-consentkit-open="marketing" role="button">Choose cookie settings</a>'
+            'data-consentkit-open="marketing" role="button">Open cookie settings</a>'
             in placeholder)
-    assert "consent to Marketing cookies" in placeholder
+    assert "allow “Marketing” cookies" in placeholder
+
+
+def test_placeholder_in_the_visitors_language(client):
+    body = client.get("/page", headers={"Accept-Language": "az"}).get_data().decode()
+    assert "Məzmun bloklanıb" in body
+
+
+def test_placeholder_falls_back_to_english_without_a_catalog(app, client):
+    del get_kit_state(app).services["translate"]
+    body = client.get("/page").get_data().decode()
+    assert ">Choose cookie settings</a>" in body
+    assert "consent to Marketing cookies" in body
 
 
 def test_placeholder_link_leads_back_after_the_choice(client):
@@ -257,7 +275,7 @@ def test_helper_output_is_activated_on_the_server(app, client):
 
 
 def test_vendor_snippets_page_through_the_app(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, CONSENTKIT_AUTO_INJECT=False)
 
     @app.get("/vendors")
     def vendors() -> Response:

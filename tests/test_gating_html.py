@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_consentkit.gating.html import TrackerMatcher, gate_stream, rewrite
+from flask_consentkit.gating.html import ScanCache, TrackerMatcher, gate_stream, rewrite
 from flask_consentkit.gating.trackers import Tracker
 
 from .pages import read, realistic_page
@@ -385,3 +385,26 @@ def test_any_chunking_of_any_markup_matches_the_whole(parts, chunk):
     expected, _ = rewrite(page, StaticGate())
     pieces = [page[i:i + chunk] for i in range(0, len(page), chunk)]
     assert b"".join(gate_stream(pieces, StaticGate())) == expected
+
+
+# -- the scan cache -----------------------------------------------------------------
+
+
+def test_cached_scan_gives_the_same_answer_for_every_visitor():
+    cache = ScanCache()
+    page = realistic_page(30_000)
+    for granted in ((), ("analytics",), ("analytics", "marketing"), ()):
+        expected, _ = rewrite(page, StaticGate(*granted))
+        assert rewrite(page, StaticGate(*granted), cache=cache)[0] == expected
+    assert len(cache._scans) == 1
+
+
+def test_cache_is_bounded_and_exact():
+    cache = ScanCache(size=2, limit=100)
+    small = [b"<script src='https://www.clarity.ms/tag/%d'></script>" % i for i in range(3)]
+    for body in small:
+        assert b'type="text/plain"' in rewrite(body, StaticGate(), cache=cache)[0]
+    assert len(cache._scans) <= 2
+    big = b"<p>x</p>" * 50 + small[0]
+    assert b'type="text/plain"' in rewrite(big, StaticGate(), cache=cache)[0]
+    assert big not in cache._scans  # larger than the limit: not kept

@@ -148,7 +148,7 @@ class ConsentKit:
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:
         settings = ext.settings
         assert state.decided_at is not None
-        remaining = int(state.decided_at.timestamp() + settings.max_age - time.time())
+        remaining = int(state.decided_at.timestamp()) + settings.max_age - int(time.time())
         response.set_cookie(
             settings.cookie_name,
             ext.codec.dumps(state),

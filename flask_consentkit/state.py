@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from flask import current_app, g, request
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -139,7 +139,8 @@ class ConsentCodec:
         }
         if state.source:
             payload["s"] = state.source
-        return cast(str, self.current.dumps(payload))
+        token: str = self.current.dumps(payload)
+        return token
 
     def loads(self, value: str | None, now: float | None = None) -> tuple[ConsentState, bool]:
         """Return ``(state, reissue)``; ``reissue`` means it was signed with a fallback key."""

@@ -142,7 +142,10 @@ class ConsentKit:
         elif ctx.reissue and ctx.state is not None and ctx.state.decided:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies:
-            response.vary.add("Cookie")
+            if "Vary" in response.headers:
+                response.vary.add("Cookie")
+            else:
+                response.headers["Vary"] = "Cookie"
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

@@ -90,3 +90,13 @@ def test_data_is_shaped_as_the_scanner_expects():
 def test_bad_tracker_data_is_refused_with_a_reason(data, message):
     with pytest.raises(ValueError, match=message):
         parse_trackers(data)
+
+
+def test_tracker_data_ships_in_the_wheel_as_package_data():
+    import tomllib
+
+    from .conftest import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "flask_consentkit.gating" in config["packages"]
+    assert "gating/*.json" in config["package-data"]["flask_consentkit"]

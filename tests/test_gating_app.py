@@ -283,6 +283,33 @@ def test_vendor_snippets_page_through_the_app(tmp_path):
 
     client = app.test_client()
     body = client.get("/vendors").get_data()
-    assert body.count(b"data-consentkit-neutralised") == 14
+    assert body.count(b"data-consentkit-neutralised") == 17
     choose(client, "analytics", "marketing")
     assert client.get("/vendors").get_data() == read("vendor_snippets.html")
+
+
+def test_page_with_only_a_tracking_pixel_is_gated(tmp_path):
+    app = make_app(tmp_path, CONSENTKIT_AUTO_INJECT=False)
+    pixel = (b'<noscript><img height="1" width="1" srcset="https://www.facebook.com/tr?id=1 1x" '
+             b'src="https://www.facebook.com/tr?id=1&amp;ev=PageView&amp;noscript=1"></noscript>')
+
+    @app.get("/pixel")
+    def pixel_page() -> Response:
+        return Response(b"<!doctype html><body><img src='/logo.png' alt=''>" + pixel
+                        + b"</body>", mimetype="text/html")
+
+    @app.get("/images")
+    def images_page() -> Response:
+        return Response(b"<!doctype html><body><img src='/logo.png' alt=''></body>",
+                        mimetype="text/html")
+
+    client = app.test_client()
+    body = client.get("/pixel").get_data()
+    assert b"facebook.com/tr" in body and b' src="https://www.facebook.com' not in body
+    assert b"srcset=" not in body
+    assert (b'<img data-consent="marketing" data-consent-src="https://www.facebook.com/tr?id=1'
+            b'&amp;ev=PageView&amp;noscript=1" data-consentkit-neutralised height="1"') in body
+    # an ordinary image page is not even read for consent
+    assert "Vary" not in client.get("/images").headers
+    choose(client, "marketing")
+    assert pixel in client.get("/pixel").get_data()

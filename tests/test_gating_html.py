@@ -153,12 +153,15 @@ def test_every_vendor_snippet_is_neutralised_before_consent():
     for name in ("Google Tag Manager", "Google Analytics", "Meta Pixel", "Hotjar",
                  "Microsoft Clarity", "LinkedIn Insight Tag", "TikTok Pixel", "Yandex Metrica",
                  "YouTube embed", "Vimeo embed", "Vimeo player API",
-                 "Google Tag Manager (noscript)"):
+                 "Google Tag Manager (noscript)", "Meta Pixel (noscript image)",
+                 "LinkedIn Insight Tag (noscript image)", "Yandex Metrica (noscript image)"):
         assert f"tracker:{name}" in gate.reports, name
     # no iframe keeps a src: the GTM noscript frame, YouTube and Vimeo are all blocked
     assert re.findall(r"<iframe\b[^>]*\ssrc=", page) == []
     assert page.count('class="consentkit-placeholder"') == 3
-    assert page.count("data-consentkit-neutralised") == 14
+    # no tracking pixel keeps its src either
+    assert re.findall(r"<img\b[^>]*\ssrc=", page) == []
+    assert page.count("data-consentkit-neutralised") == 17
 
 
 def test_neutralised_script_keeps_its_attributes_and_can_be_activated():
@@ -211,7 +214,7 @@ def test_other_consent_managers_markup_is_left_alone():
 def test_warning_names_each_tracker_once_per_gate_key():
     gate = StaticGate()
     rewrite(read("vendor_snippets.html") * 2, gate)
-    assert len([k for k in gate.reports if k.startswith("tracker:")]) == 12
+    assert len([k for k in gate.reports if k.startswith("tracker:")]) == 15
 
 
 def test_an_app_can_add_trackers():
@@ -239,6 +242,7 @@ TRACKER = '<script src="https://connect.facebook.net/en_US/fbevents.js"></script
     f"<iframe title='x'>{TRACKER}</iframe>",
     f'<div title="{TRACKER}">x</div>',
     f"<img alt='{TRACKER}'>",
+    "<img src='/static/img/a.webp' alt='facebook.com/tr?id=1'>",
     "<script>var s = '<script src=\"/local.js\"><iframe src=x><\\/script>';</script>",
     "<script type='text/x-template'><script src=https://connect.facebook.net/en_US/fbevents.js>"
     "</script>",

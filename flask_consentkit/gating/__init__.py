@@ -179,7 +179,7 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
                       "ConsentKit after the compression extension so it runs first.")
         return response
     body = response.get_data()
-    if not could_need_gating(body):
+    if not could_need_gating(body, gating.matcher):
         return response
     charset = response.mimetype_params.get("charset", "utf-8")
     new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,

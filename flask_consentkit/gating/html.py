@@ -18,7 +18,9 @@ The rules, for each element found:
   placeholder is put in front of it.
 - An unmarked runnable script or an iframe whose URL (or inline text) matches
   a known tracker is neutralised into the same inert form, plus
-  ``data-consentkit-neutralised``, while the tracker's category is not granted.
+  ``data-consentkit-neutralised``, while the tracker's category is not granted;
+  so is a known tracking pixel (``<img>``, usually in ``<noscript>``): it loses
+  its ``src`` and ``srcset``.
 
 Decisions are asked of a :class:`Gate`, and only for elements that need one,
 so a page without gated markup never resolves the visitor's consent.
@@ -51,8 +53,8 @@ _ATTRS = (
     rb"|[^\t\n\f\r />][^\t\n\f\r />=]*+"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+)*+"
 )
-#: Elements whose content is not markup, plus the two we gate.
-_SPECIAL = rb"script|iframe|style|textarea|title|xmp|noembed|noframes|plaintext"
+#: Elements whose content is not markup, plus the three we gate.
+_SPECIAL = rb"script|iframe|img|style|textarea|title|xmp|noembed|noframes|plaintext"
 
 #: Everything that needs no attention: text, ordinary tags, end tags, bogus
 #: comments, a lone ``<``. Stops at a comment, a special element or an
@@ -102,6 +104,7 @@ _RUNNABLE_TYPES = frozenset({
     b"text/livescript", b"text/x-ecmascript", b"text/x-javascript",
 })
 _ANY_CASE = re.compile(rb"<(?i:script|iframe)")
+_IMG_ANY_CASE = re.compile(rb"<(?i:img)")
 
 
 class Gate(Protocol):
@@ -134,7 +137,18 @@ class TrackerMatcher:
         self.trackers = tuple(trackers)
         self.script = [self._prepare(t) for t in self.trackers if t.kind == "script"]
         self.iframe = [self._prepare(t) for t in self.trackers if t.kind == "iframe"]
-        self._cache: dict[tuple[bool, bytes], Tracker | None] = {}
+        self.image = [self._prepare(t) for t in self.trackers if t.kind == "image"]
+        #: literals of which an image tracker's URL holds one (``()``: match every ``<img``)
+        self.image_needles: tuple[bytes, ...] | None = ()
+        needles: list[bytes] = []
+        for _, _, literals in self.image:
+            if not literals:
+                self.image_needles = None
+                break
+            needles.extend(literals)
+        else:
+            self.image_needles = tuple(needles)
+        self._cache: dict[tuple[str, bytes], Tracker | None] = {}
 
     @staticmethod
     def _prepare(tracker: Tracker) -> tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]:
@@ -143,8 +157,8 @@ class TrackerMatcher:
         lowered = tuple(n.lower().encode("ascii") for n in needles) if needles else ()
         return tracker, re.compile(source, tracker.pattern.flags & ~re.UNICODE), lowered
 
-    def _find(self, iframe: bool, text: bytes, low: bytes | None) -> Tracker | None:
-        key = (iframe, text)
+    def _find(self, kind: str, text: bytes, low: bytes | None) -> Tracker | None:
+        key = (kind, text)
         small = len(text) <= self.cache_limit
         if small:
             try:
@@ -154,7 +168,7 @@ class TrackerMatcher:
         if low is None:
             low = text.lower()
         found: Tracker | None = None
-        for tracker, pattern, needles in (self.iframe if iframe else self.script):
+        for tracker, pattern, needles in getattr(self, kind):
             if needles:
                 for needle in needles:
                     if needle in low:
@@ -172,11 +186,24 @@ class TrackerMatcher:
 
     def find_script(self, text: bytes, low: bytes | None = None) -> Tracker | None:
         """The tracker whose snippet or URL is in ``text`` (a script's src or its text)."""
-        return self._find(False, text, low)
+        return self._find("script", text, low)
 
     def find_iframe(self, url: bytes) -> Tracker | None:
         """The tracker whose embed ``url`` is."""
-        return self._find(True, url, None)
+        return self._find("iframe", url, None)
+
+    def find_image(self, url: bytes) -> Tracker | None:
+        """The tracker whose pixel ``url`` is."""
+        return self._find("image", url, None)
+
+    def may_hold_pixels(self, body: bytes) -> bool:
+        """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
+        if not self.image or (b"<img" not in body and _IMG_ANY_CASE.search(body) is None):
+            return False
+        if self.image_needles is None:
+            return True
+        low = body.lower()
+        return any(needle in low for needle in self.image_needles)
 
 
 def required_literals(pattern: str) -> list[str] | None:
@@ -244,9 +271,11 @@ def default_matcher() -> TrackerMatcher:
     return _DEFAULT_MATCHER
 
 
-def could_need_gating(body: bytes) -> bool:
-    """Cheap check: can ``body`` contain a script or an iframe at all?"""
-    return b"<script" in body or b"<iframe" in body or _ANY_CASE.search(body) is not None
+def could_need_gating(body: bytes, matcher: TrackerMatcher | None = None) -> bool:
+    """Cheap check: can ``body`` hold a script, an iframe or a known tracking pixel at all?"""
+    if b"<script" in body or b"<iframe" in body or _ANY_CASE.search(body) is not None:
+        return True
+    return (matcher or default_matcher()).may_hold_pixels(body)
 
 
 # -- attributes -----------------------------------------------------------------
@@ -492,6 +521,12 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
                 sites.append(site)
             pos = after
             continue
+        if name == b"img":
+            site = _image_site(body, low, t0, a0, a1, t1, matcher)
+            if site is not None:
+                sites.append(site)
+            pos = t1
+            continue
         if name == b"plaintext":
             return sites, n  # the rest of the document is text
         found = _RAW_END[name].search(low, t1)
@@ -607,6 +642,30 @@ def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
                 f"{tracker.category!r} is granted; write it as <iframe "
                 f'data-consent="{tracker.category}" data-consent-src="…"> or use '
                 "consent_iframe()."),
+    )
+
+
+def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
+                matcher: TrackerMatcher) -> Site | None:
+    """The site of a known tracking pixel, or ``None`` for any other image."""
+    if b"src" not in low[a0:a1]:
+        return None
+    attrs = _attributes(body, low, a0, a1)
+    src = attrs.get(b"src")
+    if src is None or not src.raw or b"data-consent" in attrs:
+        return None
+    tracker = matcher.find_image(src.raw)
+    if tracker is None:
+        return None
+    remove = [a for a in (src, attrs.get(b"srcset")) if a is not None]
+    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-src="
+           + _quote(src.value) + b" data-consentkit-neutralised")
+    return Site(
+        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, remove, add),
+        report=(f"tracker:{tracker.name}",
+                f"a tracking pixel of {tracker.name} was blocked until {tracker.category!r} "
+                "is granted; load it only when current_consent.allows("
+                f"{tracker.category!r})."),
     )
 
 

@@ -126,6 +126,32 @@ def test_compressed_body_is_skipped_with_a_warning(client, caplog):
     assert len([r for r in caplog.records if "compressed" in r.getMessage()]) == 1
 
 
+def test_gating_runs_before_a_compression_hook_registered_earlier():
+    from flask import Flask
+
+    from flask_consentkit import ConsentKit
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s" * 32, CONSENTKIT_LEDGER_URL=None,
+                      CONSENTKIT_AUTO_INJECT=False)
+
+    @app.after_request
+    def compress(response: Response) -> Response:  # what a compression extension does
+        if response.mimetype == "text/html" and not response.direct_passthrough:
+            response.set_data(gzip.compress(response.get_data()))
+            response.headers["Content-Encoding"] = "gzip"
+        return response
+
+    ConsentKit(app)  # after the compression extension, as the README says
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(GTAG, mimetype="text/html")
+
+    body = gzip.decompress(app.test_client().get("/").get_data())
+    assert body.startswith(b'<script type="text/plain" data-consent="analytics"')
+
+
 def test_streamed_body_is_gated_through_the_helper(client):
     body = client.get("/stream").get_data()
     assert b'<script type="text/plain" data-consent="analytics" data-consentkit-neutralised' in body

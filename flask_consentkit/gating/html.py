@@ -59,33 +59,44 @@ _SPECIAL = rb"script|iframe|img|style|textarea|title|xmp|noembed|noframes|plaint
 #: Everything that needs no attention: text, ordinary tags, end tags, bogus
 #: comments, a lone ``<``. Stops at a comment, a special element or an
 #: incomplete tag at the end of the input.
+_WS_LOOK = rb"(?=[\t\n\f\r />])"
+#: Raw-text elements that are complete: start tag, text, end tag.
+_RAW_TEXT = b"".join(
+    rb"|<" + name + _WS_LOOK + _ATTRS + rb">(?:[^<]++|<(?!/" + name + rb"[\t\n\f\r />]))*+</"
+    + name + _WS_LOOK + _ATTRS + rb">"
+    for name in (b"style", b"textarea", b"title", b"xmp", b"noembed", b"noframes")
+)
 _SKIP_BODY = (
     rb"(?:[^<]++"
     rb"|<(?!(?:" + _SPECIAL + rb")[\t\n\f\r />])[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
     rb"|</[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
+    rb"|<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
+    + _RAW_TEXT +
     rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
 )
-#: Everything that needs no attention (text, ordinary tags, end tags, bogus
-#: comments, a lone ``<``), then what does: a comment (group 1) or a special
-#: element's start tag (name in group 2, attributes in group 3). Neither group
-#: matches at the end of the input or before a tag cut off by it.
+#: Everything that needs no attention — text, ordinary tags, end tags, comments,
+#: complete raw-text elements, bogus comments, a lone ``<`` — in one go, then
+#: what does:
+#:
+#: - a whole script without ``<!--`` in its text: attributes (1), text (2);
+#: - any other special element's start tag: name (3), attributes (4);
+#: - a comment that runs to the end of the input (5).
+#:
+#: None of them matches at the end of the input or before a tag cut off by it.
 _NEXT = re.compile(
     _SKIP_BODY
-    + rb"(?:(<!--)|<(" + _SPECIAL + rb")(?=[\t\n\f\r />])(" + _ATTRS + rb")>)?"
-)
-#: A script's text without "<!--" and its end tag, in one go (the common case).
-_SCRIPT_SIMPLE = re.compile(
-    rb"(?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+(</script)(?=[\t\n\f\r />])"
-    + _ATTRS + rb">"
+    + rb"(?:<script" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
+    rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script" + _WS_LOOK + _ATTRS + rb">"
+    rb"|<(" + _SPECIAL + rb")" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
+    rb"|(<!--))?"
 )
 _ATTR = re.compile(
     rb"([^\t\n\f\r />][^\t\n\f\r />=]*+)"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+"
 )
 _END_TAG_REST = re.compile(_ATTRS + rb">")
-_COMMENT_END = re.compile(rb"--!?>")
 _SCRIPT_DATA = re.compile(rb"</script(?=[\t\n\f\r />])|<!--")
 _SCRIPT_ESCAPED = re.compile(rb"</script(?=[\t\n\f\r />])|<script(?=[\t\n\f\r />])|-->")
 _SCRIPT_DOUBLE = re.compile(rb"</script(?=[\t\n\f\r />])|-->")
@@ -192,9 +203,9 @@ class TrackerMatcher:
         """The tracker whose embed ``url`` is."""
         return self._find("iframe", url, None)
 
-    def find_image(self, url: bytes) -> Tracker | None:
+    def find_image(self, url: bytes, low: bytes | None = None) -> Tracker | None:
         """The tracker whose pixel ``url`` is."""
-        return self._find("image", url, None)
+        return self._find("image", url, low)
 
     def may_hold_pixels(self, body: bytes) -> bool:
         """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
@@ -370,15 +381,6 @@ def _end_tag_end(low: bytes, pos: int, name_len: int) -> int:
     return m.end() if m else -1
 
 
-def _comment_end(low: bytes, pos: int) -> int:
-    if low.startswith(b">", pos + 4):
-        return pos + 5
-    if low.startswith(b"->", pos + 4):
-        return pos + 6
-    m = _COMMENT_END.search(low, pos + 4)
-    return m.end() if m else -1
-
-
 @dataclass(frozen=True, slots=True)
 class Site:
     """A start tag whose bytes depend on whether ``category`` is granted."""
@@ -490,32 +492,29 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
     while True:
         m = _NEXT.match(low, pos)
         assert m is not None  # every part of the pattern may be empty
-        name = m.group(2)
+        if m.start(2) >= 0:  # a whole script
+            a0, a1 = m.span(1)
+            site = _script_site(body, low, a0 - 7, a0, a1, a1 + 1, m.end(2), matcher)
+            if site is not None:
+                sites.append(site)
+            pos = m.end()
+            continue
+        name = m.group(3)
         if name is None:
-            start = m.end()
-            if m.group(1) is not None:  # a comment
-                start = m.start(1)
-                end = _comment_end(low, start)
-                if end >= 0:
-                    pos = end
-                    continue
             # the end of the input, a cut-off tag or a comment that runs to the end
+            start = m.start(5) if m.start(5) >= 0 else m.end()
             if start < n and not final:
                 return sites, start
             return sites, n
-        t0, a0, a1, t1 = m.start(2) - 1, m.start(3), m.end(3), m.end()
-        if name == b"script":
-            simple = _SCRIPT_SIMPLE.match(low, t1)
-            if simple is not None:
-                close, after = simple.start(1), simple.end()
-            else:
-                close = _script_end(low, t1)
-                after = _end_tag_end(low, close, 6) if close >= 0 else -1
-                if after < 0:
-                    if not final:
-                        return sites, t0
-                    close = n if close < 0 else close
-                    after = n
+        t0, a0, a1, t1 = m.start(3) - 1, m.start(4), m.end(4), m.end()
+        if name == b"script":  # one whose text holds "<!--", or is cut off
+            close = _script_end(low, t1)
+            after = _end_tag_end(low, close, 6) if close >= 0 else -1
+            if after < 0:
+                if not final:
+                    return sites, t0
+                close = n if close < 0 else close
+                after = n
             site = _script_site(body, low, t0, a0, a1, t1, close, matcher)
             if site is not None:
                 sites.append(site)
@@ -549,10 +548,12 @@ def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, cl
     ``None`` when the script never depends on consent.
     """
     tag_low = low[a0:a1]
-    if b"type" not in tag_low and b"data-consent" not in tag_low and b"src" not in tag_low:
-        # the common inline script: runnable and unmarked, only its text matters
-        if matcher.find_script(body[t1:close], low[t1:close]) is None:
-            return None
+    if (b"type" not in tag_low and b"data-consent" not in tag_low
+            and matcher.find_script(body[t1:close], low[t1:close]) is None
+            and (b"src" not in tag_low or matcher.find_script(body[a0:a1], tag_low) is None)):
+        # runnable and unmarked, and no tracker in its text nor anywhere in its tag
+        # (so none in its src): the common script, nothing to decide
+        return None
     attrs = _attributes(body, low, a0, a1)
     type_attr = attrs.get(b"type")
     type_value = type_attr.value.strip().lower() if type_attr else ""
@@ -648,8 +649,9 @@ def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
 def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
                 matcher: TrackerMatcher) -> Site | None:
     """The site of a known tracking pixel, or ``None`` for any other image."""
-    if b"src" not in low[a0:a1]:
-        return None
+    tag_low = low[a0:a1]
+    if b"src" not in tag_low or matcher.find_image(body[a0:a1], tag_low) is None:
+        return None  # no tracker anywhere in the tag, so none in its src
     attrs = _attributes(body, low, a0, a1)
     src = attrs.get(b"src")
     if src is None or not src.raw or b"data-consent" in attrs:

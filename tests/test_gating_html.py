@@ -325,6 +325,21 @@ def test_comment_end_variants():
         assert 'type="text/plain"' in run(html), comment
 
 
+def test_unterminated_comment_and_raw_text_hide_the_rest_as_a_browser_does():
+    out = run(TRACKER + "<!-- never closed " + TRACKER)
+    assert out.count('type="text/plain"') == 1 and out.endswith("<!-- never closed " + TRACKER)
+    out = run(TRACKER + "<textarea>" + TRACKER)
+    assert out.count('type="text/plain"') == 1 and out.endswith("<textarea>" + TRACKER)
+
+
+def test_raw_text_end_tag_needs_the_right_name():
+    # "</textareax>" does not end a textarea; "</TEXTAREA >" does
+    html = "<textarea></textareax>" + TRACKER + "</TEXTAREA >" + TRACKER
+    out = run(html)
+    assert out.count('type="text/plain"') == 1
+    assert out.startswith("<textarea></textareax>" + TRACKER + "</TEXTAREA >")
+
+
 def test_non_ascii_text_and_bytes_around_are_untouched():
     html = ("<p>Bakı — Москва — İstanbul ✓</p>" + TRACKER + "<p>ğüşöç</p>").encode("utf-8")
     out = run(html)

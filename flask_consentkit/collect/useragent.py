@@ -17,14 +17,15 @@ bounded LRU cache keyed by the header.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-import user_agents
 from user_agents.parsers import UserAgent as _UAClassifier
 from user_agents.parsers import parse_browser, parse_device, parse_operating_system
+from user_agents.parsers import user_agent_parser as _legacy
 
 DeviceType = Literal["desktop", "mobile", "tablet", "bot", "other"]
 ParserName = Literal["ua-parser", "user-agents"]
@@ -83,42 +84,70 @@ def _device_type(ua: _UAClassifier) -> DeviceType:
     return "other"
 
 
-def _info(ua: _UAClassifier) -> UserAgentInfo:
-    browser, os_ = ua.browser, ua.os
+class _Classified(_UAClassifier):  # type: ignore[misc]
+    """``user_agents``' device rules applied to an already parsed header."""
+
+    def __init__(self, ua_string: str, agent: Parts, os_: Parts, device: Parts) -> None:
+        self.ua_string = ua_string
+        self.browser = parse_browser(*agent[:4])
+        self.os = parse_operating_system(*os_[:4])
+        self.device = parse_device(*device[:3])
+
+
+Parts = tuple[str | None, ...]
+
+
+def _info(header: str, agent: Parts, os_: Parts, device: Parts) -> UserAgentInfo:
+    """The answer for one header from the parser's raw parts.
+
+    Versions are joined from the raw strings (``user_agents`` turns "10.00"
+    into "10.0"); the device type comes from ``user_agents``' rules.
+    """
     return UserAgentInfo(
-        browser=_family(browser.family),
-        browser_version=browser.version_string or None,
-        os=_family(os_.family),
-        os_version=os_.version_string or None,
-        device_type=_device_type(ua),
+        browser=_family(agent[0]),
+        browser_version=_version(*agent[1:4]),
+        os=_family(os_[0]),
+        os_version=_version(*os_[1:4]),
+        device_type=_device_type(_Classified(header, agent, os_, device)),
     )
 
 
-class _Classified(_UAClassifier):  # type: ignore[misc]
-    """``user_agents``' device rules applied to a result parsed by ``ua-parser`` 1.x."""
+_resolver_lock = threading.Lock()
 
-    def __init__(self, ua_string: str, result: Any) -> None:
-        agent, os_, device = result.user_agent, result.os, result.device
-        self.ua_string = ua_string
-        self.browser = parse_browser(agent.family, agent.major, agent.minor, agent.patch)
-        self.os = parse_operating_system(os_.family, os_.major, os_.minor, os_.patch)
-        self.device = parse_device(device.family, device.brand, device.model)
+
+@lru_cache(maxsize=1)
+def _ua_parser_resolver() -> Any:
+    """ua-parser's best resolver over the built-in rules, built once per process.
+
+    Building it (the native resolver compiles the rule set on first use) costs
+    a fraction of a second, so every app in the process shares one.
+    """
+    import ua_parser
+
+    # no cache inside: ours (in UserAgentParser) keeps finished answers
+    return ua_parser.Parser(ua_parser.BestAvailableResolver(ua_parser.load_lazy_builtins()))
 
 
 def _make_ua_parser() -> Callable[[str], UserAgentInfo]:
-    import ua_parser
-
-    # no cache inside: ours (below) keeps finished answers
-    parser = ua_parser.Parser(ua_parser.BestAvailableResolver(ua_parser.load_lazy_builtins()))
+    with _resolver_lock:
+        parser = _ua_parser_resolver()
 
     def parse(header: str) -> UserAgentInfo:
-        return _info(_Classified(header, parser.parse(header).with_defaults()))
+        r = parser.parse(header).with_defaults()
+        a, o, d = r.user_agent, r.os, r.device
+        return _info(header, (a.family, a.major, a.minor, a.patch),
+                     (o.family, o.major, o.minor, o.patch), (d.family, d.brand, d.model))
 
     return parse
 
 
 def _parse_user_agents(header: str) -> UserAgentInfo:
-    return _info(user_agents.parse(header))
+    # what ``user_agents.parse`` does, keeping the raw version strings
+    r = _legacy.Parse(header)
+    a, o, d = r["user_agent"], r["os"], r["device"]
+    return _info(header, (a["family"], a["major"], a["minor"], a["patch"]),
+                 (o["family"], o["major"], o["minor"], o["patch"]),
+                 (d["family"], d["brand"], d["model"]))
 
 
 class UserAgentParser:

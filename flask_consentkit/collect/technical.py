@@ -20,9 +20,9 @@ from flask import Flask, current_app, request
 
 from ..signals import technical_data_collected
 from ..state import get_state, request_consent
-from .geo import GeoService, WebServiceGeo, shared_database
+from .geo import GeoRecord, GeoService, WebServiceGeo, shared_database
 from .ip import normalise
-from .useragent import DeviceType, UserAgentParser
+from .useragent import EMPTY, DeviceType, UserAgentInfo, UserAgentParser
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -64,6 +64,7 @@ class TechnicalData:
 
 
 NOTHING = TechnicalData()
+NO_RECORD = GeoRecord()
 
 
 def technical_data() -> TechnicalData:
@@ -79,7 +80,8 @@ def technical_data() -> TechnicalData:
     the answer holds any value. Never raises for bad data: an unknown address,
     a broken geo database or a failing web service give ``None`` fields.
     """
-    ext: ConsentKitState = current_app.extensions["consentkit"]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ext: ConsentKitState = app.extensions["consentkit"]
     state = get_state()
     rules = ext.settings.collection_rules
     key = (state.allows(rules["ip"]), state.allows(rules["geo"]), state.allows(rules["user_agent"]))
@@ -88,24 +90,23 @@ def technical_data() -> TechnicalData:
     if memo is not None and memo[0] == key:
         data: TechnicalData = memo[1]
     else:
-        data = _collect(ext, *key)
+        data = _collect(ext, request.environ, *key)
         cache[_MEMO] = (key, data)
     if data is not NOTHING and technical_data_collected.receivers:
-        technical_data_collected.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            data=data,
-        )
+        technical_data_collected.send(app, data=data)
     return data
 
 
 def _collect(
-    ext: ConsentKitState, allow_ip: bool, allow_geo: bool, allow_ua: bool
+    ext: ConsentKitState, environ: dict[str, Any], allow_ip: bool, allow_geo: bool,
+    allow_ua: bool,
 ) -> TechnicalData:
     if not (allow_ip or allow_geo or allow_ua):
         return NOTHING
-    ip = country = region = city = None
+    ip = None
+    record: GeoRecord | None = None
     if allow_ip or allow_geo:
-        address = normalise(request.remote_addr, ext.settings.anonymize_ip)
+        address = normalise(environ.get("REMOTE_ADDR"), ext.settings.anonymize_ip)
         if address is not None:
             text, public = address
             if allow_ip:
@@ -116,23 +117,48 @@ def _collect(
                     record = geo.lookup(text, public)
                 except Exception:  # noqa: BLE001 - the view must never fail for geo data
                     log.warning("geo lookup for %s failed", text, exc_info=True)
-                    record = None
-                if record is not None:
-                    country, region, city = record.country, record.region, record.city
-    browser = browser_version = os_name = os_version = device_type = None
+    info = EMPTY
     if allow_ua:
         parser: UserAgentParser | None = ext.services.get("user_agent")
         if parser is not None:
             try:
-                info = parser.parse(request.headers.get("User-Agent"))
+                info = parser.parse(environ.get("HTTP_USER_AGENT"))
             except Exception:  # noqa: BLE001 - a pathological header must not fail the view
                 log.warning("parsing the User-Agent header failed", exc_info=True)
-            else:
-                browser, browser_version = info.browser, info.browser_version
-                os_name, os_version, device_type = info.os, info.os_version, info.device_type
-    data = TechnicalData(ip, country, region, city, browser, browser_version, os_name,
-                         os_version, device_type)
-    return data if data != NOTHING else NOTHING
+    if ip is None and record is None and info is EMPTY:
+        return NOTHING
+    return _build(ip, record or NO_RECORD, info)
+
+
+def _build(ip: str | None, record: GeoRecord, info: UserAgentInfo) -> TechnicalData:
+    """One :class:`TechnicalData`, reused while its parts are the same cached objects."""
+    key = (ip, id(record), id(info))
+    hit = _built.get(key)
+    if hit is not None and hit[0] is record and hit[1] is info:
+        return hit[2]
+    data = TechnicalData(ip, record.country, record.region, record.city, info.browser,
+                         info.browser_version, info.os, info.os_version, info.device_type)
+    if data == NOTHING:
+        data = NOTHING
+    if len(_built) >= _BUILT_SIZE:
+        _built.pop(next(iter(_built)), None)
+    _built[key] = (record, info, data)
+    return data
+
+
+#: finished answers per (ip, geo record, user-agent info); the parts come from
+#: the per-process caches, so a warm request rebuilds nothing
+_built: dict[tuple[str | None, int, int], tuple[GeoRecord, UserAgentInfo, TechnicalData]] = {}
+_BUILT_SIZE = 4096
+
+
+def clear_caches() -> None:
+    """Forget every cached answer of this process (parsed agents, geo records, addresses).
+
+    For benchmarks and tests; an app never needs it.
+    """
+    _built.clear()
+    normalise.cache_clear()
 
 
 def make_geo_service(settings: Settings) -> GeoService | None:

@@ -153,9 +153,10 @@ _BUILT_SIZE = 4096
 
 
 def clear_caches() -> None:
-    """Forget every cached answer of this process (parsed agents, geo records, addresses).
+    """Forget the finished answers and normalised addresses cached in this process.
 
-    For benchmarks and tests; an app never needs it.
+    The geo and user-agent services keep their own caches (``clear()`` on
+    each). For benchmarks and tests; an app never needs it.
     """
     _built.clear()
     normalise.cache_clear()

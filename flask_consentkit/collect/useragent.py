@@ -8,10 +8,12 @@ Two parsers give the same :class:`UserAgentInfo`:
 
 Both read the same uap-core rules, and the device type is decided by the same
 rules (``user_agents``' ``is_bot`` / ``is_tablet`` / ``is_mobile`` / ``is_pc``)
-on both paths, so the answers agree; ``"auto"`` picks ``ua-parser`` with its
+on both paths. On the uap-core corpus the answers are identical except the
+device type of a few crawler strings, which the native resolver recognises as
+bots and Python's ``re`` does not. ``"auto"`` picks ``ua-parser`` with its
 native resolver when it is installed because it is an order of magnitude
-faster (see ``bench/bench_technical.py``). Results are cached per process in a
-bounded LRU cache keyed by the header.
+faster (see ``bench/bench_technical.py``). Results are cached in a bounded LRU
+cache keyed by the header (first :data:`MAX_LENGTH` characters).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/60
           "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1")
 
 
-class CountingReader(geoip2.database.Reader):  # type: ignore[misc]
+class CountingReader(geoip2.database.Reader):
     """geoip2's own reader, counting the lookups made through it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

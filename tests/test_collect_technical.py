@@ -254,3 +254,11 @@ def test_technical_data_is_immutable() -> None:
     with pytest.raises(AttributeError):
         data.ip = "1.2.3.4"  # type: ignore[misc]
     assert data.collected and not TechnicalData().collected
+
+
+def test_app_without_the_extension_gets_a_clear_error() -> None:
+    from flask_consentkit import ConsentKitError
+
+    with Flask(__name__).test_request_context():
+        with pytest.raises(ConsentKitError, match="ConsentKit"):
+            technical_data()

@@ -155,3 +155,20 @@ def test_c_extension_is_used_when_installed(testdata: Path) -> None:
     geo = DatabaseGeo(str(testdata / "GeoIP2-City-Test.mmdb"))
     geo.lookup("175.16.199.0")
     assert type(geo._reader._db_reader).__module__ == maxminddb_ext.__name__
+
+
+def test_corrupt_replacement_keeps_the_previous_database(
+    tmp_path: Path, testdata: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "geo.mmdb"
+    shutil.copy(testdata / "GeoIP2-City-Test.mmdb", path)
+    geo = DatabaseGeo(str(path))
+    assert geo.lookup("175.16.199.0") is not None
+    new = tmp_path / "geo.mmdb.new"
+    new.write_bytes(b"garbage" * 1000)
+    os.replace(new, path)
+    geo.recheck_seconds = 0
+    geo._next_check = 0.0
+    assert geo.lookup("2001:480:10::") == GeoRecord("US", "California", "San Diego")
+    logged = warnings_logged(caplog)
+    assert len(logged) == 1 and "previous version stays in use" in logged[0]

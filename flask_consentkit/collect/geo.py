@@ -184,16 +184,14 @@ class DatabaseGeo(GeoService):
             self._open()
 
     def _open(self) -> None:
-        """(Re)open the file; on failure keep no reader and warn."""
-        self._cache.clear()
-        self._reader = None
-        self._query_fn = None
+        """(Re)open the file; on failure warn and keep what was open before (if anything)."""
         try:
             reader = self.opener(self.path)
             database_type = str(reader.metadata().database_type)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-            self.warn("corrupt", "the GeoIP database %s cannot be opened (%s); location "
-                      "stays unknown", self.path, exc)
+            self.warn("corrupt", "the GeoIP database %s cannot be opened (%s); %s", self.path,
+                      exc, "location stays unknown" if self._reader is None
+                      else "the previous version stays in use")
             return
         if "City" in database_type or "Enterprise" in database_type:
             query = reader.city
@@ -203,8 +201,8 @@ class DatabaseGeo(GeoService):
             self.warn("edition", "the GeoIP database %s is a %s database; a City or Country "
                       "edition is needed", self.path, database_type)
             return
-        self._reader = reader
-        self._query_fn = query
+        self._reader, self._query_fn = reader, query
+        self._cache.clear()
 
     def _query(self, address: str) -> tuple[GeoRecord | None, bool]:
         query = self._query_fn

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, request
 
+from ..extension import get_kit_state
 from ..signals import technical_data_collected
 from ..state import get_state, request_consent
 from .geo import GeoRecord, GeoService, WebServiceGeo, shared_database
@@ -81,7 +82,9 @@ def technical_data() -> TechnicalData:
     a broken geo database or a failing web service give ``None`` fields.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    ext: ConsentKitState = app.extensions["consentkit"]
+    ext: ConsentKitState | None = app.extensions.get("consentkit")
+    if ext is None:
+        ext = get_kit_state(app)  # raises, saying how to register the extension
     state = get_state()
     rules = ext.settings.collection_rules
     key = (state.allows(rules["ip"]), state.allows(rules["geo"]), state.allows(rules["user_agent"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,9 +144,10 @@ def _build(ip: str | None, record: GeoRecord, info: UserAgentInfo) -> TechnicalD
                          info.browser_version, info.os, info.os_version, info.device_type)
     if data == NOTHING:
         data = NOTHING
-    if len(_built) >= _BUILT_SIZE:
-        _built.pop(next(iter(_built)), None)
-    _built[key] = (record, info, data)
+    with _built_lock:
+        if len(_built) >= _BUILT_SIZE:
+            _built.pop(next(iter(_built)), None)
+        _built[key] = (record, info, data)
     return data
 
 
@@ -153,6 +155,7 @@ def _build(ip: str | None, record: GeoRecord, info: UserAgentInfo) -> TechnicalD
 #: the per-process caches, so a warm request rebuilds nothing
 _built: dict[tuple[str | None, int, int], tuple[GeoRecord, UserAgentInfo, TechnicalData]] = {}
 _BUILT_SIZE = 4096
+_built_lock = threading.Lock()
 
 
 def clear_caches() -> None:
@@ -161,7 +164,8 @@ def clear_caches() -> None:
     The geo and user-agent services keep their own caches (``clear()`` on
     each). For benchmarks and tests; an app never needs it.
     """
-    _built.clear()
+    with _built_lock:
+        _built.clear()
     normalise.cache_clear()
 
 

@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # cookies the site itself sets for analytics: filtered and expired by consent
         CONSENTKIT_COOKIES={"analytics": ["sf_visitor", "sf_last_story"]},
         STORYFORGE_EMBED_URL="https://www.youtube-nocookie.com/embed/aqz-KE-bpKQ",
+        CONSENTKIT_GEOIP_DATABASE=os.environ.get("EXAMPLE_GEOIP_DATABASE"),
     )
     if config:
         app.config.update(config)
@@ -61,6 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("about.html")
 
     _enforcement_demo(app)
+    from .your_data import register_your_data
+
+    register_your_data(app)
     return app
 
 

@@ -98,6 +98,9 @@ class ConsentKit:
         from .gating import install as install_gating
 
         install_gating(app, state)
+        from .collect import install as install_collect
+
+        install_collect(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
         from .banner import install as install_banner

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, has_request_context, render_template, request
 from flask import url_for as _url_for
-from markupsafe import Markup
+from jinja2 import TemplateNotFound
+from markupsafe import Markup, escape
 
 from .categories import Category, pick_text
 from .config import Settings
@@ -45,6 +46,11 @@ _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
+_TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
+#: stand-ins in a cached rendering for what changes on every request
+_NEXT = "/consentkit-stand-in-next-7f3a"
+_PREFERENCES = "consentkit-stand-in-preferences-7f3a"
+_NONCE = "consentkit-stand-in-nonce-7f3a"
 
 Catalog = Mapping[str, str]
 
@@ -135,6 +141,8 @@ class Banner:
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
         self._fingerprints: dict[str, tuple[str, str]] = {}
+        self._rendered: dict[tuple[Any, ...], str] = {}
+        self._own: bool | None = None
 
     # -- language ------------------------------------------------------------
 
@@ -245,10 +253,50 @@ class Banner:
         return BannerView(self, next_url)
 
     def render(self) -> Markup:
-        """The banner's HTML for this request (both layers and the reopen control)."""
+        """The banner's HTML for this request (both layers and the reopen control).
+
+        With the package's own templates the HTML is rendered once per
+        language and choice, with stand-ins for what changes on every request
+        (the return path and the CSP nonce), which are filled in escaped. An
+        app that overrides a banner template gets it rendered on every request.
+        """
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
-        return Markup(render_template("consentkit/banner.html", ui=self.view()))
+        if not self._own_templates():
+            return Markup(render_template("consentkit/banner.html", ui=self.view()))
+        lang = self.language()
+        state = get_state()
+        nonce = self.ext.kit.csp_nonce()
+        mode = self.ext.services.get("consent_mode") or {}
+        key = (lang, state.decided, state.granted if state.decided else None, nonce is None,
+               request.script_root, tuple((k, tuple(v)) for k, v in dict(mode).items()))
+        html = self._rendered.get(key)
+        if html is None:
+            view = BannerView(self, _NEXT, stand_ins=nonce is not None)
+            html = render_template("consentkit/banner.html", ui=view)
+            if len(self._rendered) >= 1024:
+                self._rendered.clear()
+            self._rendered[key] = html
+        next_url = safe_next(_here())
+        preferences = _url_for("consentkit.preferences", next=next_url, lang=lang)
+        html = html.replace(_NEXT, escape(next_url)).replace(_PREFERENCES, escape(preferences))
+        if nonce is not None:
+            html = html.replace(_NONCE, escape(nonce))
+        return Markup(html)
+
+    def _own_templates(self) -> bool:
+        """True while the app has not overridden the banner's templates."""
+        if self._own is None:
+            env = current_app.jinja_env
+            own = env.loader is not None
+            for name in ("consentkit/banner.html", "consentkit/_categories.html"):
+                try:
+                    _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+                except TemplateNotFound:
+                    filename = None
+                own = own and filename is not None and Path(filename).parent == _TEMPLATES
+            self._own = own
+        return self._own
 
     def fingerprint(self) -> tuple[str, str]:
         """``(sha256 hex of the banner text shown in this request's language, language)``."""
@@ -295,7 +343,7 @@ class BannerView:
     """The banner and preferences of one request: language, texts, URLs, toggles."""
 
     def __init__(self, banner: Banner, next_url: str | None = None, *,
-                 undecided: bool = False) -> None:
+                 undecided: bool = False, stand_ins: bool = False) -> None:
         settings = banner.settings
         self.banner = banner
         self.lang = banner.language()
@@ -312,15 +360,25 @@ class BannerView:
         ).join(banner.category_purpose(c, self.lang) for c in optional)
         self.policy_url = settings.privacy_policy_url
         self.action_url = _url_for("consentkit.choose", lang=self.lang)
-        self.preferences_url = _url_for("consentkit.preferences", next=self.next, lang=self.lang)
-        kit = banner.ext.kit
-        self.nonce = kit.csp_nonce()
+        self.nonce: str | None
+        if next_url == _NEXT:  # rendered once, the request's values filled in later
+            self.next = _NEXT
+            self.preferences_url = _PREFERENCES
+            self.nonce = _NONCE if stand_ins else None
+        else:
+            self.preferences_url = _url_for("consentkit.preferences", next=self.next,
+                                            lang=self.lang)
+            self.nonce = banner.ext.kit.csp_nonce()
         self.script_url = _url_for("consentkit.static", filename="consentkit.js")
         self.style_url = _url_for("consentkit.static", filename="consentkit.css")
-        self.languages = [
-            (code, banner.translate("language.name", code),
+
+    @property
+    def languages(self) -> list[tuple[str, str, str]]:
+        """``(code, name, preferences URL)`` of every language, for a language menu."""
+        return [
+            (code, self.banner.translate("language.name", code),
              _url_for("consentkit.preferences", next=self.next, lang=code))
-            for code in settings.languages
+            for code in self.banner.settings.languages
         ]
 
     def t(self, key: str, **params: Any) -> str:

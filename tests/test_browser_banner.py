@@ -323,7 +323,8 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 def axe(page: Any, source: str) -> list[str]:
-    page.evaluate(source)
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(source)
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})",
                            AXE_TAGS)
     return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in result["violations"]]
@@ -352,3 +353,33 @@ def test_axe_in_dark_mode(browser, server, axe_source):
         assert axe(page, axe_source) == []
     finally:
         context.close()
+
+
+def test_a_failed_fetch_falls_back_to_the_plain_form(server, page):
+    def block_json(route: Any) -> None:
+        if "json" in (route.request.headers.get("content-type") or ""):
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/consent/**", block_json)
+    page.goto(server.url + "/page")
+    with page.expect_navigation():
+        page.click("#consentkit-banner [value=accept_all]")
+    assert page.url == server.url + "/page"
+    assert "marketing" in state(page, server)["granted"]
+
+
+def test_a_page_without_gtag_or_gated_markup_has_no_script_errors(server, page):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/")
+    page.click("#consentkit-banner [data-consentkit-settings]")
+    page.check("#consentkit-cat-analytics")
+    page.click("#consentkit-preferences button[value=save]")
+    page.locator(".ck-reopen").wait_for()
+    page.click(".ck-reopen")
+    page.click("#consentkit-banner [value=accept_all]")
+    page.locator("#consentkit-banner").wait_for(state="hidden")
+    assert errors == []
+    assert len(state(page, server)["granted"]) == 5

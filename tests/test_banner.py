@@ -14,7 +14,7 @@ from flask import Response, g, render_template_string, stream_with_context
 from flask_consentkit.banner import visible_text
 
 from .banner_app import banner_app
-from .conftest import SAME_ORIGIN
+from .conftest import SAME_ORIGIN, make_app
 
 
 def banner_of(html: str) -> str:
@@ -321,3 +321,30 @@ def test_banner_fingerprint_is_the_hash_of_the_text_shown(tmp_path):
         CONSENTKIT_COLLECTION_RULES={"user_agent": "analytics"})
     with app2.test_request_context("/consent/?lang=az", method="POST"):
         assert app2.extensions["consentkit"].services["banner_fingerprint"]()[0] != digest
+
+
+def test_url_prefix_is_followed(app_factory):
+    html = app_factory(CONSENTKIT_URL_PREFIX="/privacy-choices").test_client().get(
+        "/").get_data(as_text=True)
+    assert 'action="/privacy-choices/?lang=en"' in html
+    assert 'href="/privacy-choices/static/consentkit.css"' in html
+    assert 'formaction="/privacy-choices/"' in html
+
+
+def test_an_overridden_template_is_rendered_on_every_request(tmp_path):
+    folder = tmp_path / "templates" / "consentkit"
+    folder.mkdir(parents=True)
+    (folder / "banner.html").write_text(
+        '<div id="consentkit" lang="{{ ui.lang }}">{{ request.path }} {{ ui.t("banner.accept") }}'
+        "</div>")
+    app = make_app(tmp_path)
+    app.template_folder = str(tmp_path / "templates")
+
+    @app.get("/other")
+    def other() -> str:
+        return "<html><body></body></html>"
+
+    client = app.test_client()
+    assert '<div id="consentkit" lang="en">/ Accept all</div>' in client.get("/").get_data(
+        as_text=True)
+    assert "/other Hamısını qəbul et" in client.get("/other?lang=az").get_data(as_text=True)

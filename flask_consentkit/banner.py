@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, has_request_context, render_template, request
 from flask import url_for as _url_for
@@ -32,7 +33,7 @@ from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .state import get_state, request_consent
-from .views import safe_next
+from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
     from .extension import ConsentKitState
@@ -140,8 +141,8 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
-        self._fingerprints: dict[str, tuple[str, str]] = {}
-        self._rendered: dict[tuple[Any, ...], str] = {}
+        self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
+        self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._own: bool | None = None
 
     # -- language ------------------------------------------------------------
@@ -268,17 +269,20 @@ class Banner:
         state = get_state()
         nonce = self.ext.kit.csp_nonce()
         mode = self.ext.services.get("consent_mode") or {}
-        key = (lang, state.decided, state.granted if state.decided else None, nonce is None,
+        key = (lang, _signal(self.settings), state.decided,
+               state.granted if state.decided else None, nonce is None,
                request.script_root, tuple((k, tuple(v)) for k, v in dict(mode).items()))
-        html = self._rendered.get(key)
-        if html is None:
+        cached = self._rendered.get(key)
+        if cached is None:
             view = BannerView(self, _NEXT, stand_ins=nonce is not None)
-            html = render_template("consentkit/banner.html", ui=view)
+            cached = (render_template("consentkit/banner.html", ui=view),
+                      _url_for("consentkit.preferences"))
             if len(self._rendered) >= 1024:
                 self._rendered.clear()
-            self._rendered[key] = html
+            self._rendered[key] = cached
+        html, preferences = cached
         next_url = safe_next(_here())
-        preferences = _url_for("consentkit.preferences", next=next_url, lang=lang)
+        preferences += f"?next={quote(next_url, safe='/')}&lang={quote(lang)}"
         html = html.replace(_NEXT, escape(next_url)).replace(_PREFERENCES, escape(preferences))
         if nonce is not None:
             html = html.replace(_NONCE, escape(nonce))
@@ -301,12 +305,13 @@ class Banner:
     def fingerprint(self) -> tuple[str, str]:
         """``(sha256 hex of the banner text shown in this request's language, language)``."""
         lang = self.language()
-        cached = self._fingerprints.get(lang)
+        key = (lang, _signal(self.settings))
+        cached = self._fingerprints.get(key)
         if cached is None:
             view = BannerView(self, "/", undecided=True)
             markup = render_template("consentkit/banner.html", ui=view)
             cached = (hashlib.sha256(visible_text(markup).encode()).hexdigest(), lang)
-            self._fingerprints[lang] = cached
+            self._fingerprints[key] = cached
         return cached
 
     # -- the response processor ---------------------------------------------------
@@ -359,6 +364,8 @@ class BannerView:
             "banner.purposes_separator"
         ).join(banner.category_purpose(c, self.lang) for c in optional)
         self.policy_url = settings.privacy_policy_url
+        #: the browser asks not to be tracked: "Accept all" leaves marketing off
+        self.privacy_signal = _signal(settings)
         self.action_url = _url_for("consentkit.choose", lang=self.lang)
         self.nonce: str | None
         if next_url == _NEXT:  # rendered once, the request's values filled in later
@@ -396,6 +403,11 @@ class BannerView:
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
         }
+
+
+def _signal(settings: Settings) -> bool:
+    """True when a browser privacy signal keeps ``marketing`` off on "Accept all"."""
+    return "marketing" in settings.optional_keys and privacy_signal(settings)
 
 
 def _here() -> str:

@@ -348,3 +348,18 @@ def test_an_overridden_template_is_rendered_on_every_request(tmp_path):
     assert '<div id="consentkit" lang="en">/ Accept all</div>' in client.get("/").get_data(
         as_text=True)
     assert "/other Hamısını qəbul et" in client.get("/other?lang=az").get_data(as_text=True)
+
+
+def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
+    app = banner_app(tmp_path)
+    client = app.test_client()
+    note = "Your browser asks websites not to track you"
+    assert note not in client.get("/page").get_data(as_text=True)
+    assert note in client.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+    fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]
+    with app.test_request_context("/consent/", method="POST"):
+        plain = fingerprint()
+    with app.test_request_context("/consent/", method="POST", headers={"Sec-GPC": "1"}):
+        assert fingerprint()[0] != plain[0]  # the text shown differs, so does its hash
+    ignored = banner_app(tmp_path, CONSENTKIT_HONOR_GPC=False).test_client()
+    assert note not in ignored.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)

@@ -234,13 +234,17 @@ def test_focus_is_not_trapped_on_the_first_layer(server, page):
 
 @pytest.mark.parametrize("width", [1280, 320])
 def test_first_layer_buttons_have_equal_prominence(browser, server, width):
-    context = browser.new_context(viewport={"width": width, "height": 800})
+    height = 568 if width == 320 else 800  # a small phone: iPhone SE, first generation
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  reduced_motion="reduce")
     try:
         page = context.new_page()
         for lang in ("en", "az", "ru", "tr"):
             page.goto(server.url + f"/page?lang={lang}")
             boxes = [b.bounding_box() for b in page.locator(BUTTONS).all()]
             assert len(boxes) == 3
+            for box in boxes:  # all three visible without scrolling, side by side or stacked
+                assert 0 <= box["y"] and box["y"] + box["height"] <= height
             for box in boxes[1:]:
                 assert abs(box["width"] - boxes[0]["width"]) <= 2
                 assert abs(box["height"] - boxes[0]["height"]) <= 2

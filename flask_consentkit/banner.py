@@ -7,8 +7,10 @@ the Jinja globals ``consent_banner()`` and ``consentkit_ui()``, and the response
 processor that puts the banner before ``</body>`` of HTML pages.
 
 The language of a request is, in order: ``?lang=`` (when it is one of
-``CONSENTKIT_LANGUAGES``), the app's Flask-Babel locale selector, the
-browser's ``Accept-Language``, then ``CONSENTKIT_DEFAULT_LANGUAGE``.
+``CONSENTKIT_LANGUAGES``), the app's locale (a callable the app puts at
+``app.extensions["consentkit"].services["locale_selector"]``, else Flask-Babel's
+locale selector), the browser's ``Accept-Language``, then
+``CONSENTKIT_DEFAULT_LANGUAGE``.
 """
 
 from __future__ import annotations
@@ -165,8 +167,10 @@ class Banner:
             found = _match_language(asked, languages)
             if found:
                 return found
-        babel = current_app.extensions.get("babel")
-        selector = getattr(babel, "locale_selector", None)
+        selector = self.ext.services.get("locale_selector")
+        if selector is None:
+            babel = current_app.extensions.get("babel")
+            selector = getattr(babel, "locale_selector", None)
         if callable(selector):
             locale = selector()
             if locale is not None:

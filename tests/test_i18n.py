@@ -98,6 +98,18 @@ def test_flask_babel_locale_selector_is_followed(tmp_path):
     assert lang_of(app.test_client(), "/", **{"Accept-Language": "tr"}) == "tr"
 
 
+def test_the_apps_own_locale_selector_is_followed(app_factory):
+    app = app_factory()
+    chosen = {"value": None}
+    app.extensions["consentkit"].services["locale_selector"] = lambda: chosen["value"]
+    client = app.test_client()
+    assert lang_of(client, "/", **{"Accept-Language": "ru"}) == "ru"  # None: no opinion
+    chosen["value"] = "tr-TR"
+    assert lang_of(client, "/", **{"Accept-Language": "ru"}) == "tr"
+    chosen["value"] = "de"  # not a banner language: the browser's next
+    assert lang_of(client, "/", **{"Accept-Language": "ru"}) == "ru"
+
+
 def test_texts_follow_the_language(client):
     html = client.get("/?lang=ru").get_data(as_text=True)
     assert "Принять все" in html and "Отклонить все" in html and "Настроить" in html

@@ -46,6 +46,7 @@ def test_accept_all_with_js_activates_gated_markup_in_place(server, page):
     page.wait_for_function("window.analyticsRan === 1")
     assert page.evaluate("window.pageMarker") == "original"  # no reload
     assert page.evaluate("window.marketingRan") is True  # neutralised tracker too
+    page.wait_for_function("window.moduleRan === true")  # data-type="module" kept
     assert page.get_attribute("iframe", "src") == "/embed"
     assert page.locator("[data-consent-placeholder]").count() == 0
     assert page.locator("#consentkit-banner").is_hidden()
@@ -316,6 +317,19 @@ def test_strict_csp_has_no_violations(live_server, browser, tmp_path):
         assert page.evaluate("window.analyticsRan") == 1  # activated under the nonce
         page.goto(server.url + "/consent/")
         assert page.evaluate("window.cspViolations") == []
+        assert not [m for m in console if "Content Security Policy" in m]
+    finally:
+        context.close()
+    context = browser.new_context(java_script_enabled=False)
+    try:  # the plain forms under the same policy
+        page = context.new_page()
+        console.clear()
+        page.on("console", lambda m: console.append(m.text))
+        page.goto(server.url + "/page")
+        page.click("#consentkit-banner [value=reject_all]")
+        page.wait_for_load_state()
+        assert page.url == server.url + "/page"
+        assert page.locator(".ck-reopen").is_visible()
         assert not [m for m in console if "Content Security Policy" in m]
     finally:
         context.close()

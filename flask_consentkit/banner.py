@@ -7,8 +7,10 @@ the Jinja globals ``consent_banner()`` and ``consentkit_ui()``, and the response
 processor that puts the banner before ``</body>`` of HTML pages.
 
 The language of a request is, in order: ``?lang=`` (when it is one of
-``CONSENTKIT_LANGUAGES``), the app's Flask-Babel locale selector, the
-browser's ``Accept-Language``, then ``CONSENTKIT_DEFAULT_LANGUAGE``.
+``CONSENTKIT_LANGUAGES``), the app's locale (a callable the app puts at
+``app.extensions["consentkit"].services["locale_selector"]``, else Flask-Babel's
+locale selector), the browser's ``Accept-Language``, then
+``CONSENTKIT_DEFAULT_LANGUAGE``.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, has_request_context, render_template, request
 from flask import url_for as _url_for
-from markupsafe import Markup
+from jinja2 import TemplateNotFound
+from markupsafe import Markup, escape
 
 from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .state import get_state, request_consent
-from .views import safe_next
+from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
     from .extension import ConsentKitState
@@ -45,6 +49,11 @@ _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
+_TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
+#: stand-ins in a cached rendering for what changes on every request
+_NEXT = "/consentkit-stand-in-next-7f3a"
+_PREFERENCES = "consentkit-stand-in-preferences-7f3a"
+_NONCE = "consentkit-stand-in-nonce-7f3a"
 
 Catalog = Mapping[str, str]
 
@@ -134,7 +143,9 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
-        self._fingerprints: dict[str, tuple[str, str]] = {}
+        self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
+        self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._own: bool | None = None
 
     # -- language ------------------------------------------------------------
 
@@ -156,8 +167,10 @@ class Banner:
             found = _match_language(asked, languages)
             if found:
                 return found
-        babel = current_app.extensions.get("babel")
-        selector = getattr(babel, "locale_selector", None)
+        selector = self.ext.services.get("locale_selector")
+        if selector is None:
+            babel = current_app.extensions.get("babel")
+            selector = getattr(babel, "locale_selector", None)
         if callable(selector):
             locale = selector()
             if locale is not None:
@@ -245,20 +258,64 @@ class Banner:
         return BannerView(self, next_url)
 
     def render(self) -> Markup:
-        """The banner's HTML for this request (both layers and the reopen control)."""
+        """The banner's HTML for this request (both layers and the reopen control).
+
+        With the package's own templates the HTML is rendered once per
+        language and choice, with stand-ins for what changes on every request
+        (the return path and the CSP nonce), which are filled in escaped. An
+        app that overrides a banner template gets it rendered on every request.
+        """
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
-        return Markup(render_template("consentkit/banner.html", ui=self.view()))
+        if not self._own_templates():
+            return Markup(render_template("consentkit/banner.html", ui=self.view()))
+        lang = self.language()
+        state = get_state()
+        nonce = self.ext.kit.csp_nonce()
+        mode = self.ext.services.get("consent_mode") or {}
+        key = (lang, _signal(self.settings), state.decided,
+               state.granted if state.decided else None, nonce is None,
+               request.script_root, tuple((k, tuple(v)) for k, v in dict(mode).items()))
+        cached = self._rendered.get(key)
+        if cached is None:
+            view = BannerView(self, _NEXT, stand_ins=nonce is not None)
+            cached = (render_template("consentkit/banner.html", ui=view),
+                      _url_for("consentkit.preferences"))
+            if len(self._rendered) >= 1024:
+                self._rendered.clear()
+            self._rendered[key] = cached
+        html, preferences = cached
+        next_url = safe_next(_here())
+        preferences += f"?next={quote(next_url, safe='/')}&lang={quote(lang)}"
+        html = html.replace(_NEXT, escape(next_url)).replace(_PREFERENCES, escape(preferences))
+        if nonce is not None:
+            html = html.replace(_NONCE, escape(nonce))
+        return Markup(html)
+
+    def _own_templates(self) -> bool:
+        """True while the app has not overridden the banner's templates."""
+        if self._own is None:
+            env = current_app.jinja_env
+            own = env.loader is not None
+            for name in ("consentkit/banner.html", "consentkit/_categories.html"):
+                try:
+                    _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+                except TemplateNotFound:
+                    filename = None
+                own = own and filename is not None and Path(filename).parent == _TEMPLATES
+            self._own = own
+        return self._own
 
     def fingerprint(self) -> tuple[str, str]:
         """``(sha256 hex of the banner text shown in this request's language, language)``."""
         lang = self.language()
-        cached = self._fingerprints.get(lang)
+        key = (lang, _signal(self.settings))
+        cached = self._fingerprints.get(key)
         if cached is None:
             view = BannerView(self, "/", undecided=True)
             markup = render_template("consentkit/banner.html", ui=view)
             cached = (hashlib.sha256(visible_text(markup).encode()).hexdigest(), lang)
-            self._fingerprints[lang] = cached
+            self._fingerprints[key] = cached
         return cached
 
     # -- the response processor ---------------------------------------------------
@@ -295,7 +352,7 @@ class BannerView:
     """The banner and preferences of one request: language, texts, URLs, toggles."""
 
     def __init__(self, banner: Banner, next_url: str | None = None, *,
-                 undecided: bool = False) -> None:
+                 undecided: bool = False, stand_ins: bool = False) -> None:
         settings = banner.settings
         self.banner = banner
         self.lang = banner.language()
@@ -311,16 +368,28 @@ class BannerView:
             "banner.purposes_separator"
         ).join(banner.category_purpose(c, self.lang) for c in optional)
         self.policy_url = settings.privacy_policy_url
+        #: the browser asks not to be tracked: "Accept all" leaves marketing off
+        self.privacy_signal = _signal(settings)
         self.action_url = _url_for("consentkit.choose", lang=self.lang)
-        self.preferences_url = _url_for("consentkit.preferences", next=self.next, lang=self.lang)
-        kit = banner.ext.kit
-        self.nonce = kit.csp_nonce()
+        self.nonce: str | None
+        if next_url == _NEXT:  # rendered once, the request's values filled in later
+            self.next = _NEXT
+            self.preferences_url = _PREFERENCES
+            self.nonce = _NONCE if stand_ins else None
+        else:
+            self.preferences_url = _url_for("consentkit.preferences", next=self.next,
+                                            lang=self.lang)
+            self.nonce = banner.ext.kit.csp_nonce()
         self.script_url = _url_for("consentkit.static", filename="consentkit.js")
         self.style_url = _url_for("consentkit.static", filename="consentkit.css")
-        self.languages = [
-            (code, banner.translate("language.name", code),
+
+    @property
+    def languages(self) -> list[tuple[str, str, str]]:
+        """``(code, name, preferences URL)`` of every language, for a language menu."""
+        return [
+            (code, self.banner.translate("language.name", code),
              _url_for("consentkit.preferences", next=self.next, lang=code))
-            for code in settings.languages
+            for code in self.banner.settings.languages
         ]
 
     def t(self, key: str, **params: Any) -> str:
@@ -338,6 +407,11 @@ class BannerView:
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
         }
+
+
+def _signal(settings: Settings) -> bool:
+    """True when a browser privacy signal keeps ``marketing`` off on "Accept all"."""
+    return "marketing" in settings.optional_keys and privacy_signal(settings)
 
 
 def _here() -> str:

@@ -45,6 +45,8 @@ PAGE = """<!doctype html>
 <p id="content">Once upon a time on the Caspian coast.</p>
 <script type="text/plain" data-consent="analytics"{nonce}>
   window.analyticsRan = (window.analyticsRan || 0) + 1;</script>
+<script type="text/plain" data-consent="performance" data-type="module"{nonce}>
+  window.moduleRan = typeof import.meta.url === "string";</script>
 <script type="text/plain" data-consent="marketing" data-consentkit-neutralised{nonce}>
   window.marketingRan = true;</script>
 <div class="consentkit-placeholder" data-consent-placeholder="functional"><p>Video blocked.</p>
@@ -55,9 +57,9 @@ PAGE = """<!doctype html>
 </main>
 </body></html>"""
 
-CSP = ("default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self'; "
-       "frame-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'")
+CSP = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+       "img-src 'self'; frame-src 'self'; connect-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'")
 
 
 def banner_app(tmp_path: Path | None = None, *, csp: bool = False, **config: Any) -> Flask:

@@ -166,3 +166,22 @@ def test_withdrawal_expires_httponly_analytics_cookies(site, nojs_page):
     page.click("button[value=reject_all]")
     page.wait_for_load_state("networkidle")
     assert not {"sf_visitor", "sf_last_story"} & cookie_names(page)
+
+
+@needs_banner_js
+def test_consent_mode_defaults_then_update_on_a_choice(site, page):
+    page.goto(site.url + "/story/lighthouse", wait_until="networkidle")
+    calls = "window.dataLayer.map(a => Array.from(a))"
+    (default,) = [c for c in page.evaluate(calls) if c[:2] == ["consent", "default"]]
+    assert default[2]["analytics_storage"] == "denied"
+    assert default[2]["security_storage"] == "granted"
+    page.click("#consentkit-banner [value=accept_all]")
+    page.wait_for_function(
+        "window.dataLayer.some(a => a[0] === 'consent' && a[1] === 'update')")
+    (update,) = [c for c in page.evaluate(calls) if c[:2] == ["consent", "update"]]
+    assert update[2]["analytics_storage"] == "granted"
+    assert update[2]["ad_storage"] == "granted"
+    # the next page starts from the visitor's current state
+    page.goto(site.url + "/about", wait_until="networkidle")
+    (default,) = [c for c in page.evaluate(calls) if c[:2] == ["consent", "default"]]
+    assert set(default[2].values()) == {"granted"}

@@ -105,7 +105,7 @@ def bench_rewrite(quick: bool) -> None:
 def _fresh(warm: TrackerMatcher) -> TrackerMatcher:
     """The same compiled trackers with an empty cache."""
     fresh = copy.copy(warm)
-    fresh._cache = {}
+    fresh._caches = {kind: {} for kind in warm._caches}
     return fresh
 
 

@@ -159,53 +159,56 @@ class TrackerMatcher:
             needles.extend(literals)
         else:
             self.image_needles = tuple(needles)
-        self._cache: dict[tuple[str, bytes], Tracker | None] = {}
+        self._kinds = {"script": self.script, "iframe": self.iframe, "image": self.image}
+        self._caches: dict[str, dict[bytes, Tracker | None]] = {k: {} for k in self._kinds}
 
     @staticmethod
     def _prepare(tracker: Tracker) -> tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]:
         source = tracker.pattern.pattern.encode("ascii")
         needles = required_literals(tracker.pattern.pattern)
         lowered = tuple(n.lower().encode("ascii") for n in needles) if needles else ()
-        return tracker, re.compile(source, tracker.pattern.flags & ~re.UNICODE), lowered
+        # matched against lower-cased text: always case-insensitive
+        flags = (tracker.pattern.flags & ~re.UNICODE) | re.IGNORECASE
+        return tracker, re.compile(source, flags), lowered
 
-    def _find(self, kind: str, text: bytes, low: bytes | None) -> Tracker | None:
-        key = (kind, text)
-        small = len(text) <= self.cache_limit
-        if small:
-            try:
-                return self._cache[key]
-            except KeyError:
-                pass
-        if low is None:
-            low = text.lower()
-        found: Tracker | None = None
-        for tracker, pattern, needles in getattr(self, kind):
+    def _find(self, kind: str, low: bytes) -> Tracker | None:
+        """The first tracker of ``kind`` in ``low`` (lower-cased text; patterns ignore case)."""
+        cache = self._caches[kind]
+        found = cache.get(low, _MISS)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        found = None
+        for tracker, pattern, needles in self._kinds[kind]:
             if needles:
                 for needle in needles:
                     if needle in low:
                         break
                 else:
                     continue
-            if pattern.search(text) is not None:
+            if pattern.search(low) is not None:
                 found = tracker
                 break
-        if small:
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[key] = found
+        if len(low) <= self.cache_limit:
+            if len(cache) >= self.cache_size:
+                cache.clear()
+            cache[low] = found
         return found
+
+    def script_in_lower(self, low: bytes) -> Tracker | None:
+        """:meth:`find_script` for text that is lower-cased already."""
+        return self._find("script", low)
 
     def find_script(self, text: bytes, low: bytes | None = None) -> Tracker | None:
         """The tracker whose snippet or URL is in ``text`` (a script's src or its text)."""
-        return self._find("script", text, low)
+        return self._find("script", text.lower() if low is None else low)
 
     def find_iframe(self, url: bytes) -> Tracker | None:
         """The tracker whose embed ``url`` is."""
-        return self._find("iframe", url, None)
+        return self._find("iframe", url.lower())
 
     def find_image(self, url: bytes, low: bytes | None = None) -> Tracker | None:
         """The tracker whose pixel ``url`` is."""
-        return self._find("image", url, low)
+        return self._find("image", url.lower() if low is None else low)
 
     def may_hold_pixels(self, body: bytes) -> bool:
         """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
@@ -272,6 +275,7 @@ def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
     return max(candidates, key=lambda c: (min(len(n) for n in c), -len(c)))
 
 
+_MISS = object()
 _DEFAULT_MATCHER: TrackerMatcher | None = None
 
 
@@ -485,6 +489,7 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
         the end is not scanned and ``consumed`` is where it starts.
     """
     matcher = matcher or default_matcher()
+    find_script = matcher.script_in_lower
     low = body.lower()
     n = len(body)
     sites: list[Site] = []
@@ -492,11 +497,18 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
     while True:
         m = _NEXT.match(low, pos)
         assert m is not None  # every part of the pattern may be empty
-        if m.start(2) >= 0:  # a whole script
+        t1, close = m.span(2)
+        if t1 >= 0:  # a whole script
             a0, a1 = m.span(1)
-            site = _script_site(body, low, a0 - 7, a0, a1, a1 + 1, m.end(2), matcher)
-            if site is not None:
-                sites.append(site)
+            tag_low = low[a0:a1]
+            if (b"type" in tag_low or b"data-consent" in tag_low
+                    or find_script(low[t1:close]) is not None
+                    or (b"src" in tag_low and find_script(tag_low) is not None)):
+                site = _script_site(body, low, a0 - 7, a0, a1, t1, close, matcher)
+                if site is not None:
+                    sites.append(site)
+            # else: runnable and unmarked, and no tracker in its text nor anywhere in
+            # its tag (so none in its src): the common script, nothing to decide
             pos = m.end()
             continue
         name = m.group(3)
@@ -549,8 +561,8 @@ def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, cl
     """
     tag_low = low[a0:a1]
     if (b"type" not in tag_low and b"data-consent" not in tag_low
-            and matcher.find_script(body[t1:close], low[t1:close]) is None
-            and (b"src" not in tag_low or matcher.find_script(body[a0:a1], tag_low) is None)):
+            and matcher.script_in_lower(low[t1:close]) is None
+            and (b"src" not in tag_low or matcher.script_in_lower(tag_low) is None)):
         # runnable and unmarked, and no tracker in its text nor anywhere in its tag
         # (so none in its src): the common script, nothing to decide
         return None
@@ -582,7 +594,7 @@ def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, cl
     if src is not None:
         tracker = matcher.find_script(src.raw or b"")
     else:
-        tracker = matcher.find_script(body[t1:close], low[t1:close])
+        tracker = matcher.script_in_lower(low[t1:close])
     if tracker is None:
         return None
     return Site(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from flask import Flask, Response, current_app, g, has_request_context, render_template, request
+from flask import Flask, Response, current_app, has_request_context, render_template, request
 from flask import url_for as _url_for
 from jinja2 import TemplateNotFound
 from markupsafe import Markup, escape
@@ -34,7 +34,7 @@ from markupsafe import Markup, escape
 from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .state import get_state, request_consent
+from .state import get_state, peek_request_consent, request_consent
 from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class Banner:
             or not self.settings.optional_keys
         ):
             return response
-        ctx = g.get("_consentkit")
+        ctx = peek_request_consent()
         if ctx is not None and ctx.cache.get(_CACHE_PLACED):
             return response
         body = response.get_data()

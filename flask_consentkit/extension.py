@@ -13,7 +13,14 @@ from flask.typing import ResponseReturnValue
 
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
-from .state import ConsentCodec, ConsentState, RequestConsent, current_consent, get_state
+from .state import (
+    ConsentCodec,
+    ConsentState,
+    RequestConsent,
+    current_consent,
+    get_state,
+    peek_request_consent,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,7 +108,7 @@ class ConsentKit:
         from .collect import install as install_collect
 
         install_collect(app, state)
-        app.after_request(self._after_request)
+        app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent
         from .banner import install as install_banner
 
@@ -130,11 +137,21 @@ class ConsentKit:
 
     # -- the response pipeline ----------------------------------------------
 
+    def _after_request_of(self, ext: ConsentKitState) -> Callable[[Response], Response]:
+        """The ``after_request`` hook of one app, bound to its state (no lookup per request)."""
+
+        def after_request(response: Response) -> Response:
+            return self._process_response(response, ext)
+
+        return after_request
+
     def _after_request(self, response: Response) -> Response:
-        ext = get_kit_state()
+        return self._process_response(response, get_kit_state())
+
+    def _process_response(self, response: Response, ext: ConsentKitState) -> Response:
         for processor in ext.processors:
             response = processor(response, ext)
-        ctx: RequestConsent | None = g.get("_consentkit")
+        ctx: RequestConsent | None = peek_request_consent()
         if ctx is None:
             return response
         settings = ext.settings
@@ -154,7 +171,7 @@ class ConsentKit:
             if "Vary" in response.headers:
                 response.vary.add("Cookie")
             else:
-                response.headers["Vary"] = "Cookie"
+                response.headers.add("Vary", "Cookie")
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

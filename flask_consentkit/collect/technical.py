@@ -17,11 +17,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, request
+from flask import Flask
 
 from ..extension import get_kit_state
 from ..signals import technical_data_collected
-from ..state import get_state, request_consent
+from ..state import get_state, request_consent, request_parts
 from .geo import GeoRecord, GeoService, WebServiceGeo, shared_database
 from .ip import normalise
 from .useragent import EMPTY, DeviceType, UserAgentInfo, UserAgentParser
@@ -82,7 +82,7 @@ def technical_data() -> TechnicalData:
     the answer holds any value. Never raises for bad data: an unknown address,
     a broken geo database or a failing web service give ``None`` fields.
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app, environ = request_parts()
     ext: ConsentKitState | None = app.extensions.get("consentkit")
     if ext is None:
         ext = get_kit_state(app)  # raises, saying how to register the extension
@@ -94,7 +94,7 @@ def technical_data() -> TechnicalData:
     if memo is not None and memo[0] == key:
         data: TechnicalData = memo[1]
     else:
-        data = _collect(ext, request.environ, *key)
+        data = _collect(ext, environ, *key)
         cache[_MEMO] = (key, data)
     if data is not NOTHING and technical_data_collected.receivers:
         technical_data_collected.send(app, data=data)

@@ -24,12 +24,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from flask import Response, g, request
+from flask import Response, request
 
 from ..categories import Category, CookiePattern
 from ..config import Settings
 from ..extension import ConsentKitState
-from ..state import get_state
+from ..state import get_state, peek_request_consent
 
 logger = logging.getLogger("flask_consentkit.gating")
 
@@ -113,7 +113,7 @@ def filter_cookies(response: Response, ext: ConsentKitState) -> Response:
     headers = response.headers.getlist("Set-Cookie")
     if headers:
         _drop_unconsented(response, rules, headers)
-    ctx = g.get("_consentkit")
+    ctx = peek_request_consent()
     if ctx is not None and ctx.withdrawn:
         expire_withdrawn(response, ext.settings, rules, ctx.withdrawn)
     return response

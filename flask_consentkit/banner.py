@@ -34,6 +34,7 @@ from markupsafe import Markup, escape
 from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
+from .extension import first_header
 from .state import get_state, peek_request_consent, request_consent
 from .views import privacy_signal, safe_next
 
@@ -54,6 +55,7 @@ _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
 _NEXT = "/consentkit-stand-in-next-7f3a"
 _PREFERENCES = "consentkit-stand-in-preferences-7f3a"
 _NONCE = "consentkit-stand-in-nonce-7f3a"
+_STAND_INS = re.compile("(" + "|".join(re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE)) + ")")
 
 Catalog = Mapping[str, str]
 
@@ -144,7 +146,7 @@ class Banner:
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
-        self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         self._own: bool | None = None
 
     # -- language ------------------------------------------------------------
@@ -279,18 +281,19 @@ class Banner:
         cached = self._rendered.get(key)
         if cached is None:
             view = BannerView(self, _NEXT, stand_ins=nonce is not None)
-            cached = (render_template("consentkit/banner.html", ui=view),
-                      _url_for("consentkit.preferences"))
+            rendered = render_template("consentkit/banner.html", ui=view)
+            # split at the stand-ins once, so a request only joins the pieces
+            cached = (tuple(_STAND_INS.split(rendered)), _url_for("consentkit.preferences"))
             if len(self._rendered) >= 1024:
                 self._rendered.clear()
             self._rendered[key] = cached
-        html, preferences = cached
+        pieces, preferences = cached
         next_url = safe_next(_here())
         preferences += f"?next={quote(next_url, safe='/')}&lang={quote(lang)}"
-        html = html.replace(_NEXT, escape(next_url)).replace(_PREFERENCES, escape(preferences))
+        values = {_NEXT: str(escape(next_url)), _PREFERENCES: str(escape(preferences))}
         if nonce is not None:
-            html = html.replace(_NONCE, escape(nonce))
-        return Markup(html)
+            values[_NONCE] = str(escape(nonce))
+        return Markup("".join([values.get(piece, piece) for piece in pieces]))
 
     def _own_templates(self) -> bool:
         """True while the app has not overridden the banner's templates."""
@@ -324,10 +327,11 @@ class Banner:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
         if (
             not self.settings.auto_inject
-            or response.mimetype != "text/html"
+            or (first_header(response.headers, "Content-Type") or "").split(";", 1)[0].strip()
+            != "text/html"
             or response.is_streamed
             or response.direct_passthrough
-            or response.headers.get("Content-Encoding", "identity") != "identity"
+            or first_header(response.headers, "Content-Encoding") not in (None, "identity")
             or request.blueprint == "consentkit"
             or not self.settings.optional_keys
         ):
@@ -336,14 +340,12 @@ class Banner:
         if ctx is not None and ctx.cache.get(_CACHE_PLACED):
             return response
         body = response.get_data()
-        end = None
-        for match in _BODY_END.finditer(body):
-            end = match
-        if end is None:
+        end = _last_body_end(body)
+        if end < 0:
             return response
         charset = response.mimetype_params.get("charset", "utf-8")
         banner = str(self.render()).encode(charset, "xmlcharrefreplace")
-        response.set_data(body[: end.start()] + banner + body[end.start():])
+        response.set_data(b"".join((body[:end], banner, body[end:])))
         response.vary.add("Accept-Language")
         return response
 
@@ -407,6 +409,24 @@ class BannerView:
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
         }
+
+
+def _last_body_end(body: bytes, tail: int = 4096) -> int:
+    """Where the last ``</body>`` of ``body`` starts (any case, spaces before ``>``), or -1.
+
+    It is almost always near the end, so the last ``tail`` bytes are searched
+    first; a match there is the last one of the whole body (one that straddles
+    the boundary starts earlier), else the whole body is searched.
+    """
+    start = max(len(body) - tail, 0)
+    end = -1
+    for match in _BODY_END.finditer(body, start):
+        end = match.start()
+    if end >= 0 or start == 0:
+        return end
+    for match in _BODY_END.finditer(body):
+        end = match.start()
+    return end
 
 
 def _signal(settings: Settings) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -43,6 +43,19 @@ class ConsentKitState:
     processors: list[ResponseProcessor] = field(default_factory=list)
     #: objects of the subsystems (ledger, geo reader, user-agent parser …)
     services: dict[str, Any] = field(default_factory=dict)
+
+
+def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (any case), or ``None``.
+
+    ``headers.get(name)`` of werkzeug builds and catches an exception for a
+    header that is absent, the common case on the per-request path.
+    """
+    name = name.lower()
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
 
 
 def get_kit_state(app: Flask | None = None) -> ConsentKitState:
@@ -168,7 +181,7 @@ class ConsentKit:
         elif ctx.reissue and ctx.state is not None and ctx.state.decided:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies:
-            if "Vary" in response.headers:
+            if first_header(response.headers, "Vary") is not None:
                 response.vary.add("Cookie")
             else:
                 response.headers.add("Vary", "Cookie")

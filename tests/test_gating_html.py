@@ -415,7 +415,7 @@ def test_cached_scan_gives_the_same_answer_for_every_visitor():
     for granted in ((), ("analytics",), ("analytics", "marketing"), ()):
         expected, _ = rewrite(page, StaticGate(*granted))
         assert rewrite(page, StaticGate(*granted), cache=cache)[0] == expected
-    assert len(cache._scans) == 1
+    assert len(cache) == 1
 
 
 def test_cache_is_bounded_and_exact():
@@ -423,7 +423,55 @@ def test_cache_is_bounded_and_exact():
     small = [b"<script src='https://www.clarity.ms/tag/%d'></script>" % i for i in range(3)]
     for body in small:
         assert b'type="text/plain"' in rewrite(body, StaticGate(), cache=cache)[0]
-    assert len(cache._scans) <= 2
+    assert len(cache) <= 2
     big = b"<p>x</p>" * 50 + small[0]
     assert b'type="text/plain"' in rewrite(big, StaticGate(), cache=cache)[0]
-    assert big not in cache._scans  # larger than the limit: not kept
+    assert big not in cache  # larger than the limit: not kept
+
+
+class PerRequestGate(StaticGate):
+    """A gate whose placeholders name the request, as the extension's link does."""
+
+    def __init__(self, request_id: str, *granted: str) -> None:
+        super().__init__(*granted)
+        self.request_id = request_id
+
+    def placeholder(self, category: str, title: str | None) -> bytes:
+        return b"<div data-for='%s'>%s</div>" % (self.request_id.encode(), category.encode())
+
+
+@pytest.mark.parametrize("granted", [(), ("analytics",), ("marketing",),
+                                     ("analytics", "marketing", "functional")])
+def test_a_kept_output_is_the_same_as_a_fresh_rewrite_and_placeholders_stay_per_request(
+        granted: tuple[str, ...]) -> None:
+    cache = ScanCache()
+    page = realistic_page(30_000)
+    for request_id in ("first", "second", "third"):
+        expected_gate = PerRequestGate(request_id, *granted)
+        expected, _ = rewrite(page, expected_gate)
+        gate = PerRequestGate(request_id, *granted)
+        assert rewrite(page, gate, cache=cache)[0] == expected
+        assert gate.reports == expected_gate.reports  # told on every request, as uncached
+    if "marketing" not in granted:
+        assert b"data-for='third'" in expected and b"data-for='first'" not in expected
+
+
+def test_documents_that_differ_only_inside_are_told_apart() -> None:
+    cache = ScanCache()
+    head, tail = b"<html><head><title>t</title></head><body>", b"</body></html>" * 4
+    gated = head + b"<script src='https://www.clarity.ms/tag/1'></script>" + tail
+    plain = head + b"<script src='https://www.example.or/tag/1'></script>" + tail
+    assert len(gated) == len(plain)
+    for _ in range(2):
+        assert b'type="text/plain"' in rewrite(gated, StaticGate(), cache=cache)[0]
+        assert rewrite(plain, StaticGate(), cache=cache)[0] == plain
+    assert len(cache) == 2
+
+
+def test_kept_outputs_count_against_the_total() -> None:
+    page = realistic_page(30_000)
+    cache = ScanCache(total=len(page) + 10)
+    for granted in ((), ("analytics",), ("analytics", "marketing")):
+        expected, _ = rewrite(page, StaticGate(*granted))
+        assert rewrite(page, StaticGate(*granted), cache=cache)[0] == expected
+    assert cache._bytes <= cache.total

@@ -29,7 +29,7 @@ from markupsafe import escape
 
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
-from ..extension import ConsentKitState, get_kit_state
+from ..extension import ConsentKitState, first_header, get_kit_state
 from ..state import get_state, request_consent
 from .consent_mode import consent_mode_defaults
 from .cookies import CookieRules, filter_cookies
@@ -77,8 +77,17 @@ class Gating:
         self.matcher = TrackerMatcher(trackers)
         self.scans = ScanCache()
         self.cookies = CookieRules(settings.categories, settings.cookie_name)
+        #: assembled placeholders without their link, by category, title and texts
+        self.placeholders: dict[tuple[str | None, ...], tuple[bytes, bytes]] = {}
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+
+    def remember_placeholder(self, key: tuple[str | None, ...], parts: tuple[bytes, bytes]) -> None:
+        """Keep an assembled placeholder (at most 512: titles come from the pages)."""
+        with self._lock:
+            if len(self.placeholders) >= 512:
+                self.placeholders.clear()
+            self.placeholders[key] = parts
 
     def report(self, key: str, message: str) -> None:
         """Log ``message`` as a warning the first time ``key`` is seen."""
@@ -150,22 +159,32 @@ class RequestGate:
             self._href = url_for("consentkit.preferences") + "?next=" + quote(target, safe="/")
         href = self._href + "#consentkit-cat-" + quote(category, safe="")
         heading = self._text("placeholder.title")
-        cat = escape(category)
-        markup = (
-            f'<div class="consentkit-placeholder" data-consent-placeholder="{cat}" role="group"'
-            f' aria-label="{escape(title or heading)}">'
-            f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
-            '<p class="consentkit-placeholder-text">'
-            f'{escape(self._text("placeholder.text", category=self.label(category)))}</p>'
-            f'<a href="{escape(href)}" data-consentkit-open="{cat}" role="button">'
-            f'{escape(self._text("placeholder.button"))}</a></div>'
-        )
-        return markup.encode(self.charset, "xmlcharrefreplace")
+        text = self._text("placeholder.text", category=self.label(category))
+        button = self._text("placeholder.button")
+        # Everything but the link is the same for every request in this language:
+        # kept assembled, keyed by all the texts it holds.
+        key = (category, title, heading, text, button, self.charset)
+        parts = self.gating.placeholders.get(key)
+        if parts is None:
+            cat = escape(category)
+            before = (
+                f'<div class="consentkit-placeholder" data-consent-placeholder="{cat}" '
+                f'role="group" aria-label="{escape(title or heading)}">'
+                f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
+                f'<p class="consentkit-placeholder-text">{escape(text)}</p><a href="'
+            )
+            after = (f'" data-consentkit-open="{cat}" role="button">'
+                     f"{escape(button)}</a></div>")
+            parts = (before.encode(self.charset, "xmlcharrefreplace"),
+                     after.encode(self.charset, "xmlcharrefreplace"))
+            self.gating.remember_placeholder(key, parts)
+        return parts[0] + str(escape(href)).encode(self.charset, "xmlcharrefreplace") + parts[1]
 
 
 def process_html(response: Response, ext: ConsentKitState) -> Response:
     """The response processor: gate the scripts and iframes of an HTML body."""
-    if response.mimetype not in HTML_TYPES:
+    content_type = first_header(response.headers, "Content-Type")
+    if not content_type or content_type.split(";", 1)[0].strip() not in HTML_TYPES:
         return response
     gating: Gating = ext.services["gating"]
     if response.direct_passthrough or response.is_streamed:
@@ -173,15 +192,18 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
             gating.report("streamed", "a streamed HTML response is not gated on the server; "
                           "wrap its generator with flask_consentkit.gating.gated_stream().")
         return response
-    if response.content_encoding:
+    encoding = first_header(response.headers, "Content-Encoding")
+    if encoding:
         gating.report("encoded", "an HTML response was already compressed "
-                      f"({response.content_encoding}) and could not be gated; register "
+                      f"({encoding}) and could not be gated; register "
                       "ConsentKit after the compression extension so it runs first.")
         return response
     body = response.get_data()
     if not could_need_gating(body, gating.matcher):
         return response
-    charset = response.mimetype_params.get("charset", "utf-8")
+    charset = "utf-8"
+    if not content_type.endswith("; charset=utf-8") and "charset" in content_type.lower():
+        charset = response.mimetype_params.get("charset", "utf-8")
     new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
                      cache=gating.scans)
     if new is not body:

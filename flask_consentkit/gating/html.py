@@ -40,8 +40,8 @@ from typing import Any, Protocol
 from .trackers import TRACKERS, Tracker
 
 __all__ = [
-    "Gate", "ScanCache", "Site", "TrackerMatcher", "apply", "could_need_gating", "gate_stream",
-    "rewrite", "scan",
+    "Gate", "ScanCache", "ScannedDocument", "Site", "TrackerMatcher", "apply",
+    "could_need_gating", "gate_stream", "rewrite", "scan",
 ]
 
 # -- the tokenizer's pieces (all matched against the lower-cased document) -----
@@ -421,10 +421,8 @@ def rewrite(
         With ``final=True`` everything is consumed.
     """
     if cache is not None and final:
-        sites = cache.sites(body, matcher)
-        consumed = len(body)
-    else:
-        sites, consumed = scan(body, matcher=matcher, final=final)
+        return cache.entry(body, matcher).apply(gate), len(body)
+    sites, consumed = scan(body, matcher=matcher, final=final)
     return apply(body, sites, gate, consumed), consumed
 
 
@@ -453,32 +451,149 @@ def apply(body: bytes, sites: Iterable[Site], gate: Gate, consumed: int | None =
     return b"".join(out)
 
 
+class ScannedDocument:
+    """One document in a :class:`ScanCache`: its sites and its outputs per set of decisions.
+
+    An output depends on nothing but the document and the decision for each
+    site, except the placeholders, which a :class:`Gate` makes for its own
+    request; so what is kept per decision set is the output with a gap for each
+    placeholder, never a placeholder itself.
+    """
+
+    __slots__ = ("body", "cache", "outputs", "sites")
+
+    #: output plans kept per document (one per combination of decisions seen)
+    max_outputs = 8
+
+    def __init__(self, body: bytes, sites: list[Site], cache: ScanCache | None = None) -> None:
+        self.body = body
+        self.sites = sites
+        #: the cache that holds this document and bounds the bytes its outputs take
+        self.cache = cache
+        #: decisions -> output pieces; an ``int`` is the index of a site whose
+        #: placeholder goes there
+        self.outputs: dict[tuple[bool, ...], tuple[bytes | int, ...]] = {}
+
+    def apply(self, gate: Gate) -> bytes:
+        """The output for ``gate``: :func:`apply` of the sites, reusing a plan made before."""
+        sites = self.sites
+        if not sites:
+            return self.body
+        decisions = tuple([gate.allows(site.category) for site in sites])
+        plan = self.outputs.get(decisions)
+        if plan is None:
+            plan = self._plan(decisions)
+            if (len(self.outputs) < self.max_outputs and self.cache is not None
+                    and self.cache.charge(sum(len(p) for p in plan if isinstance(p, bytes)))):
+                # replaced whole: readers in other threads see the old dict or the new one
+                self.outputs = {**self.outputs, decisions: plan}
+        for site, allowed in zip(sites, decisions, strict=True):
+            if not allowed and site.report is not None:
+                gate.report(*site.report)
+        if len(plan) == 1:
+            only = plan[0]
+            assert isinstance(only, bytes)
+            return only
+        return b"".join([
+            piece if isinstance(piece, bytes)
+            else gate.placeholder(sites[piece].category, sites[piece].title)
+            for piece in plan
+        ])
+
+    def _plan(self, decisions: tuple[bool, ...]) -> tuple[bytes | int, ...]:
+        body = self.body
+        out: list[bytes | int] = []
+        pending: list[bytes] = []  # bytes since the last placeholder gap
+        copied = 0
+        for index, (site, allowed) in enumerate(zip(self.sites, decisions, strict=True)):
+            gap = not allowed and site.placeholder
+            new = site.granted if allowed else site.denied
+            if new is None and not gap:
+                continue
+            pending.append(body[copied:site.start])
+            if gap:
+                out.append(b"".join(pending))
+                out.append(index)
+                pending = []
+            pending.append(body[site.start:site.end] if new is None else new)
+            copied = site.end
+        pending.append(body[copied:])
+        out.append(body if copied == 0 else b"".join(pending))
+        return tuple(out)
+
+
 class ScanCache:
     """The scans of documents seen before: a page served to many visitors is scanned once.
 
-    Keyed by the document itself (so a hit is exact), bounded by the number of
-    documents and their total size; documents larger than :attr:`limit` are not kept.
+    A document is found by its length and first and last bytes, then compared
+    whole (a hit is exact, and costs a ``memcmp`` rather than hashing the
+    document); each keeps its outputs per set of decisions, so the same page
+    for a visitor with the same choices is a lookup. Bounded by the number of
+    documents and their total size (outputs included); documents larger than
+    :attr:`limit` are not kept.
     """
+
+    #: documents kept per (length, first and last bytes): pages that differ
+    #: only inside (a nonce per request) share a key
+    per_key = 4
 
     def __init__(self, size: int = 256, total: int = 16 << 20, limit: int = 1 << 20) -> None:
         self.size, self.total, self.limit = size, total, limit
-        self._scans: dict[bytes, list[Site]] = {}
+        self._scans: dict[tuple[int, bytes, bytes], list[ScannedDocument]] = {}
+        self._count = 0
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def sites(self, body: bytes, matcher: TrackerMatcher | None = None) -> list[Site]:
-        found = self._scans.get(body)
+    @staticmethod
+    def _key(body: bytes) -> tuple[int, bytes, bytes]:
+        return len(body), body[:48], body[-48:]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, body: object) -> bool:
+        return isinstance(body, bytes) and self._find(body, self._key(body)) is not None
+
+    def _find(self, body: bytes, key: tuple[int, bytes, bytes]) -> ScannedDocument | None:
+        for doc in self._scans.get(key, ()):
+            if doc.body is body or doc.body == body:
+                return doc
+        return None
+
+    def entry(self, body: bytes, matcher: TrackerMatcher | None = None) -> ScannedDocument:
+        """The scanned document ``body``, scanned now unless it was before."""
+        key = self._key(body)
+        found = self._find(body, key)
         if found is not None:
             return found
         sites, _ = scan(body, matcher=matcher)
-        if len(body) <= self.limit:
-            with self._lock:
-                if len(self._scans) >= self.size or self._bytes + len(body) > self.total:
-                    self._scans.clear()
-                    self._bytes = 0
-                self._scans[body] = sites
-                self._bytes += len(body)
-        return sites
+        if len(body) > self.limit:
+            return ScannedDocument(body, sites)
+        doc = ScannedDocument(body, sites, self)
+        with self._lock:
+            if self._count >= self.size or self._bytes + len(body) > self.total:
+                self._scans.clear()
+                self._count = self._bytes = 0
+            self._bytes += len(body)
+            bucket = self._scans.get(key, [])
+            if len(bucket) >= self.per_key:
+                bucket = bucket[1:]
+                self._count -= 1
+            self._scans[key] = [*bucket, doc]  # a new list: readers never see it change
+            self._count += 1
+        return doc
+
+    def charge(self, size: int) -> bool:
+        """Account for ``size`` more bytes of kept output; False when they do not fit."""
+        with self._lock:
+            if self._bytes + size > self.total:
+                return False
+            self._bytes += size
+            return True
+
+    def sites(self, body: bytes, matcher: TrackerMatcher | None = None) -> list[Site]:
+        """The sites of ``body`` (see :func:`scan`), scanned now unless it was before."""
+        return self.entry(body, matcher).sites
 
 
 def scan(body: bytes, *, matcher: TrackerMatcher | None = None,

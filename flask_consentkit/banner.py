@@ -34,8 +34,8 @@ from markupsafe import Markup, escape
 from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .extension import first_header
-from .state import get_state, peek_request_consent, request_consent
+from .extension import add_vary, first_header
+from .state import get_state, peek_request_consent, request_consent, request_parts
 from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ class Banner:
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         self._own: bool | None = None
+        self._has_optional = bool(self.settings.optional_keys)
 
     # -- language ------------------------------------------------------------
 
@@ -164,14 +165,17 @@ class Banner:
 
     def _pick_language(self) -> str:
         languages = self.settings.languages
-        asked = request.args.get("lang")
+        app, environ = request_parts()
+        query = environ.get("QUERY_STRING", "")
+        # parse the query only when it can name "lang" (a key may be percent-encoded)
+        asked = request.args.get("lang") if "lang" in query or "%" in query else None
         if asked:
             found = _match_language(asked, languages)
             if found:
                 return found
         selector = self.ext.services.get("locale_selector")
         if selector is None:
-            babel = current_app.extensions.get("babel")
+            babel = app.extensions.get("babel")
             selector = getattr(babel, "locale_selector", None)
         if callable(selector):
             locale = selector()
@@ -179,6 +183,8 @@ class Banner:
                 found = _match_language(str(locale), languages)
                 if found:
                     return found
+        if not environ.get("HTTP_ACCEPT_LANGUAGE"):
+            return self.settings.default_language
         for tag, quality in request.accept_languages:
             if quality > 0:
                 found = _match_language(tag, languages)
@@ -267,10 +273,14 @@ class Banner:
         (the return path and the CSP nonce), which are filled in escaped. An
         app that overrides a banner template gets it rendered on every request.
         """
+        return Markup(self._render())
+
+    def _render(self) -> str:
+        """:meth:`render` as a plain string (markup, escaped where it must be)."""
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
         if not self._own_templates():
-            return Markup(render_template("consentkit/banner.html", ui=self.view()))
+            return str(render_template("consentkit/banner.html", ui=self.view()))
         lang = self.language()
         state = get_state()
         nonce = self.ext.kit.csp_nonce()
@@ -293,7 +303,7 @@ class Banner:
         values = {_NEXT: str(escape(next_url)), _PREFERENCES: str(escape(preferences))}
         if nonce is not None:
             values[_NONCE] = str(escape(nonce))
-        return Markup("".join([values.get(piece, piece) for piece in pieces]))
+        return "".join([values.get(piece, piece) for piece in pieces])
 
     def _own_templates(self) -> bool:
         """True while the app has not overridden the banner's templates."""
@@ -325,15 +335,15 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
+        if not self.settings.auto_inject or not self._has_optional:
+            return response
+        content_type = first_header(response.headers, "Content-Type") or ""
         if (
-            not self.settings.auto_inject
-            or (first_header(response.headers, "Content-Type") or "").split(";", 1)[0].strip()
-            != "text/html"
+            content_type.split(";", 1)[0].strip() != "text/html"
             or response.is_streamed
             or response.direct_passthrough
             or first_header(response.headers, "Content-Encoding") not in (None, "identity")
             or request.blueprint == "consentkit"
-            or not self.settings.optional_keys
         ):
             return response
         ctx = peek_request_consent()
@@ -343,10 +353,12 @@ class Banner:
         end = _last_body_end(body)
         if end < 0:
             return response
-        charset = response.mimetype_params.get("charset", "utf-8")
-        banner = str(self.render()).encode(charset, "xmlcharrefreplace")
+        charset = "utf-8"
+        if not content_type.endswith("; charset=utf-8") and "charset" in content_type.lower():
+            charset = response.mimetype_params.get("charset", "utf-8")
+        banner = self._render().encode(charset, "xmlcharrefreplace")
         response.set_data(b"".join((body[:end], banner, body[end:])))
-        response.vary.add("Accept-Language")
+        add_vary(response, "Accept-Language")
         return response
 
 

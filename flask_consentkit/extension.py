@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,25 @@ def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+_PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
+
+
+def add_vary(response: Response, token: str) -> None:
+    """``response.vary.add(token)``, without the parse and rewrite when it is cheap.
+
+    An absent header is added; a header of plain comma-separated names gets the
+    same value werkzeug's ``HeaderSet`` would write; anything else goes through it.
+    """
+    current = first_header(response.headers, "Vary")
+    if current is None:
+        response.headers.add("Vary", token)
+    elif _PLAIN_VARY.fullmatch(current):
+        if token.lower() not in current.lower().split(", "):
+            response.headers.set("Vary", f"{current}, {token}")
+    else:
+        response.vary.add(token)
 
 
 def get_kit_state(app: Flask | None = None) -> ConsentKitState:
@@ -181,10 +201,7 @@ class ConsentKit:
         elif ctx.reissue and ctx.state is not None and ctx.state.decided:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies:
-            if first_header(response.headers, "Vary") is not None:
-                response.vary.add("Cookie")
-            else:
-                response.headers.add("Vary", "Cookie")
+            add_vary(response, "Cookie")
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

@@ -186,9 +186,10 @@ def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, b
 
 def privacy_signal(settings: Settings) -> bool:
     """True when the browser asks not to be tracked and the app honours it."""
-    if settings.honor_gpc and request.headers.get("Sec-GPC", "").strip() == "1":
+    environ = request.environ  # request.headers.get() raises and catches for an absent header
+    if settings.honor_gpc and environ.get("HTTP_SEC_GPC", "").strip() == "1":
         return True
-    return settings.honor_dnt and request.headers.get("DNT", "").strip() == "1"
+    return settings.honor_dnt and environ.get("HTTP_DNT", "").strip() == "1"
 
 
 def _granted_for(action: str, categories: list[str], settings: Settings, source: str

@@ -192,6 +192,13 @@ def test_placeholder_is_accessible_and_opens_the_category(client):
     assert "allow “Marketing” cookies" in placeholder
 
 
+def test_placeholder_link_follows_the_script_root_and_host_of_each_request(app, client):
+    for _ in range(2):  # the second time from what was kept
+        assert 'href="/consent/?next=/page#' in client.get("/page").get_data(as_text=True)
+        mounted = client.get("/page", environ_overrides={"SCRIPT_NAME": "/shop"})
+        assert 'href="/shop/consent/?next=/page#' in mounted.get_data(as_text=True)
+
+
 def test_placeholder_in_the_visitors_language(client):
     body = client.get("/page", headers={"Accept-Language": "az"}).get_data().decode()
     assert "Məzmun bloklanıb" in body

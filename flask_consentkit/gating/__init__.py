@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from flask import Flask, Response, request, stream_with_context, url_for
@@ -30,7 +31,7 @@ from markupsafe import escape
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
 from ..extension import ConsentKitState, first_header, get_kit_state
-from ..state import get_state, request_consent
+from ..state import get_state, request_consent, request_parts
 from .consent_mode import consent_mode_defaults
 from .cookies import CookieRules, filter_cookies
 from .helpers import consent_iframe, consent_script
@@ -52,6 +53,8 @@ __all__ = [
 logger = logging.getLogger("flask_consentkit.gating")
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+#: what a URL built for the request depends on, besides the app's rules
+_URL_ENVIRON = ("SCRIPT_NAME", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
 
 #: English texts used when no translation service is registered.
 ENGLISH = {
@@ -79,8 +82,28 @@ class Gating:
         self.cookies = CookieRules(settings.categories, settings.cookie_name)
         #: assembled placeholders without their link, by category, title and texts
         self.placeholders: dict[tuple[str | None, ...], tuple[bytes, bytes]] = {}
+        self._paths: dict[tuple[Any, ...], str] = {}
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+
+    def preferences_path(self) -> str:
+        """``url_for("consentkit.preferences")``, built once per script root, host and scheme.
+
+        Built every time when the app has ``url_defaults`` callbacks, which may
+        depend on anything.
+        """
+        app, environ = request_parts()
+        if any(app.url_default_functions.values()):
+            return url_for("consentkit.preferences")
+        key = tuple(environ.get(name) for name in _URL_ENVIRON)
+        path = self._paths.get(key)
+        if path is None:
+            path = url_for("consentkit.preferences")
+            with self._lock:
+                if len(self._paths) >= 64:
+                    self._paths.clear()
+                self._paths[key] = path
+        return path
 
     def remember_placeholder(self, key: tuple[str | None, ...], parts: tuple[bytes, bytes]) -> None:
         """Keep an assembled placeholder (at most 512: titles come from the pages)."""
@@ -156,7 +179,7 @@ class RequestGate:
         if self._href is None:
             target = request.path + ("?" + request.query_string.decode("latin-1")
                                      if request.query_string else "")
-            self._href = url_for("consentkit.preferences") + "?next=" + quote(target, safe="/")
+            self._href = self.gating.preferences_path() + "?next=" + quote(target, safe="/")
         href = self._href + "#consentkit-cat-" + quote(category, safe="")
         heading = self._text("placeholder.title")
         text = self._text("placeholder.text", category=self.label(category))

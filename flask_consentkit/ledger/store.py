@@ -263,7 +263,7 @@ class Ledger:
                         "|| '.consentkit_schema'))"
                     ))
                 metadata.create_all(conn, checkfirst=True)
-                rows = dict(conn.execute(select(meta.c.key, meta.c.value)).tuples().all())
+                rows = self._meta(conn)
                 version = rows.get("schema_version")
                 if version is None:
                     conn.execute(insert(meta).values(key="schema_version",
@@ -400,8 +400,9 @@ class Ledger:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(receipts)).scalar() or 0)
 
-    def _meta(self, conn: Connection) -> dict[str, str]:
-        return dict(conn.execute(select(meta.c.key, meta.c.value)).tuples().all())
+    @staticmethod
+    def _meta(conn: Connection) -> dict[str, str]:
+        return {str(k): str(v) for k, v in conn.execute(select(meta.c.key, meta.c.value))}
 
     def verify(self, batch_size: int = BATCH_SIZE) -> VerifyResult:
         """Walk the whole chain; the result names the first bad receipt."""

@@ -41,7 +41,9 @@ def test_200_decisions_from_8_threads(store_url: str, tmp_path: Path) -> None:
 
 
 def test_200_decisions_from_4_processes(store_url: str, tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # workers fork from a server that has imported Flask, SQLAlchemy and the app once
+    context.set_forkserver_preload(["tests.ledger_helpers"])
     with context.Pool(4) as pool:
         done = pool.starmap(decide_many, [(store_url, str(tmp_path), 50, True)] * 4)
     assert done == [50] * 4

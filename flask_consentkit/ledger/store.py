@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -119,6 +120,18 @@ class VerifyResult:
         where = (f"receipt {self.bad_receipt_id} (seq {self.bad_seq})"
                  if self.bad_receipt_id else f"seq {self.bad_seq}")
         return f"ledger BROKEN at {where}: {self.reason}"
+
+
+# statements built once (SQLAlchemy caches their compiled form)
+_HEAD_FOR_UPDATE = select(meta.c.value).where(meta.c.key == "head").with_for_update()
+_SET_HEAD = update(meta).where(meta.c.key == "head").values(value=bindparam("link"))
+_INSERT = insert(receipts)
+_LAST_OF = (
+    select(receipts.c.receipt_id)
+    .where(receipts.c.consent_id == bindparam("consent_id"))
+    .order_by(receipts.c.seq.desc())
+    .limit(1)
+)
 
 
 # -- engines: one per process and URL -------------------------------------------
@@ -293,9 +306,7 @@ class Ledger:
                 yield conn
 
     def _lock_head(self, conn: Connection) -> tuple[int, str]:
-        value = conn.execute(
-            select(meta.c.value).where(meta.c.key == "head").with_for_update()
-        ).scalar()
+        value = conn.execute(_HEAD_FOR_UPDATE).scalar()
         head = chain.decode_link(value)
         if head is None:
             raise LedgerError("the ledger's head row is missing or garbled; run "
@@ -336,20 +347,13 @@ class Ledger:
         }
         row["personal_digest"] = chain.personal_digest(row)
         row["digest"] = chain.receipt_digest(row)
-        conn.execute(insert(receipts).values(row))
-        conn.execute(
-            update(meta).where(meta.c.key == "head")
-            .values(value=chain.encode_link(row["seq"], row["digest"]))
-        )
+        conn.execute(_INSERT, row)
+        conn.execute(_SET_HEAD, {"link": chain.encode_link(row["seq"], row["digest"])})
         return row
 
     @staticmethod
     def _last_receipt_id(conn: Connection, consent_id: str) -> str | None:
-        value = conn.execute(
-            select(receipts.c.receipt_id)
-            .where(receipts.c.consent_id == consent_id)
-            .order_by(receipts.c.seq.desc()).limit(1)
-        ).scalar()
+        value = conn.execute(_LAST_OF, {"consent_id": consent_id}).scalar()
         return str(value) if value is not None else None
 
     def append(self, draft: Draft, *, created_at: datetime | None = None) -> dict[str, Any]:

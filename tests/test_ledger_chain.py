@@ -148,6 +148,14 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(store_url: str) -
         Ledger(store_url).count()
 
 
+def test_an_older_schema_without_a_migration_path_is_refused(store_url: str) -> None:
+    Ledger(store_url).count()
+    execute(store_url, "UPDATE consentkit_meta SET value = '0' WHERE key = 'schema_version'")
+    dispose_engines(store_url)
+    with pytest.raises(LedgerError, match="no migration from receipts schema version 0"):
+        Ledger(store_url).count()
+
+
 def test_default_store_is_a_wal_sqlite_file_in_a_new_instance_folder(tmp_path: Path) -> None:
     instance = tmp_path / "missing" / "instance"
     app = Flask(__name__, instance_path=str(instance))

@@ -115,14 +115,17 @@ def test_ipv6_is_kept_as_its_48(ledger_app: Flask) -> None:
     assert receipts(ledger_app, state["consent_id"])[0]["ip_prefix"] == "2001:db8:1234::/48"
 
 
-def test_ledger_off_registers_no_recorder_and_warns_outside_tests(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+def test_ledger_off_registers_no_recorder_and_warns_outside_tests(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="flask_consentkit.ledger"):
+        app = make_app(tmp_path)
+        production = Flask(__name__)
+        production.config.update(SECRET_KEY=SECRET, CONSENTKIT_LEDGER_URL=None)
+        ConsentKit(production)
     assert "recorder" not in app.extensions["consentkit"].services
     assert choose(app.test_client()).status_code == 200
-    quiet = Flask(__name__)
-    quiet.config.update(SECRET_KEY=SECRET, CONSENTKIT_LEDGER_URL=None)
-    with pytest.warns(UserWarning, match="receipts are off"):
-        ConsentKit(quiet)
+    assert [r.levelno for r in caplog.records if "receipts are off" in r.getMessage()] \
+        == [logging.INFO, logging.WARNING]
 
 
 @pytest.mark.parametrize("where", ["sqlite", pytest.param("postgresql",

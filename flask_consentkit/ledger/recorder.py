@@ -13,9 +13,11 @@ error, with the receipt's content (nothing personal beyond the pseudonymous
 consent id), on the ``flask_consentkit.ledger`` logger, and returns ``None``;
 the choice endpoint still sets the cookie and answers normally.
 
-``CONSENTKIT_LEDGER_URL = None`` turns receipts off: a :class:`UserWarning` at
-``init_app``, except under ``TESTING``, where it is logged at INFO so that test
-suites (which often turn the ledger off) stay quiet.
+``CONSENTKIT_LEDGER_URL = None`` turns receipts off, with a WARNING on the
+``flask_consentkit.ledger`` logger at ``init_app`` (INFO under ``TESTING``). It is
+a log record rather than a :class:`UserWarning` on purpose: turning receipts off
+is a legitimate choice (tests, previews), and test suites that run with
+``-W error`` must not fail on it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -53,10 +54,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     if settings.ledger_url is None:
         message = ("CONSENTKIT_LEDGER_URL is None: consent receipts are off, so the app "
                    "cannot prove consent (GDPR Art. 7(1)).")
-        if app.testing:
-            log.info(message)
-        else:
-            warnings.warn(message, UserWarning, stacklevel=3)
+        log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
     ledger = Ledger(settings.ledger_url)
     ext.services["ledger"] = ledger

@@ -4,7 +4,11 @@ Compares, in the same run: bare Flask answering a JSON POST, the choice endpoint
 with the ledger off, with the default SQLite file (WAL, synchronous=FULL) and with
 PostgreSQL (``CONSENTKIT_TEST_POSTGRES_URL``, a fresh schema dropped afterwards).
 
-    python bench/bench_ledger.py [--decisions 400] [--rounds 5]
+    python bench/bench_ledger.py [--decisions 400] [--rounds 5] [--prune-rows 200000]
+
+With ``--prune-rows N`` it also fills the SQLite ledger with N receipts past
+retention, prunes them while decisions keep arriving, and prints the prune rate
+and the slowest decision during the prune (batches keep the table usable).
 """
 
 from __future__ import annotations
@@ -15,17 +19,22 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, request  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, insert, text, update  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
-from flask_consentkit.ledger.store import dispose_engines  # noqa: E402
+from flask_consentkit.ledger import chain  # noqa: E402
+from flask_consentkit.ledger.schema import meta, receipts  # noqa: E402
+from flask_consentkit.ledger.store import Ledger, dispose_engines  # noqa: E402
 
 HEADERS = {"Origin": "http://localhost"}
 BODY = {"action": "save", "categories": ["analytics", "functional"]}
@@ -65,10 +74,68 @@ def rate(app: Flask, decisions: int, rounds: int) -> float:
     return statistics.median(results)
 
 
+def fill_old(ledger: Ledger, rows: int) -> None:
+    """``rows`` valid, chained receipts from 400 days ago, inserted in bulk."""
+    engine = ledger.engine
+    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)
+    prev, seq = chain.GENESIS, 0
+    with engine.begin() as conn:
+        while seq < rows:
+            batch = []
+            for _ in range(min(20000, rows - seq)):
+                seq += 1
+                row = {
+                    "seq": seq, "receipt_id": str(uuid.uuid4()),
+                    "consent_id": f"bench-{seq % 5000:012d}-visitor", "page_path": "/",
+                    "created_at": start + timedelta(seconds=seq), "action": "accept_all",
+                    "granted": ",analytics,necessary,", "denied": ",", "withdrawn": ",",
+                    "policy_version": "1", "banner_hash": None, "language": "en",
+                    "method": "banner", "previous_receipt_id": None, "ip_prefix": None,
+                    "country": None, "erased_at": None, "personal_salt": chain.new_salt(),
+                    "prev_digest": prev,
+                }
+                row["personal_digest"] = chain.personal_digest(row)
+                row["digest"] = prev = chain.receipt_digest(row)
+                batch.append(row)
+            conn.execute(insert(receipts), batch)
+        conn.execute(update(meta).where(meta.c.key == "head")
+                     .values(value=chain.encode_link(seq, prev)))
+
+
+def prune_under_load(tmp: str, rows: int) -> None:
+    url = f"sqlite:///{Path(tmp) / 'prune.sqlite3'}"
+    app = kit_app(tmp, url)
+    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    fill_old(ledger, rows)
+    client = app.test_client()
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def decide() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            assert client.post("/consent/", json=BODY, headers=HEADERS).status_code == 200
+            latencies.append(time.perf_counter() - t)
+
+    writer = threading.Thread(target=decide)
+    writer.start()
+    start = time.perf_counter()
+    removed = ledger.prune(datetime.now(UTC) - timedelta(days=365))
+    elapsed = time.perf_counter() - start
+    done.set()
+    writer.join()
+    assert removed == rows and ledger.verify().ok
+    print(f"prune of {rows} receipts on SQLite: {elapsed:.1f} s ({rows / elapsed:,.0f}/s), "
+          f"{len(latencies)} decisions meanwhile, slowest {max(latencies) * 1000:.0f} ms, "
+          f"median {statistics.median(latencies) * 1000:.1f} ms")
+    dispose_engines(url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--prune-rows", type=int, default=0)
     args = parser.parse_args()
 
     rows: list[tuple[str, float]] = []
@@ -105,6 +172,9 @@ def main() -> None:
         print(f"{name:34} {value:12.0f} {value / off:13.2f}x {value / bare:13.2f}x")
     if len(rows) < 4:
         print("(PostgreSQL skipped: set CONSENTKIT_TEST_POSTGRES_URL)")
+    if args.prune_rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            prune_under_load(tmp, args.prune_rows)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,30 @@ def test_unreachable_ledger_keeps_the_choice_and_logs_the_receipt(
     form = client.post("/consent/", data={"action": "reject_all", "next": "/about"},
                        headers=SAME_ORIGIN)
     assert form.status_code == 303 and form.headers["Location"] == "/about"
+
+
+def test_failing_services_cost_their_fields_not_the_receipt(
+        ledger_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    services = ledger_app.extensions["consentkit"].services
+
+    def broken() -> Any:
+        raise RuntimeError("catalog missing")
+
+    services["banner_fingerprint"] = broken
+    services["technical_data"] = broken
+    with caplog.at_level(logging.WARNING, logger="flask_consentkit.ledger"):
+        state = choose(ledger_app.test_client(), "accept_all").get_json()
+    [receipt] = receipts(ledger_app, state["consent_id"])
+    assert receipt["banner_hash"] is None and receipt["ip_prefix"] is None
+    assert "banner fingerprint unavailable" in caplog.text
+    assert "technical data unavailable" in caplog.text
+
+
+def test_malformed_service_values_are_not_stored(ledger_app: Flask) -> None:
+    services = ledger_app.extensions["consentkit"].services
+    services["banner_fingerprint"] = lambda: ("not-a-hash", "")
+    services["technical_data"] = lambda: Technical("not an ip", "Azerbaijan")
+    state = choose(ledger_app.test_client(), "accept_all").get_json()
+    [receipt] = receipts(ledger_app, state["consent_id"])
+    assert receipt["banner_hash"] is None and receipt["language"] is None
+    assert receipt["ip_prefix"] is None and receipt["country"] is None

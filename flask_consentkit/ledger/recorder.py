@@ -70,7 +70,15 @@ class Recorder:
 
     def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
                  ) -> dict[str, Any] | None:
-        draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        try:
+            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+            log.error(
+                "consent receipt NOT recorded (%s: %s); action %s, consent id %s, granted %s",
+                type(exc).__name__, exc, action, state.consent_id, sorted(state.granted),
+                exc_info=exc,
+            )
+            return None
         return record(self.ledger, draft)
 
 

@@ -53,6 +53,9 @@ log = logging.getLogger("flask_consentkit.ledger")
 #: :meth:`Ledger.verify`.
 BATCH_SIZE = 5000
 
+#: Seconds to wait for a PostgreSQL connection (unless the URL sets ``connect_timeout``).
+CONNECT_TIMEOUT = 5
+
 ACTIONS = frozenset({"accept_all", "reject_all", "save", "erase"})
 METHODS = frozenset({"banner", "preferences", "api", "gpc"})
 
@@ -173,10 +176,16 @@ def get_engine(url: str) -> Engine:
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            if make_url(url).get_backend_name() == "sqlite":
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
                 engine = _sqlite_engine(url)
             else:
-                engine = create_engine(url, pool_pre_ping=True)
+                connect_args: dict[str, Any] = {}
+                if parsed.get_backend_name() == "postgresql" \
+                        and "connect_timeout" not in parsed.query:
+                    # an unreachable server must not hold a visitor's request for minutes
+                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
+                engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
             _engines[key] = engine
         return engine
 

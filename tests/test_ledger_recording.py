@@ -183,3 +183,18 @@ def test_malformed_service_values_are_not_stored(ledger_app: Flask) -> None:
     [receipt] = receipts(ledger_app, state["consent_id"])
     assert receipt["banner_hash"] is None and receipt["language"] is None
     assert receipt["ip_prefix"] is None and receipt["country"] is None
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("sqlite://", "in-memory SQLite"),
+    ("sqlite:///:memory:", "in-memory SQLite"),
+    ("nosuchdb://user:hunter2@host/x", "not a usable SQLAlchemy URL"),
+    ("postgresql+psycopg://user:hunter2@host:port/x", "not a usable SQLAlchemy URL"),
+])
+def test_unusable_ledger_urls_are_refused_at_init(tmp_path: Path, url: str, hint: str) -> None:
+    from flask_consentkit import ConsentConfigError
+
+    with pytest.raises(ConsentConfigError, match=hint) as info:
+        make_app(tmp_path, CONSENTKIT_LEDGER_URL=url)
+    assert info.value.key == "CONSENTKIT_LEDGER_URL"
+    assert "hunter2" not in str(info.value)

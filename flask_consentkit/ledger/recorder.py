@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from sqlalchemy.engine import make_url
 
 from ..categories import NECESSARY
+from ..errors import ConsentConfigError
 from ..ratelimit import RateLimiter, anonymise_ip
 from ..state import ConsentState, request_consent
 from .store import Draft, Ledger
@@ -56,9 +58,37 @@ def install(app: Flask, ext: ConsentKitState) -> None:
                    "cannot prove consent (GDPR Art. 7(1)).")
         log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger(check_url(settings.ledger_url))
     ext.services["ledger"] = ledger
     ext.services["recorder"] = Recorder(ext, ledger)
+
+
+def check_url(url: str) -> str:
+    """``url`` when SQLAlchemy knows its dialect and it names a durable store."""
+    key = "CONSENTKIT_LEDGER_URL"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - any parse or plugin error means a bad URL
+        reason = str(exc).replace(url, parsed_safe(url))
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} is not a usable SQLAlchemy URL "
+                                 f"({reason}); use e.g. 'sqlite:////var/lib/app/ledger.sqlite3' or "
+                                 "'postgresql+psycopg://user@host/db'.") from None
+    if parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or "mode=memory" in url
+    ):
+        raise ConsentConfigError(key, "an in-memory SQLite database vanishes with the process "
+                                 "and cannot prove anything; give a file, e.g. "
+                                 "'sqlite:////var/lib/app/ledger.sqlite3'.")
+    return url
+
+
+def parsed_safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
 
 
 class Recorder:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -49,9 +50,12 @@ from .schema import SCHEMA_VERSION, encode_categories, meta, metadata, receipts
 
 log = logging.getLogger("flask_consentkit.ledger")
 
-#: Receipts handled per transaction by :meth:`Ledger.prune` and per query by
-#: :meth:`Ledger.verify`.
+#: Receipts read per query by :meth:`Ledger.verify`.
 BATCH_SIZE = 5000
+#: Receipts deleted per transaction by :meth:`Ledger.prune`, and the pause
+#: between two of them in which waiting writers take the lock.
+PRUNE_BATCH = 1000
+PRUNE_PAUSE = 0.02
 
 #: Seconds to wait for a PostgreSQL connection (unless the URL sets ``connect_timeout``).
 CONNECT_TIMEOUT = 5
@@ -501,14 +505,17 @@ class Ledger:
         before: datetime,
         *,
         dry_run: bool = False,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int = PRUNE_BATCH,
+        pause: float = PRUNE_PAUSE,
     ) -> int:
         """Delete the receipts older than ``before`` (UTC); return how many.
 
         Only the oldest contiguous run of receipts is removed (the chain stays
         one unbroken suffix), ``batch_size`` receipts per transaction, so that
         writers wait at most one short batch. The digest of the last removed
-        receipt becomes the chain's ``anchor``.
+        receipt becomes the chain's ``anchor``. Between batches the pruner
+        sleeps ``pause`` seconds, so that writers waiting for the lock get it
+        rather than the next batch.
         """
         before = _as_naive_utc(before)
         with self.engine.connect() as conn:
@@ -527,6 +534,8 @@ class Ledger:
             return total
         removed = 0
         while True:
+            if removed:
+                time.sleep(pause)
             with self._write() as conn:
                 self._lock_head(conn)
                 info = self._meta(conn)

@@ -84,3 +84,27 @@ def test_a_committed_receipt_survives_kill_9(store_url: str, tmp_path: Path) -> 
     [receipt] = Ledger(store_url).export(consent_id)
     assert receipt["action"] == "accept_all"
     assert Ledger(store_url).verify().ok
+
+
+def test_pruning_while_decisions_arrive_keeps_one_valid_chain(store_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from .ledger_helpers import draft
+
+    ledger = Ledger(store_url)
+    old = datetime.now(UTC) - timedelta(days=400)
+    for i in range(60):
+        ledger.append(draft(), created_at=old + timedelta(seconds=i))
+    def write(n: int) -> None:
+        for _ in range(15):
+            ledger.append(draft(f"writer-{n:019d}"))
+
+    with ThreadPoolExecutor(3) as pool:
+        writers = [pool.submit(write, n) for n in range(2)]
+        pruned = ledger.prune(datetime.now(UTC) - timedelta(days=365), batch_size=7, pause=0)
+        for w in writers:
+            w.result()
+    assert pruned == 60
+    result = ledger.verify()
+    assert result.ok, result.describe()
+    assert result.checked == 30

@@ -8,6 +8,7 @@ key and the fix; nothing here runs while a request is handled.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_COOKIE_SECURE": None,
     "CONSENTKIT_COOKIE_HOST_PREFIX": False,
     "CONSENTKIT_COOKIE_DOMAINS": [],
+    "CONSENTKIT_COOKIE_PATHS": ["/"],
+    "CONSENTKIT_CONSENT_MODE": None,
     "CONSENTKIT_MAX_AGE": 15552000,
     "CONSENTKIT_URL_PREFIX": "/consent",
     "CONSENTKIT_AUTO_INJECT": True,
@@ -59,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_GEOIP_DATABASE": None,
     "CONSENTKIT_GEOIP_ACCOUNT_ID": None,
     "CONSENTKIT_GEOIP_LICENSE_KEY": None,
+    "CONSENTKIT_GEOIP_HOST": "geoip.maxmind.com",
+    "CONSENTKIT_GEOIP_TIMEOUT": 2.0,
+    "CONSENTKIT_UA_PARSER": "auto",
     "CONSENTKIT_ANONYMIZE_IP": True,
     "CONSENTKIT_COLLECTION_RULES": dict(DEFAULT_COLLECTION_RULES),
     "CONSENTKIT_LANGUAGES": ["az", "en", "ru", "tr"],
@@ -85,6 +91,10 @@ class Settings:
     cookie_name: str
     cookie_secure: bool | None
     cookie_domains: tuple[str, ...]
+    #: paths on which cookies of a withdrawn category are expired
+    cookie_paths: tuple[str, ...]
+    #: category → Google Consent Mode v2 types it grants
+    consent_mode: Mapping[str, tuple[str, ...]]
     max_age: int
     url_prefix: str
     auto_inject: bool
@@ -108,6 +118,9 @@ class Settings:
     ratelimit: Rate | None = Rate(5, 60)
     ratelimit_storage_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    geoip_host: str = "geoip.maxmind.com"
+    geoip_timeout: float = 2.0
+    ua_parser: str = "auto"
 
     @property
     def category_keys(self) -> tuple[str, ...]:
@@ -258,6 +271,105 @@ def _origin(key: str, value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+#: The Google Consent Mode v2 consent types.
+CONSENT_MODE_TYPES: tuple[str, ...] = (
+    "ad_storage",
+    "ad_user_data",
+    "ad_personalization",
+    "analytics_storage",
+    "functionality_storage",
+    "personalization_storage",
+    "security_storage",
+)
+
+#: Which category grants which Consent Mode type unless ``CONSENTKIT_CONSENT_MODE`` says otherwise.
+DEFAULT_CONSENT_MODE: dict[str, tuple[str, ...]] = {
+    "necessary": ("security_storage",),
+    "functional": ("functionality_storage", "personalization_storage"),
+    "analytics": ("analytics_storage",),
+    "marketing": ("ad_storage", "ad_user_data", "ad_personalization"),
+}
+
+
+def _cookie_paths(config: Mapping[str, Any]) -> tuple[str, ...]:
+    key = "CONSENTKIT_COOKIE_PATHS"
+    paths = _str_list(config, key)
+    if not paths:
+        raise _fail(key, "list at least one path; the default is ['/'].")
+    for path in paths:
+        if not path.startswith("/") or any(c in path for c in ";,\r\n\t "):
+            raise _fail(key, f"{path!r} is not a cookie path; write paths such as '/' or '/app'.")
+    return paths
+
+
+def _consent_mode(config: Mapping[str, Any], cat_keys: set[str]) -> dict[str, tuple[str, ...]]:
+    key = "CONSENTKIT_CONSENT_MODE"
+    raw = config[key]
+    if raw is None:
+        return {c: t for c, t in DEFAULT_CONSENT_MODE.items() if c in cat_keys}
+    if not isinstance(raw, Mapping):
+        raise _fail(key, "must map a category to a list of Consent Mode types, e.g. "
+                    "{'analytics': ['analytics_storage']}, or be None for the default.")
+    out: dict[str, tuple[str, ...]] = {}
+    for cat, types in raw.items():
+        if cat not in cat_keys:
+            raise _fail(key, f"unknown category {cat!r}; use one of {sorted(cat_keys)}.")
+        if isinstance(types, str) or not isinstance(types, Sequence):
+            raise _fail(key, f"the types of {cat!r} must be a list, e.g. ['analytics_storage'].")
+        for t in types:
+            if t not in CONSENT_MODE_TYPES:
+                raise _fail(key, f"{t!r} (for {cat!r}) is not a Consent Mode v2 type; use "
+                            f"{', '.join(CONSENT_MODE_TYPES)}.")
+        out[cat] = tuple(dict.fromkeys(types))
+    return out
+def _collect_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The technical-data collection keys (geo source, user-agent parser)."""
+    database = _optional_str(config, "CONSENTKIT_GEOIP_DATABASE")
+    account = config["CONSENTKIT_GEOIP_ACCOUNT_ID"]
+    if isinstance(account, int) and not isinstance(account, bool) and account > 0:
+        account = str(account)
+    if account is not None and (not isinstance(account, str) or not account.isdigit()):
+        raise _fail("CONSENTKIT_GEOIP_ACCOUNT_ID", f"{account!r} is not a MaxMind account id; "
+                    "use the number shown in your MaxMind account, e.g. 123456.")
+    license_key = _optional_str(config, "CONSENTKIT_GEOIP_LICENSE_KEY")
+    if (account is None) != (license_key is None):
+        raise _fail("CONSENTKIT_GEOIP_LICENSE_KEY" if account else "CONSENTKIT_GEOIP_ACCOUNT_ID",
+                    "the MaxMind web service needs both CONSENTKIT_GEOIP_ACCOUNT_ID and "
+                    "CONSENTKIT_GEOIP_LICENSE_KEY; set both, or neither.")
+    if database is not None and account is not None:
+        raise _fail("CONSENTKIT_GEOIP_DATABASE", "set either a local database "
+                    "(CONSENTKIT_GEOIP_DATABASE) or the web service (CONSENTKIT_GEOIP_ACCOUNT_ID "
+                    "and CONSENTKIT_GEOIP_LICENSE_KEY), not both.")
+    host = config["CONSENTKIT_GEOIP_HOST"]
+    if not isinstance(host, str) or not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", host):
+        raise _fail("CONSENTKIT_GEOIP_HOST", f"{host!r} is not a host name; use "
+                    "'geoip.maxmind.com' (GeoIP2) or 'geolite.info' (GeoLite2).")
+    timeout = config["CONSENTKIT_GEOIP_TIMEOUT"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        raise _fail("CONSENTKIT_GEOIP_TIMEOUT", f"{timeout!r} must be a number of seconds "
+                    "between 0 and 60, e.g. 2.0.")
+    parser = config["CONSENTKIT_UA_PARSER"]
+    if parser not in ("auto", "ua-parser", "user-agents"):
+        raise _fail("CONSENTKIT_UA_PARSER", f"{parser!r} must be 'auto', 'ua-parser' or "
+                    "'user-agents'.")
+    if parser == "ua-parser":
+        try:
+            has_v1 = hasattr(importlib.import_module("ua_parser"), "Parser")
+        except ImportError:
+            has_v1 = False
+        if not has_v1:
+            raise _fail("CONSENTKIT_UA_PARSER", "'ua-parser' needs ua-parser 1.x: "
+                        "pip install 'flask-consentkit[fast-ua]', or use 'auto'.")
+    return {
+        "geoip_database": database,
+        "geoip_account_id": account,
+        "geoip_license_key": license_key,
+        "geoip_host": host,
+        "geoip_timeout": float(timeout),
+        "ua_parser": parser,
+    }
+
+
 def load_settings(app: Flask) -> Settings:
     """Fill defaults into ``app.config`` and validate every ``CONSENTKIT_*`` key."""
     config = app.config
@@ -405,6 +517,8 @@ def load_settings(app: Flask) -> Settings:
                     "(default 204).")
 
     domains = _str_list(config, "CONSENTKIT_COOKIE_DOMAINS")
+    paths = _cookie_paths(config)
+    consent_mode = _consent_mode(config, cat_keys)
 
     return Settings(
         policy_version=policy_version,
@@ -412,6 +526,8 @@ def load_settings(app: Flask) -> Settings:
         cookie_name=cookie_name,
         cookie_secure=secure,
         cookie_domains=domains,
+        cookie_paths=paths,
+        consent_mode=consent_mode,
         max_age=max_age,
         url_prefix=prefix,
         auto_inject=_bool(config, "CONSENTKIT_AUTO_INJECT"),
@@ -420,9 +536,7 @@ def load_settings(app: Flask) -> Settings:
         gpc_last_update=str(gpc_date),
         ledger_url=ledger_url,
         retention_days=_positive_int(config, "CONSENTKIT_RETENTION_DAYS"),
-        geoip_database=_optional_str(config, "CONSENTKIT_GEOIP_DATABASE"),
-        geoip_account_id=_optional_str(config, "CONSENTKIT_GEOIP_ACCOUNT_ID"),
-        geoip_license_key=_optional_str(config, "CONSENTKIT_GEOIP_LICENSE_KEY"),
+        **_collect_settings(config),
         anonymize_ip=_bool(config, "CONSENTKIT_ANONYMIZE_IP"),
         collection_rules=rules,
         languages=languages,

@@ -253,7 +253,7 @@ def test_banner_form_round_trip(tmp_path):
 def test_preferences_page_lists_categories_services_and_cookies(tmp_path):
     client = banner_app(tmp_path, CONSENTKIT_COOKIES={"analytics": ["_ga", "_ga_*"]}).test_client()
     html = client.get("/consent/?next=/page&lang=en").get_data(as_text=True)
-    assert '<html lang="en">' in html
+    assert '<html lang="en" dir="ltr">' in html
     assert html.count('id="consentkit"') == 0  # the page is not given a second banner
     for label in ("Strictly necessary", "Functional", "Analytics", "Performance", "Marketing"):
         assert f">{label}" in html
@@ -276,7 +276,7 @@ def test_preferences_page_shows_the_current_choice(tmp_path):
     client = banner_app(tmp_path).test_client()
     decide(client, "save", categories=["functional", "marketing"])
     html = client.get("/consent/?lang=ru").get_data(as_text=True)
-    assert '<html lang="ru">' in html and "Ниже показан ваш текущий выбор." in html
+    assert '<html lang="ru" dir="ltr">' in html and "Ниже показан ваш текущий выбор." in html
     assert re.findall(r'id="consentkit-cat-(\w+)"[^>]*checked', html) == [
         "necessary", "functional", "marketing"]
 

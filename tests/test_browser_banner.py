@@ -339,6 +339,8 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 def axe(page: Any, source: str) -> list[str]:
+    # let the slide-in and fade-in finish: half-transparent text has lower contrast
+    page.evaluate("Promise.all(document.getAnimations().map(a => a.finished))")
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(source)
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})",

@@ -322,6 +322,9 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
+        if request.endpoint == "consentkit.preferences":
+            response.vary.add("Accept-Language")  # the page speaks the visitor's language
+            return response
         if (
             not self.settings.auto_inject
             or response.mimetype != "text/html"

@@ -255,6 +255,7 @@ def test_preferences_page_lists_categories_services_and_cookies(tmp_path):
     html = client.get("/consent/?next=/page&lang=en").get_data(as_text=True)
     assert '<html lang="en" dir="ltr">' in html
     assert html.count('id="consentkit"') == 0  # the page is not given a second banner
+    assert "Accept-Language" in client.get("/consent/").vary
     for label in ("Strictly necessary", "Functional", "Analytics", "Performance", "Marketing"):
         assert f">{label}" in html
     assert "Help us understand how the site is used" in html

@@ -47,6 +47,7 @@ BASE_LANGUAGE = "en"
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+_CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
 _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
@@ -204,6 +205,25 @@ class Banner:
         if not params:
             return text
         return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+    def translate_for_services(self, key: str, **params: Any) -> str:
+        """The ``translate`` service: :meth:`translate` in this request's language.
+
+        ``category.<key>.label`` and ``category.<key>.description`` give the
+        app's own text for that category when it configured one, as the banner shows it.
+        """
+        found = _CATEGORY_TEXT.match(key)
+        if found:
+            try:
+                category = self.settings.category(found.group(1))
+            except KeyError:
+                pass
+            else:
+                lang = self.language()
+                if found.group(2) == "label":
+                    return self.category_label(category, lang)
+                return self.category_description(category, lang)
+        return self.translate(key, **params)
 
     def category_label(self, category: Category, lang: str) -> str:
         own = pick_text(category.label, lang, self.settings.default_language)
@@ -443,7 +463,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the banner into ``app``: services, Jinja globals and the injecting processor."""
     banner = Banner(app, ext)
     ext.services["banner"] = banner
-    ext.services["translate"] = lambda key, **params: banner.translate(key, **params)
+    ext.services["translate"] = banner.translate_for_services
     ext.services["banner_fingerprint"] = banner.fingerprint
     ext.processors.append(banner.inject)
     app.jinja_env.globals["consent_banner"] = banner.render

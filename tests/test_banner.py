@@ -305,6 +305,20 @@ def test_translate_service(app):
         assert translate("placeholder.title") == "Content blocked"
 
 
+def test_translate_service_gives_the_apps_own_category_texts(app_factory):
+    app = app_factory(CONSENTKIT_CATEGORIES=[
+        "necessary", "analytics", "performance",
+        {"key": "video", "label": {"en": "Videos", "az": "Videolar"}},
+        "social"])
+    translate = app.extensions["consentkit"].services["translate"]
+    with app.test_request_context("/?lang=az"):
+        assert translate("category.video.label") == "Videolar"
+        assert translate("category.analytics.label") == "Analitik"
+        assert translate("category.social.label") == "Social"
+        assert translate("category.social.description") == ""
+        assert translate("category.unknown.label") == "category.unknown.label"
+
+
 def test_banner_fingerprint_is_the_hash_of_the_text_shown(tmp_path):
     app = banner_app(tmp_path)
     fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]

@@ -380,3 +380,13 @@ def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
         assert fingerprint()[0] != plain[0]  # the text shown differs, so does its hash
     ignored = banner_app(tmp_path, CONSENTKIT_HONOR_GPC=False).test_client()
     assert note not in ignored.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+
+
+def test_shipped_js_and_css_stay_within_six_kilobytes_gzipped(client):
+    total = 0
+    for name in ("consentkit.js", "consentkit.css"):
+        response = client.get(f"/consent/static/{name}")
+        assert response.status_code == 200
+        total += len(gzip.compress(response.get_data(), 9))
+        response.close()
+    assert total <= 6 * 1024

@@ -33,6 +33,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=os.environ.get("EXAMPLE_SECRET_KEY", "dev only: set EXAMPLE_SECRET_KEY"),
         CONSENTKIT_PRIVACY_POLICY_URL="/about",
+        CONSENTKIT_GEOIP_DATABASE=os.environ.get("EXAMPLE_GEOIP_DATABASE"),
     )
     if config:
         app.config.update(config)
@@ -54,4 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def about() -> str:
         return render_template("about.html")
 
+    from .your_data import register_your_data
+
+    register_your_data(app)
     return app

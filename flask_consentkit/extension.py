@@ -95,6 +95,9 @@ class ConsentKit:
         from . import views
 
         views.register(app, settings)
+        from .collect import install as install_collect
+
+        install_collect(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
         from .banner import install as install_banner

@@ -147,6 +147,9 @@ class Banner:
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._own: bool | None = None
+        #: Accept-Language header → banner language ("" for none); browsers send few values
+        self._accept_cache: dict[str, str] = {}
+        self._asks = bool(self.settings.optional_keys)
 
     # -- language ------------------------------------------------------------
 
@@ -163,7 +166,7 @@ class Banner:
 
     def _pick_language(self) -> str:
         languages = self.settings.languages
-        asked = request.args.get("lang")
+        asked = request.args.get("lang") if request.query_string else None
         if asked:
             found = _match_language(asked, languages)
             if found:
@@ -178,12 +181,26 @@ class Banner:
                 found = _match_language(str(locale), languages)
                 if found:
                     return found
+        header = request.headers.get("Accept-Language")
+        if header:
+            found = self._accept_cache.get(header)
+            if found is None:
+                found = self._from_accept_language()
+                if len(self._accept_cache) >= 512:
+                    self._accept_cache.clear()
+                self._accept_cache[header] = found
+            if found:
+                return found
+        return self.settings.default_language
+
+    def _from_accept_language(self) -> str:
+        """The best banner language the browser accepts, or ``""``."""
         for tag, quality in request.accept_languages:
             if quality > 0:
-                found = _match_language(tag, languages)
+                found = _match_language(tag, self.settings.languages)
                 if found:
                     return found
-        return self.settings.default_language
+        return ""
 
     # -- texts ---------------------------------------------------------------
 
@@ -352,7 +369,7 @@ class Banner:
             or response.direct_passthrough
             or response.headers.get("Content-Encoding", "identity") != "identity"
             or request.blueprint == "consentkit"
-            or not self.settings.optional_keys
+            or not self._asks
         ):
             return response
         ctx = g.get("_consentkit")
@@ -364,7 +381,10 @@ class Banner:
             end = match
         if end is None:
             return response
-        charset = response.mimetype_params.get("charset", "utf-8")
+        content_type = (response.content_type or "").lower()
+        charset = "utf-8"
+        if "charset" in content_type and "utf-8" not in content_type:
+            charset = response.mimetype_params.get("charset", "utf-8")
         banner = str(self.render()).encode(charset, "xmlcharrefreplace")
         response.set_data(body[: end.start()] + banner + body[end.start():])
         response.vary.add("Accept-Language")

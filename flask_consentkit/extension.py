@@ -95,6 +95,9 @@ class ConsentKit:
         from . import views
 
         views.register(app, settings)
+        from .gating import install as install_gating
+
+        install_gating(app, state)
         from .collect import install as install_collect
 
         install_collect(app, state)

@@ -47,6 +47,7 @@ BASE_LANGUAGE = "en"
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+_CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
 _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
@@ -146,6 +147,9 @@ class Banner:
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._own: bool | None = None
+        #: Accept-Language header → banner language ("" for none); browsers send few values
+        self._accept_cache: dict[str, str] = {}
+        self._asks = bool(self.settings.optional_keys)
 
     # -- language ------------------------------------------------------------
 
@@ -162,7 +166,7 @@ class Banner:
 
     def _pick_language(self) -> str:
         languages = self.settings.languages
-        asked = request.args.get("lang")
+        asked = request.args.get("lang") if request.query_string else None
         if asked:
             found = _match_language(asked, languages)
             if found:
@@ -177,12 +181,26 @@ class Banner:
                 found = _match_language(str(locale), languages)
                 if found:
                     return found
+        header = request.headers.get("Accept-Language")
+        if header:
+            found = self._accept_cache.get(header)
+            if found is None:
+                found = self._from_accept_language()
+                if len(self._accept_cache) >= 512:
+                    self._accept_cache.clear()
+                self._accept_cache[header] = found
+            if found:
+                return found
+        return self.settings.default_language
+
+    def _from_accept_language(self) -> str:
+        """The best banner language the browser accepts, or ``""``."""
         for tag, quality in request.accept_languages:
             if quality > 0:
-                found = _match_language(tag, languages)
+                found = _match_language(tag, self.settings.languages)
                 if found:
                     return found
-        return self.settings.default_language
+        return ""
 
     # -- texts ---------------------------------------------------------------
 
@@ -204,6 +222,25 @@ class Banner:
         if not params:
             return text
         return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+    def translate_for_services(self, key: str, **params: Any) -> str:
+        """The ``translate`` service: :meth:`translate` in this request's language.
+
+        ``category.<key>.label`` and ``category.<key>.description`` give the
+        app's own text for that category when it configured one, as the banner shows it.
+        """
+        found = _CATEGORY_TEXT.match(key)
+        if found:
+            try:
+                category = self.settings.category(found.group(1))
+            except KeyError:
+                pass
+            else:
+                lang = self.language()
+                if found.group(2) == "label":
+                    return self.category_label(category, lang)
+                return self.category_description(category, lang)
+        return self.translate(key, **params)
 
     def category_label(self, category: Category, lang: str) -> str:
         own = pick_text(category.label, lang, self.settings.default_language)
@@ -322,6 +359,9 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
+        if request.endpoint == "consentkit.preferences":
+            response.vary.add("Accept-Language")  # the page speaks the visitor's language
+            return response
         if (
             not self.settings.auto_inject
             or response.mimetype != "text/html"
@@ -329,7 +369,7 @@ class Banner:
             or response.direct_passthrough
             or response.headers.get("Content-Encoding", "identity") != "identity"
             or request.blueprint == "consentkit"
-            or not self.settings.optional_keys
+            or not self._asks
         ):
             return response
         ctx = g.get("_consentkit")
@@ -341,7 +381,10 @@ class Banner:
             end = match
         if end is None:
             return response
-        charset = response.mimetype_params.get("charset", "utf-8")
+        content_type = (response.content_type or "").lower()
+        charset = "utf-8"
+        if "charset" in content_type and "utf-8" not in content_type:
+            charset = response.mimetype_params.get("charset", "utf-8")
         banner = str(self.render()).encode(charset, "xmlcharrefreplace")
         response.set_data(body[: end.start()] + banner + body[end.start():])
         response.vary.add("Accept-Language")
@@ -440,7 +483,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the banner into ``app``: services, Jinja globals and the injecting processor."""
     banner = Banner(app, ext)
     ext.services["banner"] = banner
-    ext.services["translate"] = lambda key, **params: banner.translate(key, **params)
+    ext.services["translate"] = banner.translate_for_services
     ext.services["banner_fingerprint"] = banner.fingerprint
     ext.processors.append(banner.inject)
     app.jinja_env.globals["consent_banner"] = banner.render

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 
 #: name → viewport
-SIZES = {"desktop": {"width": 1024, "height": 640}, "mobile": {"width": 360, "height": 740}}
+SIZES = {"desktop": {"width": 960, "height": 600}, "mobile": {"width": 360, "height": 740}}
 SCHEMES = ("light", "dark")
 LANGUAGES = ("az", "en")
 

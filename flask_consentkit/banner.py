@@ -48,6 +48,7 @@ BASE_LANGUAGE = "en"
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+_CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
 _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
@@ -148,7 +149,9 @@ class Banner:
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         self._own: bool | None = None
-        self._has_optional = bool(self.settings.optional_keys)
+        #: Accept-Language header → banner language ("" for none); browsers send few values
+        self._accept_cache: dict[str, str] = {}
+        self._asks = bool(self.settings.optional_keys)
 
     # -- language ------------------------------------------------------------
 
@@ -183,14 +186,26 @@ class Banner:
                 found = _match_language(str(locale), languages)
                 if found:
                     return found
-        if not environ.get("HTTP_ACCEPT_LANGUAGE"):
-            return self.settings.default_language
+        header = environ.get("HTTP_ACCEPT_LANGUAGE")
+        if header:
+            found = self._accept_cache.get(header)
+            if found is None:
+                found = self._from_accept_language()
+                if len(self._accept_cache) >= 512:
+                    self._accept_cache.clear()
+                self._accept_cache[header] = found
+            if found:
+                return found
+        return self.settings.default_language
+
+    def _from_accept_language(self) -> str:
+        """The best banner language the browser accepts, or ``""``."""
         for tag, quality in request.accept_languages:
             if quality > 0:
-                found = _match_language(tag, languages)
+                found = _match_language(tag, self.settings.languages)
                 if found:
                     return found
-        return self.settings.default_language
+        return ""
 
     # -- texts ---------------------------------------------------------------
 
@@ -212,6 +227,25 @@ class Banner:
         if not params:
             return text
         return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+    def translate_for_services(self, key: str, **params: Any) -> str:
+        """The ``translate`` service: :meth:`translate` in this request's language.
+
+        ``category.<key>.label`` and ``category.<key>.description`` give the
+        app's own text for that category when it configured one, as the banner shows it.
+        """
+        found = _CATEGORY_TEXT.match(key)
+        if found:
+            try:
+                category = self.settings.category(found.group(1))
+            except KeyError:
+                pass
+            else:
+                lang = self.language()
+                if found.group(2) == "label":
+                    return self.category_label(category, lang)
+                return self.category_description(category, lang)
+        return self.translate(key, **params)
 
     def category_label(self, category: Category, lang: str) -> str:
         own = pick_text(category.label, lang, self.settings.default_language)
@@ -335,7 +369,10 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
-        if not self.settings.auto_inject or not self._has_optional:
+        if request.endpoint == "consentkit.preferences":
+            add_vary(response, "Accept-Language")  # the page speaks the visitor's language
+            return response
+        if not self.settings.auto_inject or not self._asks:
             return response
         content_type = first_header(response.headers, "Content-Type") or ""
         if (
@@ -472,7 +509,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the banner into ``app``: services, Jinja globals and the injecting processor."""
     banner = Banner(app, ext)
     ext.services["banner"] = banner
-    ext.services["translate"] = lambda key, **params: banner.translate(key, **params)
+    ext.services["translate"] = banner.translate_for_services
     ext.services["banner_fingerprint"] = banner.fingerprint
     ext.processors.append(banner.inject)
     app.jinja_env.globals["consent_banner"] = banner.render

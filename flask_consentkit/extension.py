@@ -141,6 +141,9 @@ class ConsentKit:
         from .collect import install as install_collect
 
         install_collect(app, state)
+        from .ledger import install as install_ledger
+
+        install_ledger(app, state)
         app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent
         from .banner import install as install_banner

@@ -92,7 +92,9 @@
 
   function restore() {
     var target = opener && doc.contains(opener) && opener !== doc.body ? opener : null;
-    if (!target || target.hidden) target = doc.querySelector(".ck-reopen:not([hidden])");
+    if (!target || !target.getClientRects().length) {  /* gone or hidden: the reopen control */
+      target = doc.querySelector(".ck-reopen:not([hidden])");
+    }
     opener = null;
     if (target) target.focus();
   }

@@ -253,8 +253,9 @@ def test_banner_form_round_trip(tmp_path):
 def test_preferences_page_lists_categories_services_and_cookies(tmp_path):
     client = banner_app(tmp_path, CONSENTKIT_COOKIES={"analytics": ["_ga", "_ga_*"]}).test_client()
     html = client.get("/consent/?next=/page&lang=en").get_data(as_text=True)
-    assert '<html lang="en">' in html
+    assert '<html lang="en" dir="ltr">' in html
     assert html.count('id="consentkit"') == 0  # the page is not given a second banner
+    assert "Accept-Language" in client.get("/consent/").vary
     for label in ("Strictly necessary", "Functional", "Analytics", "Performance", "Marketing"):
         assert f">{label}" in html
     assert "Help us understand how the site is used" in html
@@ -276,7 +277,7 @@ def test_preferences_page_shows_the_current_choice(tmp_path):
     client = banner_app(tmp_path).test_client()
     decide(client, "save", categories=["functional", "marketing"])
     html = client.get("/consent/?lang=ru").get_data(as_text=True)
-    assert '<html lang="ru">' in html and "Ниже показан ваш текущий выбор." in html
+    assert '<html lang="ru" dir="ltr">' in html and "Ниже показан ваш текущий выбор." in html
     assert re.findall(r'id="consentkit-cat-(\w+)"[^>]*checked', html) == [
         "necessary", "functional", "marketing"]
 
@@ -302,6 +303,20 @@ def test_translate_service(app):
         assert translate("placeholder.title") == "Контент заблокирован"
     with app.app_context():  # outside a request: the default language
         assert translate("placeholder.title") == "Content blocked"
+
+
+def test_translate_service_gives_the_apps_own_category_texts(app_factory):
+    app = app_factory(CONSENTKIT_CATEGORIES=[
+        "necessary", "analytics", "performance",
+        {"key": "video", "label": {"en": "Videos", "az": "Videolar"}},
+        "social"])
+    translate = app.extensions["consentkit"].services["translate"]
+    with app.test_request_context("/?lang=az"):
+        assert translate("category.video.label") == "Videolar"
+        assert translate("category.analytics.label") == "Analitik"
+        assert translate("category.social.label") == "Social"
+        assert translate("category.social.description") == ""
+        assert translate("category.unknown.label") == "category.unknown.label"
 
 
 def test_banner_fingerprint_is_the_hash_of_the_text_shown(tmp_path):
@@ -365,3 +380,13 @@ def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
         assert fingerprint()[0] != plain[0]  # the text shown differs, so does its hash
     ignored = banner_app(tmp_path, CONSENTKIT_HONOR_GPC=False).test_client()
     assert note not in ignored.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+
+
+def test_shipped_js_and_css_stay_within_six_kilobytes_gzipped(client):
+    total = 0
+    for name in ("consentkit.js", "consentkit.css"):
+        response = client.get(f"/consent/static/{name}")
+        assert response.status_code == 200
+        total += len(gzip.compress(response.get_data(), 9))
+        response.close()
+    assert total <= 6 * 1024

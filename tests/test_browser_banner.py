@@ -339,6 +339,8 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 def axe(page: Any, source: str) -> list[str]:
+    # let the slide-in and fade-in finish: half-transparent text has lower contrast
+    page.evaluate("Promise.all(document.getAnimations().map(a => a.finished))")
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(source)
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})",
@@ -403,3 +405,16 @@ def test_a_page_without_gtag_or_gated_markup_has_no_script_errors(server, page):
     page.locator("#consentkit-banner").wait_for(state="hidden")
     assert errors == []
     assert len(state(page, server)["granted"]) == 5
+
+
+def test_forced_colors_fall_back_to_native_checkboxes(browser, server):
+    context = browser.new_context(forced_colors="active")
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/consent/")
+        toggle = page.locator("#consentkit-cat-analytics")
+        assert toggle.evaluate("e => getComputedStyle(e).appearance") == "auto"
+        toggle.check()
+        assert toggle.is_checked()
+    finally:
+        context.close()

@@ -34,6 +34,7 @@ def test_every_catalog_has_every_message(lang):
     for key in SEAM_KEYS:
         assert key in catalog
     assert "{category}" in catalog["placeholder.text"]
+    assert catalog["language.dir"] in ("ltr", "rtl")
     assert "{purposes}" in catalog["banner.text"]
 
 
@@ -41,7 +42,7 @@ def test_every_catalog_has_every_message(lang):
 def test_catalogs_are_written_in_their_language(lang):
     catalog, english = CATALOGS[lang], CATALOGS["en"]
     same = {k for k in english if catalog[k] == english[k]}
-    assert same <= {"banner.purposes_separator"}
+    assert same <= {"banner.purposes_separator", "language.dir"}
     letters = {"az": "əğışçöü", "ru": "абвгдежзийклмнопрстуфхцчшщыэюя", "tr": "ğışçöü"}[lang]
     assert any(ch in catalog["banner.text"].lower() for ch in letters)
 

@@ -39,3 +39,6 @@ def status() -> None:
         scheme, _, rest = ledger.partition("://")
         ledger = f"{scheme}://***@{rest.rpartition('@')[2]}"
     click.echo(f"ledger:         {ledger}")
+
+
+from . import ledger as _ledger  # noqa: E402,F401  (export, erase, verify, prune)

@@ -1,0 +1,229 @@
+"""Turning a request's decision into a receipt, and wiring the ledger into an app.
+
+:func:`install` registers, from :meth:`ConsentKit.init_app`:
+
+- ``ext.services["ledger"]`` — the app's :class:`~.store.Ledger` (absent when
+  ``CONSENTKIT_LEDGER_URL`` is ``None``);
+- ``ext.services["recorder"]`` — called by the choice endpoint as
+  ``recorder(action=, state=, previous=)``;
+- ``ext.services["ratelimiter"]`` — the data-subject endpoints' limiter.
+
+A write that fails never loses the visitor's choice: the recorder logs the
+error at ERROR, with the receipt's content (its consent id is pseudonymous, its
+IP prefix, if any, already anonymised), on the ``flask_consentkit.ledger``
+logger, and returns ``None``; the choice endpoint still sets the cookie and
+answers normally.
+
+``CONSENTKIT_LEDGER_URL = None`` turns receipts off, with a WARNING on the
+``flask_consentkit.ledger`` logger at ``init_app`` (INFO under ``TESTING``). It is
+a log record rather than a :class:`UserWarning` on purpose: turning receipts off
+is a legitimate choice (tests, previews), and test suites that run with
+``-W error`` must not fail on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+from sqlalchemy.engine import make_url
+
+from ..categories import NECESSARY
+from ..errors import ConsentConfigError
+from ..ratelimit import RateLimiter, anonymise_ip
+from ..state import ConsentState, request_consent
+from .store import Draft, Ledger
+
+if TYPE_CHECKING:
+    from ..extension import ConsentKitState
+
+log = logging.getLogger("flask_consentkit.ledger")
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+MAX_PATH = 512
+
+
+def install(app: Flask, ext: ConsentKitState) -> None:
+    """Register the ledger, the recorder and the rate limiter on ``ext.services``."""
+    settings = ext.settings
+    ext.services["ratelimiter"] = RateLimiter.from_config(
+        settings.ratelimit, settings.ratelimit_storage_url
+    )
+    if settings.ledger_url is None:
+        message = ("CONSENTKIT_LEDGER_URL is None: consent receipts are off, so the app "
+                   "cannot prove consent (GDPR Art. 7(1)).")
+        log.log(logging.INFO if app.testing else logging.WARNING, message)
+        return
+    ledger = Ledger(check_url(settings.ledger_url))
+    ext.services["ledger"] = ledger
+    ext.services["recorder"] = Recorder(ext, ledger)
+
+
+def check_url(url: str) -> str:
+    """``url`` when SQLAlchemy knows its dialect and it names a durable store."""
+    key = "CONSENTKIT_LEDGER_URL"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - any parse or plugin error means a bad URL
+        reason = str(exc).replace(url, parsed_safe(url))
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} is not a usable SQLAlchemy URL "
+                                 f"({reason}); use e.g. 'sqlite:////var/lib/app/ledger.sqlite3' or "
+                                 "'postgresql+psycopg://user@host/db'.") from None
+    if parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or "mode=memory" in url
+    ):
+        raise ConsentConfigError(key, "an in-memory SQLite database vanishes with the process "
+                                 "and cannot prove anything; give a file, e.g. "
+                                 "'sqlite:////var/lib/app/ledger.sqlite3'.")
+    return url
+
+
+def parsed_safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
+
+
+class Recorder:
+    """``recorder(action=, state=, previous=)``: append the receipt of a decision."""
+
+    def __init__(self, ext: ConsentKitState, ledger: Ledger) -> None:
+        self.ext = ext
+        self.ledger = ledger
+
+    def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
+                 ) -> dict[str, Any] | None:
+        try:
+            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+            log.error(
+                "consent receipt NOT recorded (%s: %s); action %s, consent id %s, granted %s",
+                type(exc).__name__, exc, action, state.consent_id, sorted(state.granted),
+                exc_info=exc,
+            )
+            return None
+        return record(self.ledger, draft)
+
+
+def record(ledger: Ledger, draft: Draft) -> dict[str, Any] | None:
+    """Append ``draft``; on failure log it (ERROR, with its content) and return ``None``."""
+    try:
+        row = ledger.append(draft)
+    except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+        log.error(
+            "consent receipt NOT recorded (%s: %s); receipt content: %s",
+            type(exc).__name__, exc, json.dumps(draft.as_log(), sort_keys=True),
+            exc_info=exc,
+        )
+        return None
+    request_consent().cache["receipt_id"] = row["receipt_id"]
+    return row
+
+
+def decision_draft(
+    ext: ConsentKitState, *, action: str, state: ConsentState, previous: ConsentState
+) -> Draft:
+    """The receipt of a decision made in the current request."""
+    settings = ext.settings
+    optional = frozenset(settings.optional_keys)
+    granted = frozenset(state.granted & optional) | {NECESSARY}
+    withdrawn = frozenset(previous.granted - state.granted) if previous.decided else frozenset()
+    banner_hash, language = banner_fingerprint(ext)
+    ip_prefix, country = technical(ext, state)
+    return Draft(
+        action=action,
+        consent_id=state.consent_id,
+        granted=granted,
+        denied=optional - granted,
+        withdrawn=withdrawn - {NECESSARY},
+        policy_version=settings.policy_version,
+        method=state.source or "api",
+        banner_hash=banner_hash,
+        language=language,
+        page_path=page_path(),
+        ip_prefix=ip_prefix,
+        country=country,
+    )
+
+
+def banner_fingerprint(ext: ConsentKitState) -> tuple[str | None, str | None]:
+    """``(sha256 hex of the banner text shown, language)`` from the banner, if present."""
+    fingerprint = ext.services.get("banner_fingerprint")
+    if fingerprint is None:
+        return None, None
+    try:
+        digest, language = fingerprint()
+    except Exception as exc:  # noqa: BLE001 - a receipt without it beats no receipt
+        log.warning("banner fingerprint unavailable for the receipt: %s", exc)
+        return None, None
+    digest = digest if isinstance(digest, str) and _HEX64.match(digest) else None
+    language = language[:16] if isinstance(language, str) and language else None
+    return digest, language
+
+
+def page_path() -> str | None:
+    """The path (no query, no fragment) of the page the choice was made on.
+
+    The ``Referer`` when it is a page of this site, else the form's ``next``;
+    ``None`` when neither says.
+    """
+    own = f"{request.scheme}://{request.host}".lower()
+    referer = request.headers.get("Referer")
+    candidate: str | None = None
+    if referer:
+        try:
+            parts = urlsplit(referer)
+        except ValueError:
+            parts = None
+        if parts is not None and f"{parts.scheme}://{parts.netloc}".lower() == own:
+            candidate = parts.path or "/"
+    if candidate is None and request.mimetype in ("application/x-www-form-urlencoded",
+                                                  "multipart/form-data"):
+        from ..views import safe_next
+
+        value = request.form.get("next")
+        if value:
+            candidate = urlsplit(safe_next(value)).path or "/"
+    if not candidate:
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
+        return None
+    return candidate[:MAX_PATH]
+
+
+def technical(ext: ConsentKitState, state: ConsentState) -> tuple[str | None, str | None]:
+    """``(anonymised IP prefix, country)`` — only when analytics is granted.
+
+    Both also need the category that ``CONSENTKIT_COLLECTION_RULES`` names for
+    them. The values come from the ``technical_data`` service when the app has
+    it; without it, the IP is the request's remote address and no country.
+    The IP is anonymised here again, whatever the app's settings.
+    """
+    rules = ext.settings.collection_rules
+    if not state.allows("analytics"):
+        return None, None
+    ip_allowed = state.allows(rules.get("ip", "analytics"))
+    geo_allowed = state.allows(rules.get("geo", "analytics"))
+    ip: str | None = None
+    country: str | None = None
+    provider = ext.services.get("technical_data")
+    if provider is not None:
+        try:
+            data = provider()
+            ip, country = getattr(data, "ip", None), getattr(data, "country", None)
+        except Exception as exc:  # noqa: BLE001 - the receipt goes without them
+            log.warning("technical data unavailable for the receipt: %s", exc)
+    elif ip_allowed:
+        ip = request.remote_addr
+    ip_prefix = anonymise_ip(ip) if ip_allowed and isinstance(ip, str) else None
+    if not (geo_allowed and isinstance(country, str) and _COUNTRY.match(country.upper())):
+        country = None
+    return ip_prefix, country.upper() if country else None

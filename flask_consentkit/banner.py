@@ -35,7 +35,13 @@ from .categories import Category, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .extension import add_vary, first_header
-from .state import get_state, peek_request_consent, request_consent, request_parts
+from .state import (
+    current_request,
+    get_state,
+    peek_request_consent,
+    request_consent,
+    request_parts,
+)
 from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
@@ -369,7 +375,7 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
-        if request.endpoint == "consentkit.preferences":
+        if current_request().endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
             return response
         if not self.settings.auto_inject or not self._asks:

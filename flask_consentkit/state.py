@@ -26,7 +26,7 @@ from werkzeug.local import LocalProxy
 from .categories import NECESSARY
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from flask import Flask, Request
 
     from .config import Settings
 
@@ -274,9 +274,20 @@ def request_parts() -> tuple[Flask, dict[str, Any]]:
     return current_app._get_current_object(), request.environ  # type: ignore[attr-defined]
 
 
+def current_request() -> Request:
+    """Flask's ``request`` object itself (the proxy raises outside a request)."""
+    req_ctx = _cv_request.get(None) if _cv_request is not None else None
+    if req_ctx is not None:
+        return req_ctx.request
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
 def get_state() -> ConsentState:
     """The visitor's consent for this request, resolved once and lazily."""
-    ctx = request_consent()
+    store = _g()
+    ctx: RequestConsent | None = store.get("_consentkit")
+    if ctx is None:
+        ctx = store._consentkit = RequestConsent()
     ctx.varies = True
     if ctx.decision is not None:
         return ctx.decision

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flask import Flask, Response  # noqa: E402
+from flask import Flask, Response, g  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
@@ -111,7 +111,8 @@ def _fresh(warm: TrackerMatcher) -> TrackerMatcher:
 
 def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
     """``/story`` serves ``page``; ``/render`` the same page as text (encoded per request);
-    ``/fresh`` the same page with a new nonce each time."""
+    ``/fresh`` the same page with a new CSP nonce each time (in ``g.csp_nonce``);
+    ``/changing`` the same page with a new token each time that is not a known nonce."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY="bench-secret-key-long-enough-to-sign", CONSENTKIT_LEDGER_URL=None)
     app.config.update(config)
@@ -129,8 +130,13 @@ def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
         return Response(text, mimetype="text/html")
 
     @app.get("/fresh")
-    def fresh() -> Response:
-        return Response(page.replace(b"r4nd0m", secrets.token_urlsafe(12).encode()),
+    def fresh() -> Response:  # a CSP nonce per request, made known as apps do (g.csp_nonce)
+        g.csp_nonce = secrets.token_urlsafe(16)
+        return Response(page.replace(b"r4nd0m", g.csp_nonce.encode()), mimetype="text/html")
+
+    @app.get("/changing")
+    def changing() -> Response:  # differs per request, but not by a nonce the app made known
+        return Response(page.replace(b"r4nd0m", secrets.token_urlsafe(16).encode()),
                         mimetype="text/html")
 
     return app
@@ -171,9 +177,10 @@ def bench_requests(quick: bool) -> None:
         ("same page, new visitor", "/story", gating_only, {}),
         ("same page rendered anew, returning, rejected", "/render", gating_only,
          {"Cookie": consent_cookie(gating_only)}),
-        ("page differs per request, all granted", "/fresh", gating_only,
+        ("new CSP nonce per request, all granted", "/fresh", gating_only,
          {"Cookie": consent_cookie(gating_only, *everything)}),
-        ("page differs per request, new visitor", "/fresh", gating_only, {}),
+        ("new CSP nonce per request, new visitor", "/fresh", gating_only, {}),
+        ("page differs otherwise, new visitor", "/changing", gating_only, {}),
         ("+ banner, same page, new visitor", "/story", with_banner, {}),
         ("+ banner, same page, returning visitor", "/story", with_banner,
          {"Cookie": consent_cookie(with_banner, "analytics")}),

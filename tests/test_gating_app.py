@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import secrets
 
 import pytest
-from flask import Response, render_template_string, request
+from flask import Response, g, render_template_string, request
 
 from flask_consentkit import ConsentConfigError
 from flask_consentkit.extension import get_kit_state
@@ -197,6 +198,26 @@ def test_placeholder_link_follows_the_script_root_and_host_of_each_request(app, 
         assert 'href="/consent/?next=/page#' in client.get("/page").get_data(as_text=True)
         mounted = client.get("/page", environ_overrides={"SCRIPT_NAME": "/shop"})
         assert 'href="/shop/consent/?next=/page#' in mounted.get_data(as_text=True)
+
+
+def test_a_page_with_a_new_csp_nonce_on_every_request_is_gated_the_same(app):
+    @app.get("/nonced")
+    def nonced() -> Response:
+        g.csp_nonce = secrets.token_urlsafe(16)
+        page = realistic_page().replace(b"r4nd0m", g.csp_nonce.encode())
+        return Response(page, mimetype="text/html")
+
+    client = app.test_client()
+    bodies = []
+    for _ in range(3):
+        response = client.get("/nonced")
+        nonce = response.get_data(as_text=True).split('nonce="', 1)[1].split('"', 1)[0]
+        bodies.append((nonce, response.get_data()))
+    (first, body), *others = bodies
+    assert b"data-consentkit-neutralised" in body and b"consentkit-placeholder" in body
+    for nonce, other in others:
+        assert nonce != first and first.encode() not in other
+        assert other == body.replace(first.encode(), nonce.encode())
 
 
 def test_placeholder_in_the_visitors_language(client):

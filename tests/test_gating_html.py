@@ -475,3 +475,46 @@ def test_kept_outputs_count_against_the_total() -> None:
         expected, _ = rewrite(page, StaticGate(*granted))
         assert rewrite(page, StaticGate(*granted), cache=cache)[0] == expected
     assert cache._bytes <= cache.total
+
+
+#: as long as each other (token_urlsafe(16)); words the scan looks for, dashes, underscores
+NONCES = ["Zk3_q-9xY2bT0pLmN4vR8w", "AAAAAAAAAAAAAAAAAAAAAA", "type-src-data-consent_",
+          "gtag--matomo-init_____"]
+
+
+@pytest.mark.parametrize("granted", [(), ("analytics",), ("analytics", "marketing")])
+def test_a_page_that_differs_only_by_its_nonce_is_scanned_once(granted):
+    cache = ScanCache()
+    template = realistic_page(30_000)
+    assert template.count(b'nonce="r4nd0m"') > 3
+    for nonce in NONCES:
+        page = template.replace(b"r4nd0m", nonce.encode())
+        expected, _ = rewrite(page, PerRequestGate(nonce, *granted))
+        out, _ = rewrite(page, PerRequestGate(nonce, *granted), cache=cache,
+                         nonce=lambda n=nonce: n)
+        assert out == expected
+        assert nonce.encode() in out
+    assert len(cache) == 1  # the page with the nonce left out; no real page was kept
+
+
+@pytest.mark.parametrize("page", [
+    b"<p>a</p><script nonce='N'>var n = 'nonce=\"N\"';</script><p>b</p>",  # in a script's text
+    b"<p>a</p><script nonce=\"N\" src=\"/x.js?N\"></script>",  # not a nonce attribute's value
+    b"<p>a</p><script nonce=\"N\">gtag('config', 'G-1')</script>\0",  # the page holds a NUL
+])
+def test_a_nonce_anywhere_else_means_a_full_scan(page):
+    nonce = "Zk3_q-9xY2bT0pLmN4vR8w"
+    page = page.replace(b"N", nonce.encode())
+    cache = ScanCache()
+    expected, _ = rewrite(page, StaticGate())
+    assert rewrite(page, StaticGate(), cache=cache, nonce=lambda: nonce)[0] == expected
+    assert page in cache  # kept as it is, not with the nonce left out
+
+
+@pytest.mark.parametrize("nonce", ["short", "a/b+c=d/e+f=g/h+i=j", None])
+def test_nonces_of_other_shapes_mean_a_full_scan(nonce):
+    page = realistic_page(30_000).replace(b"r4nd0m", (nonce or "r4nd0m").encode())
+    cache = ScanCache()
+    expected, _ = rewrite(page, StaticGate())
+    assert rewrite(page, StaticGate(), cache=cache, nonce=lambda: nonce)[0] == expected
+    assert page in cache

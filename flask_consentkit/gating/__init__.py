@@ -228,7 +228,7 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
     if not content_type.endswith("; charset=utf-8") and "charset" in content_type.lower():
         charset = response.mimetype_params.get("charset", "utf-8")
     new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
-                     cache=gating.scans)
+                     cache=gating.scans, nonce=ext.kit.csp_nonce)
     if new is not body:
         response.set_data(new)
     return response

@@ -31,7 +31,7 @@ from __future__ import annotations
 import html
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _sre_parser  # type: ignore[attr-defined]
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from .trackers import TRACKERS, Tracker
 
 __all__ = [
-    "Gate", "ScanCache", "ScannedDocument", "Site", "TrackerMatcher", "apply",
+    "Gate", "NoncedDocument", "ScanCache", "ScannedDocument", "Site", "TrackerMatcher", "apply",
     "could_need_gating", "gate_stream", "rewrite", "scan",
 ]
 
@@ -115,6 +115,8 @@ _RUNNABLE_TYPES = frozenset({
     b"text/livescript", b"text/x-ecmascript", b"text/x-javascript",
 })
 _ANY_CASE = re.compile(rb"<(?i:script|iframe)")
+#: CSP nonces a page may be matched by with the nonce left out (URL-safe base64)
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 _IMG_ANY_CASE = re.compile(rb"<(?i:img)")
 
 
@@ -410,6 +412,7 @@ def rewrite(
     matcher: TrackerMatcher | None = None,
     final: bool = True,
     cache: ScanCache | None = None,
+    nonce: Callable[[], str | None] | None = None,
 ) -> tuple[bytes, int]:
     """Gate the scripts and iframes of an HTML document.
 
@@ -417,11 +420,14 @@ def rewrite(
     :param final: ``False`` when more of the document follows (streaming): an
         element that is not complete yet is left for the next call.
     :param cache: remembers the scan of documents seen before.
+    :param nonce: gives the request's CSP nonce, asked only when ``body`` was not
+        seen before: a page that differs only by its nonce is then not scanned
+        again (see :meth:`ScanCache.entry`).
     :return: ``(output, consumed)``: the rewritten bytes of ``body[:consumed]``.
         With ``final=True`` everything is consumed.
     """
     if cache is not None and final:
-        return cache.entry(body, matcher).apply(gate), len(body)
+        return cache.entry(body, matcher, nonce).apply(gate), len(body)
     sites, consumed = scan(body, matcher=matcher, final=final)
     return apply(body, sites, gate, consumed), consumed
 
@@ -460,7 +466,7 @@ class ScannedDocument:
     placeholder, never a placeholder itself.
     """
 
-    __slots__ = ("body", "cache", "outputs", "sites")
+    __slots__ = ("body", "cache", "outputs", "scripts", "sites")
 
     #: output plans kept per document (one per combination of decisions seen)
     max_outputs = 8
@@ -470,6 +476,8 @@ class ScannedDocument:
         self.sites = sites
         #: the cache that holds this document and bounds the bytes its outputs take
         self.cache = cache
+        #: where the texts of its scripts are (kept for documents with a nonce stand-in)
+        self.scripts: list[tuple[int, int]] = []
         #: decisions -> output pieces; an ``int`` is the index of a site whose
         #: placeholder goes there
         self.outputs: dict[tuple[bool, ...], tuple[bytes | int, ...]] = {}
@@ -560,16 +568,61 @@ class ScanCache:
                 return doc
         return None
 
-    def entry(self, body: bytes, matcher: TrackerMatcher | None = None) -> ScannedDocument:
-        """The scanned document ``body``, scanned now unless it was before."""
+    def entry(self, body: bytes, matcher: TrackerMatcher | None = None,
+              nonce: Callable[[], str | None] | None = None) -> ScannedDocument | NoncedDocument:
+        """The scanned document ``body``, scanned now unless it was before.
+
+        :param nonce: gives the request's CSP nonce. A page that differs from
+            one seen before only by its nonce (a new one on every request) is
+            not scanned again when every occurrence of the nonce is the value of
+            a ``nonce`` attribute outside any script's text: its scan does not
+            depend on those bytes (see :class:`NoncedDocument`).
+        """
         key = self._key(body)
         found = self._find(body, key)
         if found is not None:
             return found
-        sites, _ = scan(body, matcher=matcher)
+        if nonce is not None and len(body) <= self.limit:
+            nonced = self._nonced(body, nonce(), matcher)
+            if nonced is not None:
+                return nonced
+        return self._scan(body, key, matcher)
+
+    def _nonced(self, body: bytes, nonce: str | None,
+                matcher: TrackerMatcher | None) -> NoncedDocument | None:
+        if not nonce or _NONCE.fullmatch(nonce) is None:
+            return None
+        value = nonce.encode("ascii")
+        size = len(value)
+        found = body.find(value)
+        if found < 0 or b"\0" in body:
+            return None
+        positions = []
+        while found >= 0:
+            if body[found - 7:found] not in (b'nonce="', b"nonce='"):
+                return None
+            positions.append(found)
+            found = body.find(value, found + size)
+        stand_in = b"\0" * size
+        canonical = body.replace(value, stand_in)
+        key = self._key(canonical)
+        doc = self._find(canonical, key) or self._scan(canonical, key, matcher, scripts=True)
+        for position in positions:
+            for start, end in doc.scripts:
+                if start <= position < end:
+                    return None  # in a script's text, where trackers are looked for
+        return NoncedDocument(doc, stand_in, value)
+
+    def _scan(self, body: bytes, key: tuple[int, bytes, bytes], matcher: TrackerMatcher | None,
+              *, scripts: bool = False) -> ScannedDocument:
+        spans: list[tuple[int, int]] | None = [] if scripts else None
+        sites, _ = scan(body, matcher=matcher, scripts=spans)
         if len(body) > self.limit:
-            return ScannedDocument(body, sites)
+            doc = ScannedDocument(body, sites)
+            doc.scripts = spans or []
+            return doc
         doc = ScannedDocument(body, sites, self)
+        doc.scripts = spans or []
         with self._lock:
             if self._count >= self.size or self._bytes + len(body) > self.total:
                 self._scans.clear()
@@ -593,13 +646,39 @@ class ScanCache:
 
     def sites(self, body: bytes, matcher: TrackerMatcher | None = None) -> list[Site]:
         """The sites of ``body`` (see :func:`scan`), scanned now unless it was before."""
-        return self.entry(body, matcher).sites
+        doc = self.entry(body, matcher)
+        assert isinstance(doc, ScannedDocument)
+        return doc.sites
+
+
+class NoncedDocument:
+    """A document seen before but for its CSP nonce: the kept one with the nonce put back.
+
+    The kept document has each occurrence of the nonce replaced by as many NUL
+    bytes (the page holds none of its own). Inside an attribute value the
+    tokenizer treats a NUL, a letter, a digit, ``-`` and ``_`` alike; the
+    only attributes whose values the scan reads are ``type``, ``src``,
+    ``srcset``, ``title`` and the ``data-consent`` ones, never ``nonce``; and
+    the only text where trackers are looked for, a script's, holds no
+    occurrence. So the sites are those of the real page, and its output is the
+    kept document's output with the NULs turned back into the nonce.
+    """
+
+    __slots__ = ("base", "nonce", "stand_in")
+
+    def __init__(self, base: ScannedDocument, stand_in: bytes, nonce: bytes) -> None:
+        self.base, self.stand_in, self.nonce = base, stand_in, nonce
+
+    def apply(self, gate: Gate) -> bytes:
+        return self.base.apply(gate).replace(self.stand_in, self.nonce)
 
 
 def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
-         final: bool = True) -> tuple[list[Site], int]:
+         final: bool = True, scripts: list[tuple[int, int]] | None = None,
+         ) -> tuple[list[Site], int]:
     """Find every start tag of ``body`` that depends on consent.
 
+    :param scripts: when given, the span of every script's text is appended to it.
     :return: ``(sites, consumed)``; with ``final=False`` an element cut off at
         the end is not scanned and ``consumed`` is where it starts.
     """
@@ -614,6 +693,8 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
         assert m is not None  # every part of the pattern may be empty
         t1, close = m.span(2)
         if t1 >= 0:  # a whole script
+            if scripts is not None:
+                scripts.append((t1, close))
             a0, a1 = m.span(1)
             tag_low = low[a0:a1]
             if (b"type" in tag_low or b"data-consent" in tag_low
@@ -642,6 +723,8 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
                     return sites, t0
                 close = n if close < 0 else close
                 after = n
+            if scripts is not None:
+                scripts.append((t1, close))
             site = _script_site(body, low, t0, a0, a1, t1, close, matcher)
             if site is not None:
                 sites.append(site)

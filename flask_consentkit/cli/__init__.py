@@ -39,3 +39,7 @@ def status() -> None:
         scheme, _, rest = ledger.partition("://")
         ledger = f"{scheme}://***@{rest.rpartition('@')[2]}"
     click.echo(f"ledger:         {ledger}")
+
+
+# The commands live in modules of their own; importing them registers them on ``cli``.
+from . import report, scan  # noqa: E402, F401

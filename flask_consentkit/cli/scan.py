@@ -1,0 +1,3 @@
+"""``flask consent scan`` (in progress)."""
+
+from __future__ import annotations

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_COOKIE_SECURE": None,
     "CONSENTKIT_COOKIE_HOST_PREFIX": False,
     "CONSENTKIT_COOKIE_DOMAINS": [],
+    "CONSENTKIT_COOKIE_PATHS": ["/"],
+    "CONSENTKIT_CONSENT_MODE": None,
     "CONSENTKIT_MAX_AGE": 15552000,
     "CONSENTKIT_URL_PREFIX": "/consent",
     "CONSENTKIT_AUTO_INJECT": True,
@@ -82,6 +84,10 @@ class Settings:
     cookie_name: str
     cookie_secure: bool | None
     cookie_domains: tuple[str, ...]
+    #: paths on which cookies of a withdrawn category are expired
+    cookie_paths: tuple[str, ...]
+    #: category → Google Consent Mode v2 types it grants
+    consent_mode: Mapping[str, tuple[str, ...]]
     max_age: int
     url_prefix: str
     auto_inject: bool
@@ -250,6 +256,59 @@ def _origin(key: str, value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+#: The Google Consent Mode v2 consent types.
+CONSENT_MODE_TYPES: tuple[str, ...] = (
+    "ad_storage",
+    "ad_user_data",
+    "ad_personalization",
+    "analytics_storage",
+    "functionality_storage",
+    "personalization_storage",
+    "security_storage",
+)
+
+#: Which category grants which Consent Mode type unless ``CONSENTKIT_CONSENT_MODE`` says otherwise.
+DEFAULT_CONSENT_MODE: dict[str, tuple[str, ...]] = {
+    "necessary": ("security_storage",),
+    "functional": ("functionality_storage", "personalization_storage"),
+    "analytics": ("analytics_storage",),
+    "marketing": ("ad_storage", "ad_user_data", "ad_personalization"),
+}
+
+
+def _cookie_paths(config: Mapping[str, Any]) -> tuple[str, ...]:
+    key = "CONSENTKIT_COOKIE_PATHS"
+    paths = _str_list(config, key)
+    if not paths:
+        raise _fail(key, "list at least one path; the default is ['/'].")
+    for path in paths:
+        if not path.startswith("/") or any(c in path for c in ";,\r\n\t "):
+            raise _fail(key, f"{path!r} is not a cookie path; write paths such as '/' or '/app'.")
+    return paths
+
+
+def _consent_mode(config: Mapping[str, Any], cat_keys: set[str]) -> dict[str, tuple[str, ...]]:
+    key = "CONSENTKIT_CONSENT_MODE"
+    raw = config[key]
+    if raw is None:
+        return {c: t for c, t in DEFAULT_CONSENT_MODE.items() if c in cat_keys}
+    if not isinstance(raw, Mapping):
+        raise _fail(key, "must map a category to a list of Consent Mode types, e.g. "
+                    "{'analytics': ['analytics_storage']}, or be None for the default.")
+    out: dict[str, tuple[str, ...]] = {}
+    for cat, types in raw.items():
+        if cat not in cat_keys:
+            raise _fail(key, f"unknown category {cat!r}; use one of {sorted(cat_keys)}.")
+        if isinstance(types, str) or not isinstance(types, Sequence):
+            raise _fail(key, f"the types of {cat!r} must be a list, e.g. ['analytics_storage'].")
+        for t in types:
+            if t not in CONSENT_MODE_TYPES:
+                raise _fail(key, f"{t!r} (for {cat!r}) is not a Consent Mode v2 type; use "
+                            f"{', '.join(CONSENT_MODE_TYPES)}.")
+        out[cat] = tuple(dict.fromkeys(types))
+    return out
+
+
 def load_settings(app: Flask) -> Settings:
     """Fill defaults into ``app.config`` and validate every ``CONSENTKIT_*`` key."""
     config = app.config
@@ -395,6 +454,8 @@ def load_settings(app: Flask) -> Settings:
                     "(default 204).")
 
     domains = _str_list(config, "CONSENTKIT_COOKIE_DOMAINS")
+    paths = _cookie_paths(config)
+    consent_mode = _consent_mode(config, cat_keys)
 
     return Settings(
         policy_version=policy_version,
@@ -402,6 +463,8 @@ def load_settings(app: Flask) -> Settings:
         cookie_name=cookie_name,
         cookie_secure=secure,
         cookie_domains=domains,
+        cookie_paths=paths,
+        consent_mode=consent_mode,
         max_age=max_age,
         url_prefix=prefix,
         auto_inject=_bool(config, "CONSENTKIT_AUTO_INJECT"),

@@ -95,6 +95,9 @@ class ConsentKit:
         from . import views
 
         views.register(app, settings)
+        from .gating import install as install_gating
+
+        install_gating(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
 

@@ -26,6 +26,7 @@ from .categories import (
     Text,
 )
 from .errors import ConsentConfigError
+from .ratelimit import Rate, check_storage_url, parse_rate
 
 #: Sentinel for "a SQLite file in the app's instance folder".
 INSTANCE_SQLITE = "instance-sqlite"
@@ -68,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_PRIVACY_POLICY_URL": None,
     "CONSENTKIT_DENIED_STATUS": 204,
     "CONSENTKIT_MAX_BODY": 4096,
+    "CONSENTKIT_RATELIMIT": "5/minute",
+    "CONSENTKIT_RATELIMIT_STORAGE_URL": None,
 }
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -107,6 +110,9 @@ class Settings:
     privacy_policy_url: str | None
     denied_status: int
     max_body: int
+    #: data-subject endpoints: ``(limit, period seconds)`` per visitor, or ``None``
+    ratelimit: Rate | None = Rate(5, 60)
+    ratelimit_storage_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -485,5 +491,8 @@ def load_settings(app: Flask) -> Settings:
                                      config["CONSENTKIT_PRIVACY_POLICY_URL"]),
         denied_status=denied,
         max_body=_positive_int(config, "CONSENTKIT_MAX_BODY"),
+        ratelimit=parse_rate("CONSENTKIT_RATELIMIT", config["CONSENTKIT_RATELIMIT"]),
+        ratelimit_storage_url=check_storage_url("CONSENTKIT_RATELIMIT_STORAGE_URL",
+                                                config["CONSENTKIT_RATELIMIT_STORAGE_URL"]),
     )
 

@@ -98,6 +98,9 @@ class ConsentKit:
         from .gating import install as install_gating
 
         install_gating(app, state)
+        from .ledger import install as install_ledger
+
+        install_ledger(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
 

@@ -288,3 +288,6 @@ def _error(error: HTTPException) -> Response | HTTPException:
         if key.lower() not in ("content-type", "content-length"):
             response.headers[key] = value
     return response
+
+
+from .ledger import views as _ledger_views  # noqa: E402,F401  (export, erase)

@@ -58,6 +58,7 @@ class Ledger:
                 "language": "en",
                 "method": method,
                 "page_path": "/",
+                "personal_digest": "p" * 64,
                 "digest": f"{self.seq:064x}",
                 "prev_digest": f"{self.seq - 1:064x}",
             })

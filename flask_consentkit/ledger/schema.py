@@ -1,8 +1,9 @@
 """The receipts table (SQLAlchemy Core), shared by the ledger and the reports.
 
 One row per decision. Rows are only ever appended; erasure nulls the personal
-columns (``consent_id``, ``page_path``, ``ip_prefix``, ``country``) and keeps
-the digests, so the hash chain still verifies.
+columns (``consent_id``, ``page_path``, ``ip_prefix``, ``country``, and the
+``personal_salt`` that hides them) and keeps the digests, so the hash chain
+still verifies (see :mod:`flask_consentkit.ledger.chain`).
 
 Category lists (``granted``, ``denied``, ``withdrawn``) are stored as sorted
 keys wrapped in commas — ``",analytics,performance,"``, or ``","`` for none —
@@ -55,6 +56,10 @@ receipts = Table(
     Column("ip_prefix", String(64), nullable=True),  # only with analytics, anonymised
     Column("country", String(2), nullable=True),  # only with analytics
     Column("erased_at", DateTime(timezone=False), nullable=True),
+    # random salt of the personal-fields commitment; nulled on erasure
+    Column("personal_salt", String(32), nullable=True),
+    # sha256 commitment to (salt, consent_id, page_path, ip_prefix, country); kept
+    Column("personal_digest", String(64), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("prev_digest", String(64), nullable=False),
     Index("ix_consentkit_receipts_created_at", "created_at"),
@@ -64,6 +69,7 @@ receipts = Table(
 meta = Table(
     "consentkit_meta",
     metadata,
+    # "schema_version"; "head" and "anchor" ("<seq>:<digest>") of the hash chain
     Column("key", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )

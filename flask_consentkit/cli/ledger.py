@@ -1,0 +1,93 @@
+"""Staff commands of the ledger: ``export``, ``erase``, ``verify``, ``prune``."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from ..categories import NECESSARY
+from ..ledger.store import Draft, Ledger
+from . import cli, kit_state
+
+_CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def _ledger() -> Ledger:
+    ledger: Ledger | None = kit_state().services.get("ledger")
+    if ledger is None:
+        raise click.ClickException(
+            "consent receipts are off (CONSENTKIT_LEDGER_URL is None); set it to an "
+            "SQLAlchemy URL, or remove it for the SQLite file in the instance folder."
+        )
+    return ledger
+
+
+def _consent_id(value: str) -> str:
+    value = value.strip()
+    if not _CONSENT_ID.match(value):
+        raise click.BadParameter(
+            f"{value[:80]!r} is not a consent id (16–64 letters, digits, '-' or '_'; the "
+            "visitor finds it at /consent/state).", param_hint="ID")
+    return value
+
+
+@cli.command("export")
+@click.argument("consent_id", metavar="ID")
+def export_command(consent_id: str) -> None:
+    """Print the receipts of consent id ID as JSON (a data-subject access request)."""
+    consent_id = _consent_id(consent_id)
+    found = _ledger().export(consent_id)
+    click.echo(json.dumps({"consent_id": consent_id, "receipts": found}, indent=2))
+    if not found:
+        click.echo(f"no receipts for {consent_id}", err=True)
+
+
+@cli.command("erase")
+@click.argument("consent_id", metavar="ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase_command(consent_id: str, yes: bool) -> None:
+    """Erase the receipts of consent id ID (a tombstone keeps the chain verifiable)."""
+    consent_id = _consent_id(consent_id)
+    if not yes:
+        click.confirm(f"Erase every receipt of {consent_id}?", abort=True)
+    settings = kit_state().settings
+    tombstone = Draft(
+        action="erase",
+        consent_id=None,
+        granted=frozenset({NECESSARY}),
+        denied=frozenset(settings.optional_keys),
+        policy_version=settings.policy_version,
+        method="api",
+    )
+    count, row = _ledger().erase(consent_id, tombstone)
+    click.echo(f"erased {count} receipt(s) of {consent_id}; tombstone {row['receipt_id']}")
+
+
+@cli.command("verify")
+def verify_command() -> None:
+    """Check the hash chain; exit 1 naming the first bad receipt."""
+    result = _ledger().verify()
+    if result.ok:
+        click.echo(f"{result.describe()} ({result.erased} erased)")
+        return
+    click.echo(result.describe(), err=True)
+    raise SystemExit(1)
+
+
+@cli.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Keep this many days (default: CONSENTKIT_RETENTION_DAYS).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Receipts deleted per transaction.")
+def prune_command(dry_run: bool, days: int | None, batch_size: int) -> None:
+    """Delete receipts older than the retention period, in batches."""
+    days = days or kit_state().settings.retention_days
+    before = datetime.now(UTC) - timedelta(days=days)
+    count = _ledger().prune(before, dry_run=dry_run, batch_size=batch_size)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {count} receipt(s) older than {days} days "
+               f"(before {before.strftime('%Y-%m-%d %H:%M:%S')} UTC)")

@@ -1,0 +1,155 @@
+"""The visitor's rights: ``GET /consent/export`` and ``POST /consent/erase``.
+
+Both find the visitor only through the signed consent cookie — never through
+an id passed as a parameter — and are rate limited per visitor (429 with
+``Retry-After``). A signed cookie made for an older policy version still names
+its visitor here, so a visitor keeps these rights after a policy change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from flask import current_app, jsonify, redirect, request
+from werkzeug.wrappers import Response
+
+from .. import signals
+from ..categories import NECESSARY
+from ..errors import ConsentBadRequest
+from ..extension import ConsentKitState, get_kit_state
+from ..ratelimit import RateLimiter, anonymise_ip
+from ..state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
+from ..views import _bounded_body, bp, require_same_origin, safe_next
+from .recorder import banner_fingerprint
+from .store import Draft, Ledger, LedgerUnavailable
+
+log = logging.getLogger("flask_consentkit.ledger")
+
+_CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def cookie_consent_id(ext: ConsentKitState) -> str | None:
+    """The consent id of the visitor's signed cookie, or ``None``.
+
+    A valid cookie for the current policy gives its id directly; a cookie
+    signed by this app for an older policy version is accepted too (its
+    signature and age are checked, nothing else).
+    """
+    state = get_state()
+    if state.decided:
+        return state.consent_id
+    value = request.cookies.get(ext.settings.cookie_name)
+    if not value or len(value) > MAX_COOKIE_LENGTH:
+        return None
+    try:
+        payload: Any = ext.codec.serializer.loads(value, max_age=ext.settings.max_age)
+    except Exception:  # noqa: BLE001 - anything wrong means "no visitor"
+        return None
+    consent_id = payload.get("i") if isinstance(payload, dict) else None
+    if isinstance(consent_id, str) and _CONSENT_ID.match(consent_id):
+        return consent_id
+    return None
+
+
+def _limit(ext: ConsentKitState, endpoint: str, consent_id: str | None) -> None:
+    limiter: RateLimiter | None = ext.services.get("ratelimiter")
+    if limiter is None:
+        return
+    visitor = f"id:{consent_id}" if consent_id else \
+        f"ip:{anonymise_ip(request.remote_addr) or 'unknown'}"
+    limiter.hit(endpoint, visitor)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Cookie")
+    return response
+
+
+@bp.get("/export")
+def export() -> Response:
+    """This visitor's receipts as JSON (access and portability)."""
+    ext = get_kit_state()
+    consent_id = cookie_consent_id(ext)
+    _limit(ext, "export", consent_id)
+    ledger: Ledger | None = ext.services.get("ledger")
+    found: list[dict[str, Any]] = []
+    if consent_id and ledger is not None:
+        try:
+            found = ledger.export(consent_id)
+        except Exception as exc:  # noqa: BLE001
+            log.error("export of a visitor's receipts failed: %s", exc, exc_info=exc)
+            raise LedgerUnavailable("Your receipts cannot be read just now; try again later.",
+                                    retry_after=60) from None
+    response = jsonify(consent_id=consent_id, receipts=found, ledger=ledger is not None)
+    response.headers["Content-Disposition"] = 'inline; filename="consent-receipts.json"'
+    return _no_store(response)
+
+
+@bp.post("/erase")
+def erase() -> Response:
+    """Erase this visitor's receipts (a tombstone keeps the ledger verifiable) and the cookie.
+
+    A form (``next``) is answered ``303`` to ``next``; anything else gets JSON
+    ``{"erased": n, "receipt_id": tombstone id}``. If the ledger cannot be
+    reached the answer is ``503`` and the cookie is kept, so the visitor can
+    try again.
+    """
+    ext = get_kit_state()
+    settings = ext.settings
+    require_same_origin()
+    consent_id = cookie_consent_id(ext)
+    _limit(ext, "erase", consent_id)
+    body = _bounded_body(settings)
+    is_form = request.mimetype in _FORM_TYPES
+    if request.is_json and body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ConsentBadRequest("The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ConsentBadRequest("Send a JSON object, e.g. {}, or no body at all.")
+    next_url = request.form.get("next") if is_form else None
+
+    previous = get_state()
+    withdrawn = frozenset(previous.granted - {NECESSARY}) if previous.decided else frozenset()
+    ledger: Ledger | None = ext.services.get("ledger")
+    erased, tombstone_id = 0, None
+    if consent_id and ledger is not None:
+        banner_hash, language = banner_fingerprint(ext)
+        tombstone = Draft(
+            action="erase",
+            consent_id=None,
+            granted=frozenset({NECESSARY}),
+            denied=frozenset(settings.optional_keys),
+            withdrawn=withdrawn,
+            policy_version=settings.policy_version,
+            method="preferences" if is_form else "api",
+            banner_hash=banner_hash,
+            language=language,
+        )
+        try:
+            erased, row = ledger.erase(consent_id, tombstone)
+        except Exception as exc:  # noqa: BLE001
+            log.error("erasure failed (receipts kept, cookie kept): %s; tombstone: %s", exc,
+                      json.dumps(tombstone.as_log(), sort_keys=True), exc_info=exc)
+            raise LedgerUnavailable("Your data could not be erased just now; nothing was "
+                                    "changed. Try again later.", retry_after=60) from None
+        tombstone_id = row["receipt_id"]
+
+    ctx = request_consent()
+    ctx.clear = True
+    ctx.withdrawn = withdrawn
+    if consent_id or previous.decided:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.consent_withdrawn.send(app, state=UNDECIDED, previous=previous)
+    response: Response
+    if is_form:
+        response = redirect(safe_next(next_url), 303)
+    else:
+        response = jsonify(erased=erased, receipt_id=tombstone_id)
+    return _no_store(response)

@@ -29,3 +29,9 @@ consent_changed = _signals.signal("consent-changed")
 #: Sent when a decision removes at least one previously granted category, and
 #: when the visitor erases their data. Keyword arguments: ``state``, ``previous``.
 consent_withdrawn = _signals.signal("consent-withdrawn")
+
+
+#: Sent whenever :func:`~flask_consentkit.technical_data` returns data with at
+#: least one field set. Keyword argument: ``data`` (the
+#: :class:`~flask_consentkit.TechnicalData`).
+technical_data_collected = _signals.signal("technical-data-collected")

@@ -37,25 +37,33 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Engine,
     Select,
     and_,
-    case,
     create_engine,
     event,
     func,
+    literal,
     select,
+    union_all,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..ledger.schema import receipts
 from . import cli, kit_state
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    #: A SELECT of any number of columns of any type.
+    AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 
 PERIODS = ("day", "week", "month")
 FORMATS = ("table", "json", "csv", "html")
@@ -199,11 +207,12 @@ def _read_only(engine: Engine) -> None:
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    """``count(*) FILTER (WHERE condition)`` — SQLite ≥ 3.30 and PostgreSQL."""
+    return func.count().filter(condition)
 
 
 def _sum_if(condition: ColumnElement[bool], value: ColumnElement[int]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+    return func.coalesce(func.sum(value).filter(condition), 0)
 
 
 def _has(column: ColumnElement[str], key: str) -> ColumnElement[bool]:
@@ -225,57 +234,117 @@ def _bucket(dialect: str, by: str) -> ColumnElement[str]:
     return func.to_char(func.date_trunc(by, created), "YYYY-MM-DD")
 
 
-def queries(dialect: str, window: Window, categories: Sequence[str],
-            seq_range: tuple[int, int]) -> dict[str, Select[Any]]:
-    """The report's aggregate queries, by name (see the module docstring)."""
-    r = receipts.c
-    in_window = and_(r.created_at >= window.start, r.created_at < window.end)
-    decision = r.action != "erase"
+class Queries:
+    """The report's aggregate queries (see the module docstring).
 
-    totals = select(
-        _count_if(decision).label("decisions"),
-        _count_if(r.action == "erase").label("erasures"),
-        _count_if(and_(decision, r.withdrawn != ",")).label("withdrawals"),
-        *(_count_if(and_(decision, r.method == m)).label(m) for m in METHODS),
-    ).where(in_window)
+    Each one reads the table at most once. Where the schema's indexes allow,
+    a query reads an index alone: counts per period come from range counts
+    on the ``created_at`` index, the latest decision per visitor from the
+    ``consent_id`` index (which holds ``seq``).
+    """
 
-    bucket = _bucket(dialect, window.by).label("period")
-    by_period = (select(bucket, func.count().label("n")).where(in_window, decision)
-                 .group_by(bucket))
-    by_version = (select(r.policy_version, func.count().label("n")).where(in_window, decision)
-                  .group_by(r.policy_version))
+    def __init__(self, dialect: str, window: Window, categories: Sequence[str]) -> None:
+        self.dialect = dialect
+        self.window = window
+        self.categories = tuple(categories)
+        r = receipts.c
+        self.in_window = and_(r.created_at >= window.start, r.created_at < window.end)
+        self.decision = r.action != "erase"
 
-    # Each visitor's latest decision: max(seq) per consent_id. Receipts are
-    # appended in time order, so the window is the chain range ``seq_range``;
-    # ``seq + 0`` keeps SQLite on the consent_id index (which holds seq), so the
-    # grouping never touches the table. The latest rows are then read back in
-    # chain order, re-checked against the window, and grouped by their
-    # (granted, denied) lists, so membership is tested once per distinct pair
-    # instead of once per visitor.
-    lo, hi = seq_range
-    latest_seq = (select(func.max(r.seq).label("seq"))
-                  .where(r.consent_id.is_not(None), (r.seq + 0).between(lo, hi))
-                  .group_by(r.consent_id).order_by(func.max(r.seq)).subquery("latest_seq"))
-    pairs = (select(r.granted, r.denied, func.count().label("n"))
-             .join_from(receipts, latest_seq, r.seq == latest_seq.c.seq)
-             .where(in_window, decision).group_by(r.granted, r.denied).subquery("pairs"))
-    per_category = select(
-        func.coalesce(func.sum(pairs.c.n), 0).label("visitors"),
-        *(col for key in categories for col in (
-            _sum_if(_has(pairs.c.granted, key), pairs.c.n).label(f"g_{key}"),
-            _sum_if(_has(pairs.c.denied, key), pairs.c.n).label(f"d_{key}"),
-        )),
-    )
-    return {"totals": totals, "by_period": by_period, "by_policy_version": by_version,
-            "categories": per_category}
+    def bounds(self) -> AnySelect:
+        """Receipts in the window and their chain range (the ``created_at`` index alone)."""
+        r = receipts.c
+        return select(func.count(), func.min(r.seq), func.max(r.seq)).where(self.in_window)
+
+    def policy_versions(self) -> AnySelect:
+        return select(receipts.c.policy_version).where(self.in_window).distinct()
+
+    def totals(self, versions: Sequence[str]) -> AnySelect:
+        """One pass: decisions, erasures, withdrawals, per method and per policy version."""
+        r = receipts.c
+        decision = self.decision
+        return select(
+            _count_if(decision).label("decisions"),
+            _count_if(r.action == "erase").label("erasures"),
+            _count_if(and_(decision, r.withdrawn != ",")).label("withdrawals"),
+            *(_count_if(and_(decision, r.method == m)).label(f"m{n}")
+              for n, m in enumerate(METHODS)),
+            *(_count_if(and_(decision, r.policy_version == v)).label(f"v{n}")
+              for n, v in enumerate(versions)),
+        ).where(self.in_window)
+
+    def by_period(self) -> AnySelect:
+        """Decisions per period: receipts per period minus erasure tombstones per period.
+
+        Receipts per period are range counts on the ``created_at`` index; the
+        tombstones (whose ``consent_id`` the ledger always leaves empty) are
+        found through the ``consent_id`` index and grouped by period.
+        """
+        r = receipts.c
+        periods = self.window.periods()
+        bounds = [*(dt.datetime.fromisoformat(p) for p in periods[1:]), None]
+        rows = [
+            select(literal(p).label("period"),
+                   literal(max(dt.datetime.fromisoformat(p), self.window.start),
+                           DateTime()).label("lo"),
+                   literal(min(b, self.window.end) if b else self.window.end,
+                           DateTime()).label("hi"))
+            for p, b in zip(periods, bounds, strict=True)
+        ]
+        calendar = union_all(*rows).cte("calendar")
+        bucket = _bucket(self.dialect, self.window.by)
+        erased = (select(bucket.label("period"), func.count().label("n"))
+                  .where(r.consent_id.is_(None), r.action == "erase", self.in_window)
+                  .group_by(bucket).cte("erased"))
+        in_period = (select(func.count())
+                     .where(r.created_at >= calendar.c.lo, r.created_at < calendar.c.hi)
+                     .scalar_subquery())
+        erased_in = (select(erased.c.n).where(erased.c.period == calendar.c.period)
+                     .scalar_subquery())
+        return select(calendar.c.period,
+                      (in_period - func.coalesce(erased_in, 0)).label("n"))
+
+    def categories_(self, seq_range: tuple[int, int]) -> AnySelect:
+        """Each visitor's latest decision in the window, granted and denied per category.
+
+        The latest decision is max(seq) per consent_id. Receipts are appended
+        in time order, so the window is the chain range ``seq_range``; ``seq + 0``
+        keeps SQLite on the consent_id index (which holds seq), so the grouping
+        never touches the table. The latest rows are then read back in chain
+        order, re-checked against the window, and grouped by their (granted,
+        denied) lists, so membership is tested once per distinct pair.
+        """
+        r = receipts.c
+        lo, hi = seq_range
+        latest_seq = (select(func.max(r.seq).label("seq"))
+                      .where(r.consent_id.is_not(None), (r.seq + 0).between(lo, hi))
+                      .group_by(r.consent_id).order_by(func.max(r.seq))
+                      .subquery("latest_seq"))
+        pairs = (select(r.granted, r.denied, func.count().label("n"))
+                 .join_from(receipts, latest_seq, r.seq == latest_seq.c.seq)
+                 .where(self.in_window, self.decision)
+                 .group_by(r.granted, r.denied).subquery("pairs"))
+        return select(
+            func.coalesce(func.sum(pairs.c.n), 0).label("visitors"),
+            *(col for n, key in enumerate(self.categories) for col in (
+                _sum_if(_has(pairs.c.granted, key), pairs.c.n).label(f"g{n}"),
+                _sum_if(_has(pairs.c.denied, key), pairs.c.n).label(f"d{n}"),
+            )),
+        )
+
+
+#: Steps of :func:`aggregate`, for the progress line.
+STEPS = 5
 
 
 def aggregate(engine: Engine, window: Window, categories: Sequence[str],
-              progress: Callable[[int, int], None] | None = None,
-              workers: int = 2) -> Report:
+              progress: Callable[[int, int], None] | None = None) -> Report:
     """Run the report's queries on ``engine`` and return the exact counts.
 
-    :raises ReportError: the database cannot be reached or has no receipts table.
+    Two connections work at once: one finds each visitor's latest decision,
+    the other counts totals, policy versions and periods.
+
+    :raises ReportError: the database cannot be reached or cannot be read.
     """
     report = Report(
         window=window,
@@ -283,58 +352,63 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         by_period=[(p, 0) for p in window.periods()],
         by_method=dict.fromkeys(METHODS, 0),
     )
-    r = receipts.c
-    dialect = engine.dialect.name
+    q = Queries(engine.dialect.name, window, categories)
+    done = 0
+    lock = threading.Lock()
+
+    def step() -> None:
+        nonlocal done
+        with lock:
+            done += 1
+            if progress is not None:
+                progress(done, STEPS)
+
+    def latest(seq_range: tuple[int, int]) -> Any:
+        with engine.connect() as conn:
+            row = conn.execute(q.categories_(seq_range)).one()
+        step()
+        return row._mapping
+
+    def counts() -> tuple[list[str], Any, list[Any]]:
+        with engine.connect() as conn:
+            versions = sorted(str(v) for v in conn.execute(q.policy_versions()).scalars())
+            step()
+            totals = conn.execute(q.totals(versions)).one()._mapping
+            step()
+            periods = list(conn.execute(q.by_period()).all())
+            step()
+        return versions, totals, periods
+
     try:
         with engine.connect() as conn:
             if not engine.dialect.has_table(conn, receipts.name):
                 return report
-            bounds = conn.execute(
-                select(func.count(), func.min(r.seq), func.max(r.seq))
-                .where(r.created_at >= window.start, r.created_at < window.end)
-            ).one()
             report.ledger_receipts = conn.execute(
                 select(func.count()).select_from(receipts)).scalar_one()
-        if not bounds[0]:
+            in_window, lo, hi = conn.execute(q.bounds()).one()
+        step()
+        if not in_window:
             return report
-        named = queries(dialect, window, categories, (bounds[1], bounds[2]))
-        done = 0
-        total = len(named)
-
-        def run(item: tuple[str, Select[Any]]) -> tuple[str, list[Any]]:
-            with engine.connect() as conn:
-                return item[0], list(conn.execute(item[1]).all())
-
-        results: dict[str, list[Any]] = {}
-        # the latest-per-visitor query is the longest: start it first
-        order = sorted(named.items(), key=lambda kv: kv[0] != "categories")
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for name, rows in pool.map(run, order):
-                results[name] = rows
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            cat_future = pool.submit(latest, (lo, hi))
+            versions, totals, periods = counts()
+            cat = cat_future.result()
     except DBAPIError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: "
                           f"{_first_line(e.orig)}") from None
     except SQLAlchemyError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: {e}") from None
 
-    tot = results["totals"][0]._mapping
-    report.decisions = int(tot["decisions"])
-    report.erasures = int(tot["erasures"])
-    report.withdrawals = int(tot["withdrawals"])
-    report.by_method = {m: int(tot[m]) for m in METHODS}
-    counts = {row.period: int(row.n) for row in results["by_period"]}
-    report.by_period = [(p, counts.get(p, 0)) for p in window.periods()]
-    report.by_policy_version = {
-        str(row.policy_version): int(row.n)
-        for row in sorted(results["by_policy_version"], key=lambda row: str(row.policy_version))
-    }
-    cat = results["categories"][0]._mapping
+    report.decisions = int(totals["decisions"])
+    report.erasures = int(totals["erasures"])
+    report.withdrawals = int(totals["withdrawals"])
+    report.by_method = {m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)}
+    report.by_policy_version = {v: int(totals[f"v{n}"]) for n, v in enumerate(versions)}
+    report.by_period = [(str(row.period), int(row.n)) for row in periods]
     report.visitors = int(cat["visitors"])
     report.categories = {
-        key: CategoryCount(int(cat[f"g_{key}"]), int(cat[f"d_{key}"])) for key in categories
+        key: CategoryCount(int(cat[f"g{n}"]), int(cat[f"d{n}"]))
+        for n, key in enumerate(categories)
     }
     return report
 

@@ -94,7 +94,7 @@ SELECT i, lpad(to_hex(i), 8, '0') || '-0000-4000-8000-' || lpad(to_hex(i), 12, '
   lpad(to_hex(i % 4), 64, '0'), 'en',
   (ARRAY['banner', 'preferences', 'api', 'gpc'])[i % 4 + 1],
   '/', lpad(to_hex(i), 64, '0'), lpad(to_hex(i), 64, '0'), lpad(to_hex(i - 1), 64, '0')
-FROM generate_series(1, {ROWS}) AS i
+FROM generate_series(1::bigint, {ROWS}) AS i
 """
 
 

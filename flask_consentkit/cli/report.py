@@ -55,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.sql import Subquery
 
 from ..ledger.schema import receipts
 from . import cli, kit_state
@@ -201,6 +202,8 @@ def _read_only(engine: Engine) -> None:
             cursor.execute("PRAGMA temp_store = MEMORY")
         else:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            # room for the hash aggregates of a year of receipts
+            cursor.execute("SET work_mem = '64MB'")
         cursor.close()
         if engine.dialect.name == "postgresql":
             dbapi_connection.commit()
@@ -232,6 +235,15 @@ def _bucket(dialect: str, by: str) -> ColumnElement[str]:
             return func.date(created, "weekday 0", "-6 days")
         return func.substr(created, 1, 7).concat("-01")
     return func.to_char(func.date_trunc(by, created), "YYYY-MM-DD")
+
+
+def _distinct_on(stmt: AnySelect, column: ColumnElement[Any]) -> AnySelect:
+    """PostgreSQL's ``SELECT DISTINCT ON (column)`` on SQLAlchemy 2.0 and 2.1."""
+    try:
+        from sqlalchemy.dialects.postgresql import distinct_on
+    except ImportError:  # SQLAlchemy < 2.1
+        return stmt.distinct(column)
+    return stmt.ext(distinct_on(column))
 
 
 class Queries:
@@ -274,11 +286,22 @@ class Queries:
         ).where(self.in_window)
 
     def by_period(self) -> AnySelect:
-        """Decisions per period: receipts per period minus erasure tombstones per period.
+        """Decisions per period, for the periods that have any."""
+        if self.dialect == "sqlite":
+            return self._by_period_sqlite()
+        r = receipts.c
+        start = func.date_trunc(self.window.by, r.created_at).label("start")
+        grouped = (select(start, func.count().label("n")).where(self.in_window, self.decision)
+                   .group_by(start).subquery("grouped"))
+        return select(func.to_char(grouped.c.start, "YYYY-MM-DD").label("period"), grouped.c.n)
 
-        Receipts per period are range counts on the ``created_at`` index; the
-        tombstones (whose ``consent_id`` the ledger always leaves empty) are
-        found through the ``consent_id`` index and grouped by period.
+    def _by_period_sqlite(self) -> AnySelect:
+        """Receipts per period minus erasure tombstones per period, from the indexes.
+
+        SQLite groups by sorting, so instead: receipts per period are range
+        counts on the ``created_at`` index; the tombstones (whose
+        ``consent_id`` the ledger always leaves empty) are found through the
+        ``consent_id`` index and grouped by period.
         """
         r = receipts.c
         periods = self.window.periods()
@@ -307,23 +330,20 @@ class Queries:
     def categories_(self, seq_range: tuple[int, int]) -> AnySelect:
         """Each visitor's latest decision in the window, granted and denied per category.
 
-        The latest decision is max(seq) per consent_id. Receipts are appended
-        in time order, so the window is the chain range ``seq_range``; ``seq + 0``
-        keeps SQLite on the consent_id index (which holds seq), so the grouping
-        never touches the table. The latest rows are then read back in chain
-        order, re-checked against the window, and grouped by their (granted,
-        denied) lists, so membership is tested once per distinct pair.
+        The latest decisions are grouped by their (granted, denied) lists, so
+        membership is tested once per distinct pair, not once per visitor.
         """
         r = receipts.c
-        lo, hi = seq_range
-        latest_seq = (select(func.max(r.seq).label("seq"))
-                      .where(r.consent_id.is_not(None), (r.seq + 0).between(lo, hi))
-                      .group_by(r.consent_id).order_by(func.max(r.seq))
-                      .subquery("latest_seq"))
-        pairs = (select(r.granted, r.denied, func.count().label("n"))
-                 .join_from(receipts, latest_seq, r.seq == latest_seq.c.seq)
-                 .where(self.in_window, self.decision)
-                 .group_by(r.granted, r.denied).subquery("pairs"))
+        if self.dialect == "sqlite":
+            latest = self._latest_sqlite(seq_range)
+        else:
+            latest = _distinct_on(
+                select(r.granted, r.denied)
+                .where(r.consent_id.is_not(None), self.in_window, self.decision)
+                .order_by(r.consent_id, r.seq.desc()), r.consent_id,
+            ).subquery("latest")
+        pairs = (select(latest.c.granted, latest.c.denied, func.count().label("n"))
+                 .group_by(latest.c.granted, latest.c.denied).subquery("pairs"))
         return select(
             func.coalesce(func.sum(pairs.c.n), 0).label("visitors"),
             *(col for n, key in enumerate(self.categories) for col in (
@@ -331,6 +351,24 @@ class Queries:
                 _sum_if(_has(pairs.c.denied, key), pairs.c.n).label(f"d{n}"),
             )),
         )
+
+    def _latest_sqlite(self, seq_range: tuple[int, int]) -> Subquery:
+        """max(seq) per consent_id, read from the consent_id index alone.
+
+        Receipts are appended in time order, so the window is the chain range
+        ``seq_range``; ``seq + 0`` keeps SQLite on the consent_id index (which
+        holds seq) instead of the rowid range. The latest rows are then read
+        back in chain order and re-checked against the window.
+        """
+        r = receipts.c
+        lo, hi = seq_range
+        latest_seq = (select(func.max(r.seq).label("seq"))
+                      .where(r.consent_id.is_not(None), (r.seq + 0).between(lo, hi))
+                      .group_by(r.consent_id).order_by(func.max(r.seq))
+                      .subquery("latest_seq"))
+        return (select(r.granted, r.denied)
+                .join_from(receipts, latest_seq, r.seq == latest_seq.c.seq)
+                .where(self.in_window, self.decision).subquery("latest"))
 
 
 #: Steps of :func:`aggregate`, for the progress line.
@@ -404,7 +442,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
     report.withdrawals = int(totals["withdrawals"])
     report.by_method = {m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)}
     report.by_policy_version = {v: int(totals[f"v{n}"]) for n, v in enumerate(versions)}
-    report.by_period = [(str(row.period), int(row.n)) for row in periods]
+    per_period = {str(row.period): int(row.n) for row in periods}
+    report.by_period = [(p, per_period.get(p, 0)) for p in window.periods()]
     report.visitors = int(cat["visitors"])
     report.categories = {
         key: CategoryCount(int(cat[f"g{n}"]), int(cat[f"d{n}"]))

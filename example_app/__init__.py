@@ -17,11 +17,13 @@ consent = ConsentKit()
 STORIES = {
     "lighthouse": {
         "title": "The Lighthouse Keeper",
-        "lede": "A keeper on the Caspian coast counts ships and stars until one night a light answers back.",
+        "lede": "A keeper on the Caspian coast counts ships and stars until one night "
+        "a light answers back.",
     },
     "caravan": {
         "title": "The Silk Caravan",
-        "lede": "A merchant's daughter maps the old road from Shaki to Tabriz, one caravanserai at a time.",
+        "lede": "A merchant's daughter maps the old road from Shaki to Tabriz, "
+        "one caravanserai at a time.",
     },
 }
 

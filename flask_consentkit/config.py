@@ -149,18 +149,18 @@ def _text(key: str, value: Any, what: str) -> Text | None:
     raise _fail(key, f"{what} must be a string or a mapping of language code to string.")
 
 
-def _http_url(key: str, value: Any) -> str | None:
+def _http_url(key: str, value: Any, what: str = "") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _fail(key, f"expected an http(s) URL string, got {type(value).__name__}.")
+        raise _fail(key, f"{what}expected an http(s) URL string, got {type(value).__name__}.")
     parts = urlsplit(value)
     if value.startswith("/") and not value.startswith("//"):
         return value  # a path on the app's own site
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise _fail(
             key,
-            f"{value!r} is not an http(s) URL. Use an absolute https:// URL "
+            f"{what}{value!r} is not an http(s) URL. Use an absolute https:// URL "
             "or a path on this site such as '/privacy'.",
         )
     return value
@@ -187,7 +187,8 @@ def _categories(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     key = "CONSENTKIT_CATEGORIES"
     raw = config[key]
     if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
-        raise _fail(key, "must be a non-empty list of category keys, e.g. ['necessary', 'analytics'].")
+        raise _fail(key, "must be a non-empty list of category keys, "
+                    "e.g. ['necessary', 'analytics'].")
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for item in raw:
@@ -207,7 +208,8 @@ def _categories(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise _fail(key, f"{item!r} is neither a category key nor a mapping with a 'key'.")
         name = entry["key"]
         if not _TOKEN.match(name):
-            raise _fail(key, f"category key {name!r} must be lower-case letters, digits, '-' or '_'.")
+            raise _fail(key, f"category key {name!r} must be lower-case letters, digits, "
+                        "'-' or '_'.")
         if name in seen:
             raise _fail(key, f"category {name!r} is listed twice.")
         seen.add(name)
@@ -239,7 +241,7 @@ def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, os.PathLike):
-        return os.fspath(value)  # type: ignore[return-value]
+        return str(os.fspath(value))
     if not isinstance(value, str) or not value:
         raise _fail(key, f"expected a non-empty string or None, got {value!r}.")
     return value
@@ -372,7 +374,8 @@ def load_settings(app: Flask) -> Settings:
             name=item["name"],
             category=item["category"],
             purpose=_text(key, item.get("purpose"), "purpose"),
-            policy_url=_http_url(f"{key}[{item['name']!r}].policy_url", item.get("policy_url")),
+            policy_url=_http_url(key, item.get("policy_url"),
+                                 f"policy_url of service {item['name']!r}: "),
             cookies=_patterns(key, item.get("cookies", [])),
         )
         services.setdefault(service.category, []).append(service)
@@ -426,7 +429,8 @@ def load_settings(app: Flask) -> Settings:
         if what not in DEFAULT_COLLECTION_RULES:
             raise _fail("CONSENTKIT_COLLECTION_RULES", f"unknown kind of data {what!r}; use "
                         f"{sorted(DEFAULT_COLLECTION_RULES)}.")
-        if cat not in cat_keys:
+        if cat not in cat_keys and cat != DEFAULT_COLLECTION_RULES[what]:
+            # a default rule whose category the app removed simply never allows
             raise _fail("CONSENTKIT_COLLECTION_RULES", f"{what!r} is governed by unknown category "
                         f"{cat!r}; use one of {sorted(cat_keys)}.")
         rules[what] = cat

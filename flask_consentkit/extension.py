@@ -148,13 +148,16 @@ class ConsentKit:
         elif ctx.reissue and ctx.state is not None and ctx.state.decided:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies:
-            response.vary.add("Cookie")
+            if "Vary" in response.headers:
+                response.vary.add("Cookie")
+            else:
+                response.headers["Vary"] = "Cookie"
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:
         settings = ext.settings
         assert state.decided_at is not None
-        remaining = int(state.decided_at.timestamp() + settings.max_age - time.time())
+        remaining = int(state.decided_at.timestamp()) + settings.max_age - int(time.time())
         response.set_cookie(
             settings.cookie_name,
             ext.codec.dumps(state),

@@ -13,11 +13,11 @@ from flask import (
     Response,
     current_app,
     jsonify,
-    redirect,
     render_template,
     request,
 )
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.urls import iri_to_uri
 
 from . import signals
 from .categories import NECESSARY
@@ -117,16 +117,23 @@ def safe_next(value: str | None) -> str:
 
 
 def _bounded_body(settings: Settings) -> bytes:
+    """The request body, at most ``CONSENTKIT_MAX_BODY`` bytes, else 413.
+
+    Reads one byte past the limit so that a body without a declared length
+    (chunked) is refused rather than silently truncated.
+    """
     limit = settings.max_body
+    too_large = ConsentPayloadTooLarge(f"A consent request body may be at most {limit} bytes.")
     if request.content_length is not None and request.content_length > limit:
-        raise ConsentPayloadTooLarge(f"A consent request body may be at most {limit} bytes.")
-    request.max_content_length = limit
+        raise too_large
+    request.max_content_length = limit + 1
     try:
-        return request.get_data(cache=True)
+        data = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise ConsentPayloadTooLarge(
-            f"A consent request body may be at most {limit} bytes."
-        ) from None
+        raise too_large from None
+    if len(data) > limit:
+        raise too_large
+    return data
 
 
 def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, bool]:
@@ -232,7 +239,8 @@ def choose() -> Response:
     if is_json:
         response = jsonify(state.to_json(settings.max_age))
     else:
-        response = redirect(safe_next(next_url), 303)
+        response = current_app.response_class(status=303)
+        response.headers["Location"] = iri_to_uri(safe_next(next_url))
     response.headers["Cache-Control"] = "no-store"
     return response
 

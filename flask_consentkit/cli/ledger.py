@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from ..categories import NECESSARY
-from ..ledger.store import Draft, Ledger
+from ..ledger.store import PRUNE_BATCH, Draft, Ledger
 from . import cli, kit_state
 
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -81,7 +81,7 @@ def verify_command() -> None:
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Keep this many days (default: CONSENTKIT_RETENTION_DAYS).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=PRUNE_BATCH, show_default=True,
               help="Receipts deleted per transaction.")
 def prune_command(dry_run: bool, days: int | None, batch_size: int) -> None:
     """Delete receipts older than the retention period, in batches."""

@@ -13,9 +13,11 @@ error, with the receipt's content (nothing personal beyond the pseudonymous
 consent id), on the ``flask_consentkit.ledger`` logger, and returns ``None``;
 the choice endpoint still sets the cookie and answers normally.
 
-``CONSENTKIT_LEDGER_URL = None`` turns receipts off: a :class:`UserWarning` at
-``init_app``, except under ``TESTING``, where it is logged at INFO so that test
-suites (which often turn the ledger off) stay quiet.
+``CONSENTKIT_LEDGER_URL = None`` turns receipts off, with a WARNING on the
+``flask_consentkit.ledger`` logger at ``init_app`` (INFO under ``TESTING``). It is
+a log record rather than a :class:`UserWarning` on purpose: turning receipts off
+is a legitimate choice (tests, previews), and test suites that run with
+``-W error`` must not fail on it.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from sqlalchemy.engine import make_url
 
 from ..categories import NECESSARY
+from ..errors import ConsentConfigError
 from ..ratelimit import RateLimiter, anonymise_ip
 from ..state import ConsentState, request_consent
 from .store import Draft, Ledger
@@ -53,14 +56,39 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     if settings.ledger_url is None:
         message = ("CONSENTKIT_LEDGER_URL is None: consent receipts are off, so the app "
                    "cannot prove consent (GDPR Art. 7(1)).")
-        if app.testing:
-            log.info(message)
-        else:
-            warnings.warn(message, UserWarning, stacklevel=3)
+        log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger(check_url(settings.ledger_url))
     ext.services["ledger"] = ledger
     ext.services["recorder"] = Recorder(ext, ledger)
+
+
+def check_url(url: str) -> str:
+    """``url`` when SQLAlchemy knows its dialect and it names a durable store."""
+    key = "CONSENTKIT_LEDGER_URL"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - any parse or plugin error means a bad URL
+        reason = str(exc).replace(url, parsed_safe(url))
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} is not a usable SQLAlchemy URL "
+                                 f"({reason}); use e.g. 'sqlite:////var/lib/app/ledger.sqlite3' or "
+                                 "'postgresql+psycopg://user@host/db'.") from None
+    if parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or "mode=memory" in url
+    ):
+        raise ConsentConfigError(key, "an in-memory SQLite database vanishes with the process "
+                                 "and cannot prove anything; give a file, e.g. "
+                                 "'sqlite:////var/lib/app/ledger.sqlite3'.")
+    return url
+
+
+def parsed_safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
 
 
 class Recorder:
@@ -72,7 +100,15 @@ class Recorder:
 
     def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
                  ) -> dict[str, Any] | None:
-        draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        try:
+            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+            log.error(
+                "consent receipt NOT recorded (%s: %s); action %s, consent id %s, granted %s",
+                type(exc).__name__, exc, action, state.consent_id, sorted(state.granted),
+                exc_info=exc,
+            )
+            return None
         return record(self.ledger, draft)
 
 

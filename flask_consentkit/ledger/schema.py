@@ -59,7 +59,7 @@ receipts = Table(
     # random salt of the personal-fields commitment; nulled on erasure
     Column("personal_salt", String(32), nullable=True),
     # sha256 commitment to (salt, consent_id, page_path, ip_prefix, country); kept
-    Column("personal_digest", String(64), nullable=False),
+    Column("personal_digest", String(64), nullable=False, default=""),
     Column("digest", String(64), nullable=False),
     Column("prev_digest", String(64), nullable=False),
     Index("ix_consentkit_receipts_created_at", "created_at"),

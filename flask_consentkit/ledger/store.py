@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -48,9 +50,15 @@ from .schema import SCHEMA_VERSION, encode_categories, meta, metadata, receipts
 
 log = logging.getLogger("flask_consentkit.ledger")
 
-#: Receipts handled per transaction by :meth:`Ledger.prune` and per query by
-#: :meth:`Ledger.verify`.
+#: Receipts read per query by :meth:`Ledger.verify`.
 BATCH_SIZE = 5000
+#: Receipts deleted per transaction by :meth:`Ledger.prune`, and the pause
+#: between two of them in which waiting writers take the lock.
+PRUNE_BATCH = 1000
+PRUNE_PAUSE = 0.02
+
+#: Seconds to wait for a PostgreSQL connection (unless the URL sets ``connect_timeout``).
+CONNECT_TIMEOUT = 5
 
 ACTIONS = frozenset({"accept_all", "reject_all", "save", "erase"})
 METHODS = frozenset({"banner", "preferences", "api", "gpc"})
@@ -121,6 +129,18 @@ class VerifyResult:
         return f"ledger BROKEN at {where}: {self.reason}"
 
 
+# statements built once (SQLAlchemy caches their compiled form)
+_HEAD_FOR_UPDATE = select(meta.c.value).where(meta.c.key == "head").with_for_update()
+_SET_HEAD = update(meta).where(meta.c.key == "head").values(value=bindparam("link"))
+_INSERT = insert(receipts)
+_LAST_OF = (
+    select(receipts.c.receipt_id)
+    .where(receipts.c.consent_id == bindparam("consent_id"))
+    .order_by(receipts.c.seq.desc())
+    .limit(1)
+)
+
+
 # -- engines: one per process and URL -------------------------------------------
 
 _engines: dict[tuple[str, int], Engine] = {}
@@ -160,10 +180,16 @@ def get_engine(url: str) -> Engine:
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            if make_url(url).get_backend_name() == "sqlite":
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
                 engine = _sqlite_engine(url)
             else:
-                engine = create_engine(url, pool_pre_ping=True)
+                connect_args: dict[str, Any] = {}
+                if parsed.get_backend_name() == "postgresql" \
+                        and "connect_timeout" not in parsed.query:
+                    # an unreachable server must not hold a visitor's request for minutes
+                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
+                engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
             _engines[key] = engine
         return engine
 
@@ -263,7 +289,7 @@ class Ledger:
                         "|| '.consentkit_schema'))"
                     ))
                 metadata.create_all(conn, checkfirst=True)
-                rows = dict(conn.execute(select(meta.c.key, meta.c.value)).tuples().all())
+                rows = self._meta(conn)
                 version = rows.get("schema_version")
                 if version is None:
                     conn.execute(insert(meta).values(key="schema_version",
@@ -293,9 +319,7 @@ class Ledger:
                 yield conn
 
     def _lock_head(self, conn: Connection) -> tuple[int, str]:
-        value = conn.execute(
-            select(meta.c.value).where(meta.c.key == "head").with_for_update()
-        ).scalar()
+        value = conn.execute(_HEAD_FOR_UPDATE).scalar()
         head = chain.decode_link(value)
         if head is None:
             raise LedgerError("the ledger's head row is missing or garbled; run "
@@ -336,20 +360,13 @@ class Ledger:
         }
         row["personal_digest"] = chain.personal_digest(row)
         row["digest"] = chain.receipt_digest(row)
-        conn.execute(insert(receipts).values(row))
-        conn.execute(
-            update(meta).where(meta.c.key == "head")
-            .values(value=chain.encode_link(row["seq"], row["digest"]))
-        )
+        conn.execute(_INSERT, row)
+        conn.execute(_SET_HEAD, {"link": chain.encode_link(row["seq"], row["digest"])})
         return row
 
     @staticmethod
     def _last_receipt_id(conn: Connection, consent_id: str) -> str | None:
-        value = conn.execute(
-            select(receipts.c.receipt_id)
-            .where(receipts.c.consent_id == consent_id)
-            .order_by(receipts.c.seq.desc()).limit(1)
-        ).scalar()
+        value = conn.execute(_LAST_OF, {"consent_id": consent_id}).scalar()
         return str(value) if value is not None else None
 
     def append(self, draft: Draft, *, created_at: datetime | None = None) -> dict[str, Any]:
@@ -400,8 +417,9 @@ class Ledger:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(receipts)).scalar() or 0)
 
-    def _meta(self, conn: Connection) -> dict[str, str]:
-        return dict(conn.execute(select(meta.c.key, meta.c.value)).tuples().all())
+    @staticmethod
+    def _meta(conn: Connection) -> dict[str, str]:
+        return {str(k): str(v) for k, v in conn.execute(select(meta.c.key, meta.c.value))}
 
     def verify(self, batch_size: int = BATCH_SIZE) -> VerifyResult:
         """Walk the whole chain; the result names the first bad receipt."""
@@ -487,14 +505,17 @@ class Ledger:
         before: datetime,
         *,
         dry_run: bool = False,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int = PRUNE_BATCH,
+        pause: float = PRUNE_PAUSE,
     ) -> int:
         """Delete the receipts older than ``before`` (UTC); return how many.
 
         Only the oldest contiguous run of receipts is removed (the chain stays
         one unbroken suffix), ``batch_size`` receipts per transaction, so that
         writers wait at most one short batch. The digest of the last removed
-        receipt becomes the chain's ``anchor``.
+        receipt becomes the chain's ``anchor``. Between batches the pruner
+        sleeps ``pause`` seconds, so that writers waiting for the lock get it
+        rather than the next batch.
         """
         before = _as_naive_utc(before)
         with self.engine.connect() as conn:
@@ -513,6 +534,8 @@ class Ledger:
             return total
         removed = 0
         while True:
+            if removed:
+                time.sleep(pause)
             with self._write() as conn:
                 self._lock_head(conn)
                 info = self._meta(conn)

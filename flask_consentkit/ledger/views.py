@@ -13,7 +13,8 @@ import logging
 import re
 from typing import Any
 
-from flask import current_app, jsonify, redirect, request
+from flask import current_app, jsonify, request
+from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
 from .. import signals
@@ -149,7 +150,8 @@ def erase() -> Response:
         signals.consent_withdrawn.send(app, state=UNDECIDED, previous=previous)
     response: Response
     if is_form:
-        response = redirect(safe_next(next_url), 303)
+        response = current_app.response_class(status=303)
+        response.headers["Location"] = iri_to_uri(safe_next(next_url))
     else:
         response = jsonify(erased=erased, receipt_id=tombstone_id)
     return _no_store(response)

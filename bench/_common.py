@@ -1,0 +1,84 @@
+"""Timing helpers shared by the benchmarks: interleaved runs, medians, ratios."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def wsgi_caller(app: Any, path: str = "/", method: str = "GET",
+                headers: dict[str, str] | None = None, body: bytes = b"") -> Callable[[], None]:
+    """A function that sends one request straight through ``app``'s WSGI callable."""
+    base = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "localhost",
+    }
+    for key, value in (headers or {}).items():
+        name = key.upper().replace("-", "_")
+        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            base[name] = value
+        else:
+            base["HTTP_" + name] = value
+    if body:
+        base["CONTENT_LENGTH"] = str(len(body))
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        return None
+
+    def call() -> None:
+        environ = dict(base)
+        environ["wsgi.input"] = BytesIO(body)
+        for _chunk in app(environ, start_response):
+            pass
+
+    return call
+
+
+def per_call(fn: Callable[[], None], n: int) -> float:
+    """Seconds per call over ``n`` calls."""
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def compare(cases: dict[str, Callable[[], None]], *, n: int = 2000, rounds: int = 15,
+            warmup: int = 300) -> dict[str, float]:
+    """Median seconds per call of each case, rounds interleaved so drift hits all alike."""
+    for fn in cases.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name].append(per_call(fn, n))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(title: str, results: dict[str, float], baseline: str,
+           budgets: dict[str, float] | None = None) -> bool:
+    """Print µs per call and the ratio to ``baseline``; True when every budget holds."""
+    print(f"\n{title}")
+    base = results[baseline]
+    ok = True
+    for name, seconds in results.items():
+        ratio = seconds / base
+        budget = (budgets or {}).get(name)
+        verdict = ""
+        if budget is not None:
+            verdict = f"  budget ≤ {budget:.2f}×  {'OK' if ratio <= budget else 'OVER'}"
+            ok &= ratio <= budget
+        print(f"  {name:<44} {seconds * 1e6:8.1f} µs   {ratio:5.3f}×{verdict}")
+    return ok

@@ -1,0 +1,116 @@
+"""Fixtures and helpers of the ledger tests: a real SQLite file or a real PostgreSQL schema."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+
+from flask_consentkit.ledger.store import Draft, Ledger, dispose_engines
+
+from .conftest import SAME_ORIGIN, make_app
+
+CONSENT_ID = "visitor-0000000000000001"
+
+
+@contextmanager
+def pg_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema ``ck_<random>``; yields a URL whose ``search_path`` is that schema."""
+    name = "ck_" + secrets.token_hex(6)
+    admin = create_engine(base_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+        sep = "&" if "?" in base_url else "?"
+        url = f"{base_url}{sep}options=-csearch_path%3D{name}"
+        try:
+            yield url
+        finally:
+            dispose_engines(url)
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty ledger: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+        yield url
+        dispose_engines(url)
+    else:
+        with pg_schema(request.getfixturevalue("postgres_url")) as url:
+            yield url
+
+
+@pytest.fixture
+def ledger(store_url: str) -> Ledger:
+    return Ledger(store_url)
+
+
+@pytest.fixture
+def ledger_app(store_url: str, tmp_path: Path) -> Flask:
+    """An app whose receipts go to ``store_url``; no rate limit."""
+    return make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None)
+
+
+def draft(consent_id: str | None = CONSENT_ID, action: str = "save", **kw: Any) -> Draft:
+    fields: dict[str, Any] = {
+        "action": action,
+        "consent_id": consent_id,
+        "granted": frozenset({"necessary", "analytics"}),
+        "denied": frozenset({"functional", "performance", "marketing"}),
+        "policy_version": "1",
+        "method": "api",
+        "page_path": "/story/lighthouse",
+    }
+    fields.update(kw)
+    return Draft(**fields)
+
+
+def execute(url: str, sql: str, **params: Any) -> Any:
+    """Run raw SQL against the store, the way someone tampering with it would."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return result.fetchall() if result.returns_rows else result.rowcount
+    finally:
+        engine.dispose()
+
+
+def choose(client: Any, action: str = "accept_all", **kw: Any) -> Any:
+    """POST a JSON choice as the app's own page would."""
+    headers = {**SAME_ORIGIN, **kw.pop("headers", {})}
+    return client.post("/consent/", json={"action": action, **kw}, headers=headers)
+
+
+AppFactory = Callable[..., Flask]
+
+
+ACTIONS = ("accept_all", "reject_all", "save")
+
+
+def decide_many(url: str, instance: str, n: int, dispose: bool = False) -> int:
+    """Make ``n`` decisions as one visitor through the real endpoint; return the 200s.
+
+    Runs in worker threads and in spawned processes (it is importable).
+    """
+    app = make_app(Path(instance), CONSENTKIT_LEDGER_URL=url, CONSENTKIT_RATELIMIT=None)
+    client = app.test_client()
+    ok = 0
+    for i in range(n):
+        action = ACTIONS[i % 3]
+        response = choose(client, action, categories=["analytics"] if action == "save" else [])
+        ok += response.status_code == 200
+    if dispose:  # a worker process closes its connections before it exits
+        dispose_engines(url)
+    return ok

@@ -725,12 +725,12 @@ def report_command(since: dt.datetime | None, until: dt.datetime | None, by: str
     if settings.ledger_url is None:
         raise ReportError("Receipts are turned off (CONSENTKIT_LEDGER_URL is None), so there "
                           "is nothing to report. Set CONSENTKIT_LEDGER_URL to record them.")
-    last = until.date() if until else dt.datetime.now(dt.UTC).date()
-    first = since.date() if since else last - dt.timedelta(days=DEFAULT_DAYS - 1)
-    if first > last:
-        raise click.BadParameter(f"--since {first} is after --until {last}.",
+    window = Window.default(by, until.date() if until else None)
+    if since is not None:
+        window = Window(since.date(), window.until, by)
+    if window.since > window.until:
+        raise click.BadParameter(f"--since {window.since} is after --until {window.until}.",
                                  param_hint="'--since'")
-    window = Window(first, last, by)
 
     engine = open_ledger(settings.ledger_url)
     try:

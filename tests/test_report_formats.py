@@ -172,3 +172,19 @@ def test_progress_only_when_slow() -> None:
         time.sleep(0.1)
         progress(3, 4)
     assert "\r\x1b[K" in tty.getvalue() and "3/4 queries" in tty.getvalue()
+
+
+@pytest.mark.browser
+def test_html_opens_in_a_browser_without_network(filled: Flask, tmp_path: Path,
+                                                 page: object) -> None:
+    out = tmp_path / "report.html"
+    assert report(filled, *WINDOW, "--format", "html", "-o", str(out)).exit_code == 0
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))  # type: ignore[attr-defined]
+    page.goto(out.as_uri())  # type: ignore[attr-defined]
+    assert requests == [out.as_uri()]
+    boxes = [page.locator(f"#{chart}").bounding_box()  # type: ignore[attr-defined]
+             for chart in ("chart-opt-in", "chart-over-time")]
+    assert all(box is not None and box["width"] > 300 and box["height"] > 100 for box in boxes)
+    bar = page.locator("#chart-opt-in rect.bar").nth(1).bounding_box()  # type: ignore[attr-defined]
+    assert bar is not None and bar["width"] > 250  # analytics: 73.7 % of 400 px

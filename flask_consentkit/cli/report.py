@@ -202,8 +202,11 @@ def _read_only(engine: Engine) -> None:
             cursor.execute("PRAGMA temp_store = MEMORY")
         else:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            # room for the hash aggregates of a year of receipts
+            # room to sort and hash a year of receipts in memory; no JIT for one-off queries
             cursor.execute("SET work_mem = '64MB'")
+            info = getattr(dbapi_connection, "info", dbapi_connection)
+            if getattr(info, "server_version", 0) >= 110000:
+                cursor.execute("SET jit = off")
         cursor.close()
         if engine.dialect.name == "postgresql":
             dbapi_connection.commit()
@@ -337,10 +340,12 @@ class Queries:
         if self.dialect == "sqlite":
             latest = self._latest_sqlite(seq_range)
         else:
+            # a byte-wise sort: no locale rules needed to bring equal ids together
+            visitor = r.consent_id.collate("C")
             latest = _distinct_on(
                 select(r.granted, r.denied)
                 .where(r.consent_id.is_not(None), self.in_window, self.decision)
-                .order_by(r.consent_id, r.seq.desc()), r.consent_id,
+                .order_by(visitor, r.seq.desc()), visitor,
             ).subquery("latest")
         pairs = (select(latest.c.granted, latest.c.denied, func.count().label("n"))
                  .group_by(latest.c.granted, latest.c.denied).subquery("pairs"))

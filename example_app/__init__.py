@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, Response, render_template, request
 
-from flask_consentkit import ConsentKit
+from flask_consentkit import ConsentKit, requires_consent
 
 consent = ConsentKit()
 
@@ -33,6 +33,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=os.environ.get("EXAMPLE_SECRET_KEY", "dev only: set EXAMPLE_SECRET_KEY"),
         CONSENTKIT_PRIVACY_POLICY_URL="/about",
+        # cookies the site itself sets for analytics: filtered and expired by consent
+        CONSENTKIT_COOKIES={"analytics": ["sf_visitor", "sf_last_story"]},
+        STORYFORGE_EMBED_URL="https://www.youtube-nocookie.com/embed/aqz-KE-bpKQ",
+        CONSENTKIT_GEOIP_DATABASE=os.environ.get("EXAMPLE_GEOIP_DATABASE"),
     )
     if config:
         app.config.update(config)
@@ -48,10 +52,49 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             from flask import abort
 
             abort(404)
-        return render_template("story.html", story=STORIES[slug], slug=slug)
+        response = Response(render_template("story.html", story=STORIES[slug], slug=slug))
+        # set on every visit; the extension removes it unless analytics is allowed
+        response.set_cookie("sf_last_story", slug, max_age=30 * 86400, samesite="Lax")
+        return response
 
     @app.get("/about")
     def about() -> str:
         return render_template("about.html")
 
+    _enforcement_demo(app)
+    from .your_data import register_your_data
+
+    register_your_data(app)
     return app
+
+
+def _enforcement_demo(app: Flask) -> None:
+    """A self-hosted analytics beacon and a page to watch enforcement work."""
+    stats = {"beacon_requests": 0, "beacon_recorded": 0}
+    app.extensions["storyforge"] = stats
+
+    @app.before_request
+    def count_beacon_requests() -> None:
+        if request.path == "/beacon":
+            stats["beacon_requests"] += 1
+
+    @app.post("/beacon")
+    @requires_consent("analytics")
+    def beacon() -> Response:
+        stats["beacon_recorded"] += 1
+        response = Response(status=204)
+        if "sf_visitor" not in request.cookies:
+            import secrets
+
+            response.set_cookie("sf_visitor", secrets.token_urlsafe(12), max_age=365 * 86400,
+                                httponly=True, samesite="Lax")
+        return response
+
+    @app.get("/watch")
+    def watch() -> str:
+        return render_template(
+            "watch.html",
+            stats=stats,
+            cookie_names=sorted(request.cookies),
+            embed_url=app.config["STORYFORGE_EMBED_URL"],
+        )

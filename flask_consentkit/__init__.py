@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .categories import Category, Service
+from .collect import ConsentLogFilter, TechnicalData, technical_data
 from .config import Settings
 from .errors import (
     ConsentBadRequest,
@@ -13,7 +14,12 @@ from .errors import (
     ConsentRateLimited,
 )
 from .extension import AlreadyRegisteredError, ConsentKit, requires_consent
-from .signals import consent_changed, consent_given, consent_withdrawn
+from .signals import (
+    consent_changed,
+    consent_given,
+    consent_withdrawn,
+    technical_data_collected,
+)
 from .state import ConsentState, current_consent
 
 __all__ = [
@@ -24,14 +30,18 @@ __all__ = [
     "ConsentForbidden",
     "ConsentKit",
     "ConsentKitError",
+    "ConsentLogFilter",
     "ConsentPayloadTooLarge",
     "ConsentRateLimited",
     "ConsentState",
     "Service",
     "Settings",
+    "TechnicalData",
     "consent_changed",
     "consent_given",
     "consent_withdrawn",
     "current_consent",
     "requires_consent",
+    "technical_data",
+    "technical_data_collected",
 ]

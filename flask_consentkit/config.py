@@ -8,6 +8,7 @@ key and the fix; nothing here runs while a request is handled.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_GEOIP_DATABASE": None,
     "CONSENTKIT_GEOIP_ACCOUNT_ID": None,
     "CONSENTKIT_GEOIP_LICENSE_KEY": None,
+    "CONSENTKIT_GEOIP_HOST": "geoip.maxmind.com",
+    "CONSENTKIT_GEOIP_TIMEOUT": 2.0,
+    "CONSENTKIT_UA_PARSER": "auto",
     "CONSENTKIT_ANONYMIZE_IP": True,
     "CONSENTKIT_COLLECTION_RULES": dict(DEFAULT_COLLECTION_RULES),
     "CONSENTKIT_LANGUAGES": ["az", "en", "ru", "tr"],
@@ -114,6 +118,9 @@ class Settings:
     ratelimit: Rate | None = Rate(5, 60)
     ratelimit_storage_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    geoip_host: str = "geoip.maxmind.com"
+    geoip_timeout: float = 2.0
+    ua_parser: str = "auto"
 
     @property
     def category_keys(self) -> tuple[str, ...]:
@@ -315,6 +322,52 @@ def _consent_mode(config: Mapping[str, Any], cat_keys: set[str]) -> dict[str, tu
                             f"{', '.join(CONSENT_MODE_TYPES)}.")
         out[cat] = tuple(dict.fromkeys(types))
     return out
+def _collect_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The technical-data collection keys (geo source, user-agent parser)."""
+    database = _optional_str(config, "CONSENTKIT_GEOIP_DATABASE")
+    account = config["CONSENTKIT_GEOIP_ACCOUNT_ID"]
+    if isinstance(account, int) and not isinstance(account, bool) and account > 0:
+        account = str(account)
+    if account is not None and (not isinstance(account, str) or not account.isdigit()):
+        raise _fail("CONSENTKIT_GEOIP_ACCOUNT_ID", f"{account!r} is not a MaxMind account id; "
+                    "use the number shown in your MaxMind account, e.g. 123456.")
+    license_key = _optional_str(config, "CONSENTKIT_GEOIP_LICENSE_KEY")
+    if (account is None) != (license_key is None):
+        raise _fail("CONSENTKIT_GEOIP_LICENSE_KEY" if account else "CONSENTKIT_GEOIP_ACCOUNT_ID",
+                    "the MaxMind web service needs both CONSENTKIT_GEOIP_ACCOUNT_ID and "
+                    "CONSENTKIT_GEOIP_LICENSE_KEY; set both, or neither.")
+    if database is not None and account is not None:
+        raise _fail("CONSENTKIT_GEOIP_DATABASE", "set either a local database "
+                    "(CONSENTKIT_GEOIP_DATABASE) or the web service (CONSENTKIT_GEOIP_ACCOUNT_ID "
+                    "and CONSENTKIT_GEOIP_LICENSE_KEY), not both.")
+    host = config["CONSENTKIT_GEOIP_HOST"]
+    if not isinstance(host, str) or not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", host):
+        raise _fail("CONSENTKIT_GEOIP_HOST", f"{host!r} is not a host name; use "
+                    "'geoip.maxmind.com' (GeoIP2) or 'geolite.info' (GeoLite2).")
+    timeout = config["CONSENTKIT_GEOIP_TIMEOUT"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        raise _fail("CONSENTKIT_GEOIP_TIMEOUT", f"{timeout!r} must be a number of seconds "
+                    "between 0 and 60, e.g. 2.0.")
+    parser = config["CONSENTKIT_UA_PARSER"]
+    if parser not in ("auto", "ua-parser", "user-agents"):
+        raise _fail("CONSENTKIT_UA_PARSER", f"{parser!r} must be 'auto', 'ua-parser' or "
+                    "'user-agents'.")
+    if parser == "ua-parser":
+        try:
+            has_v1 = hasattr(importlib.import_module("ua_parser"), "Parser")
+        except ImportError:
+            has_v1 = False
+        if not has_v1:
+            raise _fail("CONSENTKIT_UA_PARSER", "'ua-parser' needs ua-parser 1.x: "
+                        "pip install 'flask-consentkit[fast-ua]', or use 'auto'.")
+    return {
+        "geoip_database": database,
+        "geoip_account_id": account,
+        "geoip_license_key": license_key,
+        "geoip_host": host,
+        "geoip_timeout": float(timeout),
+        "ua_parser": parser,
+    }
 
 
 def load_settings(app: Flask) -> Settings:
@@ -483,9 +536,7 @@ def load_settings(app: Flask) -> Settings:
         gpc_last_update=str(gpc_date),
         ledger_url=ledger_url,
         retention_days=_positive_int(config, "CONSENTKIT_RETENTION_DAYS"),
-        geoip_database=_optional_str(config, "CONSENTKIT_GEOIP_DATABASE"),
-        geoip_account_id=_optional_str(config, "CONSENTKIT_GEOIP_ACCOUNT_ID"),
-        geoip_license_key=_optional_str(config, "CONSENTKIT_GEOIP_LICENSE_KEY"),
+        **_collect_settings(config),
         anonymize_ip=_bool(config, "CONSENTKIT_ANONYMIZE_IP"),
         collection_rules=rules,
         languages=languages,

@@ -101,8 +101,14 @@ class ConsentKit:
         from .ledger import install as install_ledger
 
         install_ledger(app, state)
+        from .collect import install as install_collect
+
+        install_collect(app, state)
         app.after_request(self._after_request)
         app.jinja_env.globals["consent"] = current_consent
+        from .banner import install as install_banner
+
+        install_banner(app, state)  # keep last: its processor must run after the others
 
     # -- cookie attributes: small methods an app may override in a subclass --
 

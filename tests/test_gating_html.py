@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_consentkit.gating.html import TrackerMatcher, gate_stream, rewrite
+from flask_consentkit.gating.html import ScanCache, TrackerMatcher, gate_stream, rewrite
 from flask_consentkit.gating.trackers import Tracker
 
 from .pages import read, realistic_page
@@ -153,12 +153,15 @@ def test_every_vendor_snippet_is_neutralised_before_consent():
     for name in ("Google Tag Manager", "Google Analytics", "Meta Pixel", "Hotjar",
                  "Microsoft Clarity", "LinkedIn Insight Tag", "TikTok Pixel", "Yandex Metrica",
                  "YouTube embed", "Vimeo embed", "Vimeo player API",
-                 "Google Tag Manager (noscript)"):
+                 "Google Tag Manager (noscript)", "Meta Pixel (noscript image)",
+                 "LinkedIn Insight Tag (noscript image)", "Yandex Metrica (noscript image)"):
         assert f"tracker:{name}" in gate.reports, name
     # no iframe keeps a src: the GTM noscript frame, YouTube and Vimeo are all blocked
     assert re.findall(r"<iframe\b[^>]*\ssrc=", page) == []
     assert page.count('class="consentkit-placeholder"') == 3
-    assert page.count("data-consentkit-neutralised") == 14
+    # no tracking pixel keeps its src either
+    assert re.findall(r"<img\b[^>]*\ssrc=", page) == []
+    assert page.count("data-consentkit-neutralised") == 17
 
 
 def test_neutralised_script_keeps_its_attributes_and_can_be_activated():
@@ -211,16 +214,16 @@ def test_other_consent_managers_markup_is_left_alone():
 def test_warning_names_each_tracker_once_per_gate_key():
     gate = StaticGate()
     rewrite(read("vendor_snippets.html") * 2, gate)
-    assert len([k for k in gate.reports if k.startswith("tracker:")]) == 12
+    assert len([k for k in gate.reports if k.startswith("tracker:")]) == 15
 
 
 def test_an_app_can_add_trackers():
     extra = Tracker("Acme Beacon", "analytics",
-                    re.compile(r"beacon\.acme\.example/b\.js", re.I), "script")
+                    re.compile(r"beacon\.Acme\.example/b\.js|acmeTrack\("), "script")
     matcher = TrackerMatcher([extra])
-    out, _ = rewrite(b'<script src="https://beacon.acme.example/b.js"></script>',
-                     StaticGate(), matcher=matcher)
-    assert b'type="text/plain" data-consent="analytics"' in out
+    out, _ = rewrite(b'<script src="https://beacon.acme.example/b.js"></script>'
+                     b"<script>ACMETRACK('x')</script>", StaticGate(), matcher=matcher)
+    assert out.count(b'type="text/plain" data-consent="analytics"') == 2
 
 
 # -- hazards: what must not fool the scan --------------------------------------------
@@ -239,6 +242,7 @@ TRACKER = '<script src="https://connect.facebook.net/en_US/fbevents.js"></script
     f"<iframe title='x'>{TRACKER}</iframe>",
     f'<div title="{TRACKER}">x</div>',
     f"<img alt='{TRACKER}'>",
+    "<img src='/static/img/a.webp' alt='facebook.com/tr?id=1'>",
     "<script>var s = '<script src=\"/local.js\"><iframe src=x><\\/script>';</script>",
     "<script type='text/x-template'><script src=https://connect.facebook.net/en_US/fbevents.js>"
     "</script>",
@@ -321,6 +325,21 @@ def test_comment_end_variants():
         assert 'type="text/plain"' in run(html), comment
 
 
+def test_unterminated_comment_and_raw_text_hide_the_rest_as_a_browser_does():
+    out = run(TRACKER + "<!-- never closed " + TRACKER)
+    assert out.count('type="text/plain"') == 1 and out.endswith("<!-- never closed " + TRACKER)
+    out = run(TRACKER + "<textarea>" + TRACKER)
+    assert out.count('type="text/plain"') == 1 and out.endswith("<textarea>" + TRACKER)
+
+
+def test_raw_text_end_tag_needs_the_right_name():
+    # "</textareax>" does not end a textarea; "</TEXTAREA >" does
+    html = "<textarea></textareax>" + TRACKER + "</TEXTAREA >" + TRACKER
+    out = run(html)
+    assert out.count('type="text/plain"') == 1
+    assert out.startswith("<textarea></textareax>" + TRACKER + "</TEXTAREA >")
+
+
 def test_non_ascii_text_and_bytes_around_are_untouched():
     html = ("<p>Bakı — Москва — İstanbul ✓</p>" + TRACKER + "<p>ğüşöç</p>").encode("utf-8")
     out = run(html)
@@ -385,3 +404,26 @@ def test_any_chunking_of_any_markup_matches_the_whole(parts, chunk):
     expected, _ = rewrite(page, StaticGate())
     pieces = [page[i:i + chunk] for i in range(0, len(page), chunk)]
     assert b"".join(gate_stream(pieces, StaticGate())) == expected
+
+
+# -- the scan cache -----------------------------------------------------------------
+
+
+def test_cached_scan_gives_the_same_answer_for_every_visitor():
+    cache = ScanCache()
+    page = realistic_page(30_000)
+    for granted in ((), ("analytics",), ("analytics", "marketing"), ()):
+        expected, _ = rewrite(page, StaticGate(*granted))
+        assert rewrite(page, StaticGate(*granted), cache=cache)[0] == expected
+    assert len(cache._scans) == 1
+
+
+def test_cache_is_bounded_and_exact():
+    cache = ScanCache(size=2, limit=100)
+    small = [b"<script src='https://www.clarity.ms/tag/%d'></script>" % i for i in range(3)]
+    for body in small:
+        assert b'type="text/plain"' in rewrite(body, StaticGate(), cache=cache)[0]
+    assert len(cache._scans) <= 2
+    big = b"<p>x</p>" * 50 + small[0]
+    assert b'type="text/plain"' in rewrite(big, StaticGate(), cache=cache)[0]
+    assert big not in cache._scans  # larger than the limit: not kept

@@ -40,6 +40,10 @@ KNOWN = [
     ("https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ?rel=0", "YouTube embed"),
     ("https://player.vimeo.com/video/76979871?h=8272103f6e", "Vimeo embed"),
     ("HTTPS://WWW.GOOGLETAGMANAGER.COM/GTAG/JS?ID=G-1", "Google Tag Manager"),
+    ("https://www.facebook.com/tr?id=1&ev=PageView&noscript=1", "Meta Pixel (noscript image)"),
+    ("https://mc.yandex.ru/watch/00000000", "Yandex Metrica (noscript image)"),
+    ("https://px.ads.linkedin.com/collect/?pid=1&fmt=gif", "LinkedIn Insight Tag (noscript image)"),
+    ("https://www.googletagmanager.com/ns.html?id=GTM-X", "Google Tag Manager (noscript)"),
 ]
 
 
@@ -71,7 +75,7 @@ def test_data_is_shaped_as_the_scanner_expects():
     assert len(TRACKERS) >= 15
     for t in TRACKERS:
         assert isinstance(t, Tracker)
-        assert isinstance(t.pattern, re.Pattern) and t.kind in {"script", "iframe"}
+        assert isinstance(t.pattern, re.Pattern) and t.kind in {"script", "iframe", "image"}
         assert t.category in {"analytics", "marketing", "functional", "performance"}
     with pytest.raises(AttributeError):
         TRACKERS[0].name = "x"  # type: ignore[misc]
@@ -90,3 +94,13 @@ def test_data_is_shaped_as_the_scanner_expects():
 def test_bad_tracker_data_is_refused_with_a_reason(data, message):
     with pytest.raises(ValueError, match=message):
         parse_trackers(data)
+
+
+def test_tracker_data_ships_in_the_wheel_as_package_data():
+    import tomllib
+
+    from .conftest import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "flask_consentkit.gating" in config["packages"]
+    assert "gating/*.json" in config["package-data"]["flask_consentkit"]

@@ -8,7 +8,8 @@ the HTML rewrite (:mod:`.html`) — and the Jinja globals ``consent_script``,
 The HTML rewrite runs on every ``text/html`` response whose body is in
 memory. It is skipped, at no cost, for bodies without ``<script`` or
 ``<iframe``; the visitor's consent is resolved only when an element needs a
-decision. It leaves alone:
+decision; a body seen before (the same page served to many visitors) is not
+scanned again. It leaves alone:
 
 - streamed responses (wrap the generator with :func:`gated_stream`),
 - ``direct_passthrough`` responses (files sent with ``send_file``),
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from flask import Flask, Response, request, stream_with_context, url_for
-from markupsafe import Markup
+from markupsafe import escape
 
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
@@ -33,7 +34,7 @@ from ..state import get_state, request_consent
 from .consent_mode import consent_mode_defaults
 from .cookies import CookieRules, filter_cookies
 from .helpers import consent_iframe, consent_script
-from .html import TrackerMatcher, could_need_gating, gate_stream, rewrite
+from .html import ScanCache, TrackerMatcher, could_need_gating, gate_stream, rewrite
 from .trackers import TRACKERS, Tracker, find_tracker
 
 __all__ = [
@@ -74,6 +75,7 @@ class Gating:
     def __init__(self, settings: Settings, trackers: Iterable[Tracker] = TRACKERS) -> None:
         self.settings = settings
         self.matcher = TrackerMatcher(trackers)
+        self.scans = ScanCache()
         self.cookies = CookieRules(settings.categories, settings.cookie_name)
         self._reported: set[str] = set()
         self._lock = threading.Lock()
@@ -95,6 +97,8 @@ class RequestGate:
         self.gating: Gating = ext.services["gating"]
         self.charset = charset
         self._granted: frozenset[str] | None = None
+        self._texts: dict[tuple[str, str], str] = {}
+        self._href: str | None = None
 
     def allows(self, category: str) -> bool:
         if category == NECESSARY:
@@ -107,6 +111,13 @@ class RequestGate:
         self.gating.report(key, message)
 
     def _text(self, key: str, **params: str) -> str:
+        memo = (key, params.get("category", ""))
+        text = self._texts.get(memo)
+        if text is None:
+            text = self._texts[memo] = self._translate(key, **params)
+        return text
+
+    def _translate(self, key: str, **params: str) -> str:
         translate = self.ext.services.get("translate")
         if translate is not None:
             try:
@@ -133,25 +144,23 @@ class RequestGate:
         return ENGLISH_LABELS.get(category, category.replace("_", " ").title())
 
     def placeholder(self, category: str, title: str | None) -> bytes:
-        target = request.path + ("?" + request.query_string.decode("latin-1")
-                                 if request.query_string else "")
-        href = (url_for("consentkit.preferences") + "?next=" + quote(target, safe="/")
-                + "#consentkit-cat-" + quote(category, safe=""))
+        if self._href is None:
+            target = request.path + ("?" + request.query_string.decode("latin-1")
+                                     if request.query_string else "")
+            self._href = url_for("consentkit.preferences") + "?next=" + quote(target, safe="/")
+        href = self._href + "#consentkit-cat-" + quote(category, safe="")
         heading = self._text("placeholder.title")
-        markup = Markup(
-            '<div class="consentkit-placeholder" data-consent-placeholder="{cat}" role="group"'
-            ' aria-label="{label}"><p class="consentkit-placeholder-title">{heading}</p>'
-            '<p class="consentkit-placeholder-text">{text}</p>'
-            '<a href="{href}" data-consentkit-open="{cat}" role="button">{button}</a></div>'
-        ).format(
-            cat=category,
-            label=title or heading,
-            heading=heading,
-            text=self._text("placeholder.text", category=self.label(category)),
-            href=href,
-            button=self._text("placeholder.button"),
+        cat = escape(category)
+        markup = (
+            f'<div class="consentkit-placeholder" data-consent-placeholder="{cat}" role="group"'
+            f' aria-label="{escape(title or heading)}">'
+            f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
+            '<p class="consentkit-placeholder-text">'
+            f'{escape(self._text("placeholder.text", category=self.label(category)))}</p>'
+            f'<a href="{escape(href)}" data-consentkit-open="{cat}" role="button">'
+            f'{escape(self._text("placeholder.button"))}</a></div>'
         )
-        return str(markup).encode(self.charset, "xmlcharrefreplace")
+        return markup.encode(self.charset, "xmlcharrefreplace")
 
 
 def process_html(response: Response, ext: ConsentKitState) -> Response:
@@ -170,10 +179,11 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
                       "ConsentKit after the compression extension so it runs first.")
         return response
     body = response.get_data()
-    if not could_need_gating(body):
+    if not could_need_gating(body, gating.matcher):
         return response
     charset = response.mimetype_params.get("charset", "utf-8")
-    new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher)
+    new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
+                     cache=gating.scans)
     if new is not body:
         response.set_data(new)
     return response
@@ -202,6 +212,7 @@ def add_trackers(app: Flask, trackers: Iterable[Tracker]) -> None:
     """Neutralise more known trackers on ``app`` (in addition to :data:`TRACKERS`)."""
     gating: Gating = get_kit_state(app).services["gating"]
     gating.matcher = TrackerMatcher([*gating.matcher.trackers, *trackers])
+    gating.scans = ScanCache()
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:

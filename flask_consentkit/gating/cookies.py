@@ -8,9 +8,11 @@ Two rules, applied to every response (HTML or not) by :func:`filter_cookies`:
    cookie name. A header that deletes a cookie is always let through.
 2. When this request withdrew categories (``request_consent().withdrawn``,
    set by the choice and erase views), every cookie of those categories that
-   the browser sent is expired on each of ``CONSENTKIT_COOKIE_PATHS`` and on
-   the host plus each of ``CONSENTKIT_COOKIE_DOMAINS`` — HttpOnly cookies
-   included, which no script in the browser can reach.
+   the browser sent (exact names and ``*`` prefixes), and every exactly named
+   one even when it was not sent (a cookie on another path is not), is expired
+   on each of ``CONSENTKIT_COOKIE_PATHS`` and on the host plus each of
+   ``CONSENTKIT_COOKIE_DOMAINS`` — HttpOnly cookies included, which no script
+   in the browser can reach.
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ def expire_withdrawn(response: Response, settings: Settings, rules: CookieRules,
     """
     withdrawn = frozenset(withdrawn)
     names = [n for n in request.cookies if rules.category(n) in withdrawn]
+    # A cookie set on another path is not sent to the consent endpoint; exact names
+    # are known, so they are expired even when this request did not carry them.
+    names += [n for n, c in rules.exact.items()
+              if c in withdrawn and n not in request.cookies and n != rules.consent_cookie]
     for name in names:
         secure = request.is_secure or name.startswith(("__Secure-", "__Host-"))
         if name.startswith("__Host-"):  # only ever host-only on "/"

@@ -18,7 +18,9 @@ The rules, for each element found:
   placeholder is put in front of it.
 - An unmarked runnable script or an iframe whose URL (or inline text) matches
   a known tracker is neutralised into the same inert form, plus
-  ``data-consentkit-neutralised``, while the tracker's category is not granted.
+  ``data-consentkit-neutralised``, while the tracker's category is not granted;
+  so is a known tracking pixel (``<img>``, usually in ``<noscript>``): it loses
+  its ``src`` and ``srcset``.
 
 Decisions are asked of a :class:`Gate`, and only for elements that need one,
 so a page without gated markup never resolves the visitor's consent.
@@ -28,14 +30,19 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _sre_parser  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
 from .trackers import TRACKERS, Tracker
 
-__all__ = ["Gate", "TrackerMatcher", "could_need_gating", "gate_stream", "rewrite"]
+__all__ = [
+    "Gate", "ScanCache", "Site", "TrackerMatcher", "apply", "could_need_gating", "gate_stream",
+    "rewrite", "scan",
+]
 
 # -- the tokenizer's pieces (all matched against the lower-cased document) -----
 
@@ -46,29 +53,50 @@ _ATTRS = (
     rb"|[^\t\n\f\r />][^\t\n\f\r />=]*+"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+)*+"
 )
-#: Elements whose content is not markup, plus the two we gate.
-_SPECIAL = rb"script|iframe|style|textarea|title|xmp|noembed|noframes|plaintext"
+#: Elements whose content is not markup, plus the three we gate.
+_SPECIAL = rb"script|iframe|img|style|textarea|title|xmp|noembed|noframes|plaintext"
 
 #: Everything that needs no attention: text, ordinary tags, end tags, bogus
 #: comments, a lone ``<``. Stops at a comment, a special element or an
 #: incomplete tag at the end of the input.
-_SKIP = re.compile(
+_WS_LOOK = rb"(?=[\t\n\f\r />])"
+#: Raw-text elements that are complete: start tag, text, end tag.
+_RAW_TEXT = b"".join(
+    rb"|<" + name + _WS_LOOK + _ATTRS + rb">(?:[^<]++|<(?!/" + name + rb"[\t\n\f\r />]))*+</"
+    + name + _WS_LOOK + _ATTRS + rb">"
+    for name in (b"style", b"textarea", b"title", b"xmp", b"noembed", b"noframes")
+)
+_SKIP_BODY = (
     rb"(?:[^<]++"
     rb"|<(?!(?:" + _SPECIAL + rb")[\t\n\f\r />])[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
     rb"|</[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
+    rb"|<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
+    + _RAW_TEXT +
     rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
 )
-_SPECIAL_TAG = re.compile(
-    rb"<(" + _SPECIAL + rb")(?=[\t\n\f\r />])(" + _ATTRS + rb")>"
+#: Everything that needs no attention — text, ordinary tags, end tags, comments,
+#: complete raw-text elements, bogus comments, a lone ``<`` — in one go, then
+#: what does:
+#:
+#: - a whole script without ``<!--`` in its text: attributes (1), text (2);
+#: - any other special element's start tag: name (3), attributes (4);
+#: - a comment that runs to the end of the input (5).
+#:
+#: None of them matches at the end of the input or before a tag cut off by it.
+_NEXT = re.compile(
+    _SKIP_BODY
+    + rb"(?:<script" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
+    rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script" + _WS_LOOK + _ATTRS + rb">"
+    rb"|<(" + _SPECIAL + rb")" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
+    rb"|(<!--))?"
 )
 _ATTR = re.compile(
     rb"([^\t\n\f\r />][^\t\n\f\r />=]*+)"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+"
 )
 _END_TAG_REST = re.compile(_ATTRS + rb">")
-_COMMENT_END = re.compile(rb"--!?>")
 _SCRIPT_DATA = re.compile(rb"</script(?=[\t\n\f\r />])|<!--")
 _SCRIPT_ESCAPED = re.compile(rb"</script(?=[\t\n\f\r />])|<script(?=[\t\n\f\r />])|-->")
 _SCRIPT_DOUBLE = re.compile(rb"</script(?=[\t\n\f\r />])|-->")
@@ -87,6 +115,7 @@ _RUNNABLE_TYPES = frozenset({
     b"text/livescript", b"text/x-ecmascript", b"text/x-javascript",
 })
 _ANY_CASE = re.compile(rb"<(?i:script|iframe)")
+_IMG_ANY_CASE = re.compile(rb"<(?i:img)")
 
 
 class Gate(Protocol):
@@ -119,49 +148,76 @@ class TrackerMatcher:
         self.trackers = tuple(trackers)
         self.script = [self._prepare(t) for t in self.trackers if t.kind == "script"]
         self.iframe = [self._prepare(t) for t in self.trackers if t.kind == "iframe"]
-        self._cache: dict[tuple[bool, bytes], Tracker | None] = {}
+        self.image = [self._prepare(t) for t in self.trackers if t.kind == "image"]
+        #: literals of which an image tracker's URL holds one (``()``: match every ``<img``)
+        self.image_needles: tuple[bytes, ...] | None = ()
+        needles: list[bytes] = []
+        for _, _, literals in self.image:
+            if not literals:
+                self.image_needles = None
+                break
+            needles.extend(literals)
+        else:
+            self.image_needles = tuple(needles)
+        self._kinds = {"script": self.script, "iframe": self.iframe, "image": self.image}
+        self._caches: dict[str, dict[bytes, Tracker | None]] = {k: {} for k in self._kinds}
 
     @staticmethod
     def _prepare(tracker: Tracker) -> tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]:
         source = tracker.pattern.pattern.encode("ascii")
         needles = required_literals(tracker.pattern.pattern)
         lowered = tuple(n.lower().encode("ascii") for n in needles) if needles else ()
-        return tracker, re.compile(source, tracker.pattern.flags & ~re.UNICODE), lowered
+        # matched against lower-cased text: always case-insensitive
+        flags = (tracker.pattern.flags & ~re.UNICODE) | re.IGNORECASE
+        return tracker, re.compile(source, flags), lowered
 
-    def _find(self, iframe: bool, text: bytes, low: bytes | None) -> Tracker | None:
-        key = (iframe, text)
-        small = len(text) <= self.cache_limit
-        if small:
-            try:
-                return self._cache[key]
-            except KeyError:
-                pass
-        if low is None:
-            low = text.lower()
-        found: Tracker | None = None
-        for tracker, pattern, needles in (self.iframe if iframe else self.script):
+    def _find(self, kind: str, low: bytes) -> Tracker | None:
+        """The first tracker of ``kind`` in ``low`` (lower-cased text; patterns ignore case)."""
+        cache = self._caches[kind]
+        found = cache.get(low, _MISS)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        found = None
+        for tracker, pattern, needles in self._kinds[kind]:
             if needles:
                 for needle in needles:
                     if needle in low:
                         break
                 else:
                     continue
-            if pattern.search(text) is not None:
+            if pattern.search(low) is not None:
                 found = tracker
                 break
-        if small:
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[key] = found
+        if len(low) <= self.cache_limit:
+            if len(cache) >= self.cache_size:
+                cache.clear()
+            cache[low] = found
         return found
+
+    def script_in_lower(self, low: bytes) -> Tracker | None:
+        """:meth:`find_script` for text that is lower-cased already."""
+        return self._find("script", low)
 
     def find_script(self, text: bytes, low: bytes | None = None) -> Tracker | None:
         """The tracker whose snippet or URL is in ``text`` (a script's src or its text)."""
-        return self._find(False, text, low)
+        return self._find("script", text.lower() if low is None else low)
 
     def find_iframe(self, url: bytes) -> Tracker | None:
         """The tracker whose embed ``url`` is."""
-        return self._find(True, url, None)
+        return self._find("iframe", url.lower())
+
+    def find_image(self, url: bytes, low: bytes | None = None) -> Tracker | None:
+        """The tracker whose pixel ``url`` is."""
+        return self._find("image", url.lower() if low is None else low)
+
+    def may_hold_pixels(self, body: bytes) -> bool:
+        """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
+        if not self.image or (b"<img" not in body and _IMG_ANY_CASE.search(body) is None):
+            return False
+        if self.image_needles is None:
+            return True
+        low = body.lower()
+        return any(needle in low for needle in self.image_needles)
 
 
 def required_literals(pattern: str) -> list[str] | None:
@@ -219,6 +275,7 @@ def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
     return max(candidates, key=lambda c: (min(len(n) for n in c), -len(c)))
 
 
+_MISS = object()
 _DEFAULT_MATCHER: TrackerMatcher | None = None
 
 
@@ -229,9 +286,11 @@ def default_matcher() -> TrackerMatcher:
     return _DEFAULT_MATCHER
 
 
-def could_need_gating(body: bytes) -> bool:
-    """Cheap check: can ``body`` contain a script or an iframe at all?"""
-    return b"<script" in body or b"<iframe" in body or _ANY_CASE.search(body) is not None
+def could_need_gating(body: bytes, matcher: TrackerMatcher | None = None) -> bool:
+    """Cheap check: can ``body`` hold a script, an iframe or a known tracking pixel at all?"""
+    if b"<script" in body or b"<iframe" in body or _ANY_CASE.search(body) is not None:
+        return True
+    return (matcher or default_matcher()).may_hold_pixels(body)
 
 
 # -- attributes -----------------------------------------------------------------
@@ -326,13 +385,22 @@ def _end_tag_end(low: bytes, pos: int, name_len: int) -> int:
     return m.end() if m else -1
 
 
-def _comment_end(low: bytes, pos: int) -> int:
-    if low.startswith(b">", pos + 4):
-        return pos + 5
-    if low.startswith(b"->", pos + 4):
-        return pos + 6
-    m = _COMMENT_END.search(low, pos + 4)
-    return m.end() if m else -1
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A start tag whose bytes depend on whether ``category`` is granted."""
+
+    #: where the start tag is in the document
+    start: int
+    end: int
+    category: str
+    #: the start tag when granted / not granted; ``None`` keeps it as it is
+    granted: bytes | None
+    denied: bytes | None
+    #: put a placeholder (for ``title``) in front of it when not granted
+    placeholder: bool = False
+    title: str | None = None
+    #: ``(key, message)`` for the developer when not granted
+    report: tuple[str, str] | None = None
 
 
 def rewrite(
@@ -341,139 +409,206 @@ def rewrite(
     *,
     matcher: TrackerMatcher | None = None,
     final: bool = True,
+    cache: ScanCache | None = None,
 ) -> tuple[bytes, int]:
     """Gate the scripts and iframes of an HTML document.
 
     :param body: the document, in an ASCII-compatible encoding (UTF-8, Latin-1 …).
     :param final: ``False`` when more of the document follows (streaming): an
         element that is not complete yet is left for the next call.
+    :param cache: remembers the scan of documents seen before.
     :return: ``(output, consumed)``: the rewritten bytes of ``body[:consumed]``.
         With ``final=True`` everything is consumed.
     """
+    if cache is not None and final:
+        sites = cache.sites(body, matcher)
+        consumed = len(body)
+    else:
+        sites, consumed = scan(body, matcher=matcher, final=final)
+    return apply(body, sites, gate, consumed), consumed
+
+
+def apply(body: bytes, sites: Iterable[Site], gate: Gate, consumed: int | None = None) -> bytes:
+    """``body[:consumed]`` with each site's start tag switched by ``gate``'s decision."""
+    end = len(body) if consumed is None else consumed
+    out: list[bytes] = []
+    copied = 0
+    for site in sites:
+        if gate.allows(site.category):
+            new, prefix = site.granted, b""
+        else:
+            new = site.denied
+            if site.report is not None:
+                gate.report(*site.report)
+            prefix = gate.placeholder(site.category, site.title) if site.placeholder else b""
+        if new is None and not prefix:
+            continue
+        out.append(body[copied:site.start])
+        out.append(prefix)
+        out.append(body[site.start:site.end] if new is None else new)
+        copied = site.end
+    if not out:
+        return body if end == len(body) else body[:end]
+    out.append(body[copied:end])
+    return b"".join(out)
+
+
+class ScanCache:
+    """The scans of documents seen before: a page served to many visitors is scanned once.
+
+    Keyed by the document itself (so a hit is exact), bounded by the number of
+    documents and their total size; documents larger than :attr:`limit` are not kept.
+    """
+
+    def __init__(self, size: int = 256, total: int = 16 << 20, limit: int = 1 << 20) -> None:
+        self.size, self.total, self.limit = size, total, limit
+        self._scans: dict[bytes, list[Site]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def sites(self, body: bytes, matcher: TrackerMatcher | None = None) -> list[Site]:
+        found = self._scans.get(body)
+        if found is not None:
+            return found
+        sites, _ = scan(body, matcher=matcher)
+        if len(body) <= self.limit:
+            with self._lock:
+                if len(self._scans) >= self.size or self._bytes + len(body) > self.total:
+                    self._scans.clear()
+                    self._bytes = 0
+                self._scans[body] = sites
+                self._bytes += len(body)
+        return sites
+
+
+def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
+         final: bool = True) -> tuple[list[Site], int]:
+    """Find every start tag of ``body`` that depends on consent.
+
+    :return: ``(sites, consumed)``; with ``final=False`` an element cut off at
+        the end is not scanned and ``consumed`` is where it starts.
+    """
     matcher = matcher or default_matcher()
+    find_script = matcher.script_in_lower
     low = body.lower()
     n = len(body)
-    out: list[bytes] = []
-    copied = 0  # body[:copied] is in ``out`` already
+    sites: list[Site] = []
     pos = 0
     while True:
-        pos = _SKIP.match(low, pos).end()  # type: ignore[union-attr]  # always matches
-        if pos >= n:
-            break
-        if low.startswith(b"<!--", pos):
-            end = _comment_end(low, pos)
-            if end < 0:  # the comment runs to the end
-                if not final:
-                    return b"".join([*out, body[copied:pos]]), pos
-                pos = n
-                break
-            pos = end
+        m = _NEXT.match(low, pos)
+        assert m is not None  # every part of the pattern may be empty
+        t1, close = m.span(2)
+        if t1 >= 0:  # a whole script
+            a0, a1 = m.span(1)
+            tag_low = low[a0:a1]
+            if (b"type" in tag_low or b"data-consent" in tag_low
+                    or find_script(low[t1:close]) is not None
+                    or (b"src" in tag_low and find_script(tag_low) is not None)):
+                site = _script_site(body, low, a0 - 7, a0, a1, t1, close, matcher)
+                if site is not None:
+                    sites.append(site)
+            # else: runnable and unmarked, and no tracker in its text nor anywhere in
+            # its tag (so none in its src): the common script, nothing to decide
+            pos = m.end()
             continue
-        m = _SPECIAL_TAG.match(low, pos)
-        if m is None:  # a tag cut off by the end of the input
-            if not final:
-                return b"".join([*out, body[copied:pos]]), pos
-            break
-        name = m.group(1)
-        tag_end = m.end()
-        if name == b"script":
-            close = _script_end(low, tag_end)
-            if close < 0:
-                if not final:
-                    return b"".join([*out, body[copied:pos]]), pos
-                close = n
-                after = n
-            else:
-                after = _end_tag_end(low, close, 6)
-                if after < 0:
-                    if not final:
-                        return b"".join([*out, body[copied:pos]]), pos
-                    after = n
-            new = _gate_script(body, low, m, body[tag_end:close], gate, matcher)
-            if new is not None:
-                out.append(body[copied:pos])
-                out.append(new)
-                copied = tag_end
-            pos = after
-            continue
-        if name == b"plaintext":
-            break  # the rest of the document is text
-        close_re = _RAW_END[name]
-        found = close_re.search(low, tag_end)
-        if found is None:
-            if not final:
-                return b"".join([*out, body[copied:pos]]), pos
-            after = n
-        else:
-            after = _end_tag_end(low, found.start(), len(name))
+        name = m.group(3)
+        if name is None:
+            # the end of the input, a cut-off tag or a comment that runs to the end
+            start = m.start(5) if m.start(5) >= 0 else m.end()
+            if start < n and not final:
+                return sites, start
+            return sites, n
+        t0, a0, a1, t1 = m.start(3) - 1, m.start(4), m.end(4), m.end()
+        if name == b"script":  # one whose text holds "<!--", or is cut off
+            close = _script_end(low, t1)
+            after = _end_tag_end(low, close, 6) if close >= 0 else -1
             if after < 0:
                 if not final:
-                    return b"".join([*out, body[copied:pos]]), pos
+                    return sites, t0
+                close = n if close < 0 else close
                 after = n
+            site = _script_site(body, low, t0, a0, a1, t1, close, matcher)
+            if site is not None:
+                sites.append(site)
+            pos = after
+            continue
+        if name == b"img":
+            site = _image_site(body, low, t0, a0, a1, t1, matcher)
+            if site is not None:
+                sites.append(site)
+            pos = t1
+            continue
+        if name == b"plaintext":
+            return sites, n  # the rest of the document is text
+        found = _RAW_END[name].search(low, t1)
+        after = _end_tag_end(low, found.start(), len(name)) if found is not None else -1
+        if after < 0:
+            if not final:
+                return sites, t0
+            after = n
         if name == b"iframe":
-            new = _gate_iframe(body, low, m, gate, matcher)
-            if new is not None:
-                out.append(body[copied:pos])
-                out.append(new)
-                copied = tag_end
+            site = _iframe_site(body, low, t0, a0, a1, t1, matcher)
+            if site is not None:
+                sites.append(site)
         pos = after
-    if not out:
-        return body, n
-    out.append(body[copied:])
-    return b"".join(out), n
 
 
-def _gate_script(body: bytes, low: bytes, m: re.Match[bytes], text: bytes,
-                 gate: Gate, matcher: TrackerMatcher) -> bytes | None:
-    """The new start tag of this script, or ``None`` to leave it as it is."""
-    tag_low = low[m.start(2):m.end(2)]
-    if b"type" not in tag_low and b"data-consent" not in tag_low and b"src" not in tag_low:
-        # the common inline script: runnable, unmarked; only its text matters
-        tracker = matcher.find_script(text, low[m.end():m.end() + len(text)])
-        if tracker is None or gate.allows(tracker.category):
-            return None
-    attrs = _attributes(body, low, m.start(2), m.end(2))
+def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, close: int,
+                 matcher: TrackerMatcher) -> Site | None:
+    """The site of the script ``body[t0:t1]`` (attributes ``a0:a1``, text ``t1:close``).
+
+    ``None`` when the script never depends on consent.
+    """
+    tag_low = low[a0:a1]
+    if (b"type" not in tag_low and b"data-consent" not in tag_low
+            and matcher.script_in_lower(low[t1:close]) is None
+            and (b"src" not in tag_low or matcher.script_in_lower(tag_low) is None)):
+        # runnable and unmarked, and no tracker in its text nor anywhere in its tag
+        # (so none in its src): the common script, nothing to decide
+        return None
+    attrs = _attributes(body, low, a0, a1)
     type_attr = attrs.get(b"type")
     type_value = type_attr.value.strip().lower() if type_attr else ""
     runnable = type_value.split(";", 1)[0].strip().encode() in _RUNNABLE_TYPES
-    name_end = m.start(2)
     marked = attrs.get(b"data-consent")
     if marked is not None:
         category = marked.value.strip()
         if type_value == "text/plain":
-            if not gate.allows(category):
-                return None
             data_type = attrs.get(b"data-type")
             add = b" type=" + _quote(data_type.value) if data_type and data_type.value else b""
             assert type_attr is not None
-            return _edit_tag(body, m.start(), name_end, m.end(), [type_attr], add)
-        if not runnable or gate.allows(category):
+            return Site(t0, t1, category, _edit_tag(body, t0, a0, t1, [type_attr], add), None)
+        if not runnable:
             return None
-        gate.report(
-            f"runnable:{category}",
-            f'a <script data-consent="{category}"> has a runnable type; it was made inert '
-            'until consent. Write type="text/plain" (and data-type="module" for modules).',
+        return Site(
+            t0, t1, category, None,
+            _neutralise_script(body, t0, a0, t1, attrs, type_attr, category, b""),
+            report=(f"runnable:{category}",
+                    f'a <script data-consent="{category}"> has a runnable type; it was made '
+                    'inert until consent. Write type="text/plain" (and data-type="module" '
+                    "for modules)."),
         )
-        return _neutralise_script(body, m, attrs, type_attr, category, b"")
     if not runnable:
         return None
     src = attrs.get(b"src")
-    subject = (src.raw or b"") if src is not None else text
-    tracker = matcher.find_script(subject, low[m.end():m.end() + len(text)] if src is None
-                                  else None)
-    if tracker is None or gate.allows(tracker.category):
+    if src is not None:
+        tracker = matcher.find_script(src.raw or b"")
+    else:
+        tracker = matcher.script_in_lower(low[t1:close])
+    if tracker is None:
         return None
-    gate.report(
-        f"tracker:{tracker.name}",
-        f"an unmarked script of {tracker.name} was neutralised until "
-        f'{tracker.category!r} is granted; mark it type="text/plain" '
-        f'data-consent="{tracker.category}".',
+    return Site(
+        t0, t1, tracker.category, None,
+        _neutralise_script(body, t0, a0, t1, attrs, type_attr, tracker.category,
+                           b" data-consentkit-neutralised"),
+        report=(f"tracker:{tracker.name}",
+                f"an unmarked script of {tracker.name} was neutralised until "
+                f'{tracker.category!r} is granted; mark it type="text/plain" '
+                f'data-consent="{tracker.category}".'),
     )
-    return _neutralise_script(body, m, attrs, type_attr, tracker.category,
-                              b" data-consentkit-neutralised")
 
 
-def _neutralise_script(body: bytes, m: re.Match[bytes], attrs: dict[bytes, _Attr],
+def _neutralise_script(body: bytes, t0: int, a0: int, t1: int, attrs: dict[bytes, _Attr],
                        type_attr: _Attr | None, category: str, flag: bytes) -> bytes:
     add = b' type="text/plain"'
     if b"data-consent" not in attrs:
@@ -482,52 +617,70 @@ def _neutralise_script(body: bytes, m: re.Match[bytes], attrs: dict[bytes, _Attr
     if type_attr is not None and type_attr.value.strip() and b"data-type" not in attrs:
         add += b" data-type=" + _quote(type_attr.value.strip())
     remove = [type_attr] if type_attr is not None else []
-    return _edit_tag(body, m.start(), m.start(2), m.end(), remove, add)
+    return _edit_tag(body, t0, a0, t1, remove, add)
 
 
-def _gate_iframe(body: bytes, low: bytes, m: re.Match[bytes], gate: Gate,
-                 matcher: TrackerMatcher) -> bytes | None:
-    """The placeholder and new start tag of this iframe, or ``None`` to leave it."""
-    attrs = _attributes(body, low, m.start(2), m.end(2))
+def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
+                 matcher: TrackerMatcher) -> Site | None:
+    """The site of this iframe, or ``None`` when it never depends on consent."""
+    attrs = _attributes(body, low, a0, a1)
     src = attrs.get(b"src")
     marked = attrs.get(b"data-consent")
     title_attr = attrs.get(b"title")
     title = title_attr.value.strip() if title_attr else None
-    name_end = m.start(2)
     if marked is not None:
         category = marked.value.strip()
         consent_src = attrs.get(b"data-consent-src")
-        if gate.allows(category):
-            if consent_src is None:
-                return None
-            remove = [src] if src is not None else []
-            return _edit_tag(body, m.start(), name_end, m.end(), remove,
-                             b" src=" + _quote(consent_src.value))
-        add = b""
-        remove = []
-        if src is not None:
-            if src.value.strip().lower() in ("", "about:blank"):
-                return gate.placeholder(category, title) + body[m.start():m.end()]
-            remove.append(src)
-            if consent_src is None:
-                add = b" data-consent-src=" + _quote(src.value)
-        return gate.placeholder(category, title) + _edit_tag(
-            body, m.start(), name_end, m.end(), remove, add)
+        granted = None
+        if consent_src is not None:
+            granted = _edit_tag(body, t0, a0, t1, [src] if src is not None else [],
+                                b" src=" + _quote(consent_src.value))
+        denied = None
+        if src is not None and src.value.strip().lower() not in ("", "about:blank"):
+            add = b" data-consent-src=" + _quote(src.value) if consent_src is None else b""
+            denied = _edit_tag(body, t0, a0, t1, [src], add)
+        return Site(t0, t1, category, granted, denied, placeholder=True, title=title)
     if src is None or not src.raw:
         return None
     tracker = matcher.find_iframe(src.raw)
-    if tracker is None or gate.allows(tracker.category):
+    if tracker is None:
         return None
-    gate.report(
-        f"tracker:{tracker.name}",
-        f"an unmarked iframe of {tracker.name} was blocked until {tracker.category!r} is "
-        f'granted; write it as <iframe data-consent="{tracker.category}" '
-        'data-consent-src="…"> or use consent_iframe().',
-    )
     add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-src="
            + _quote(src.value) + b" data-consentkit-neutralised")
-    return gate.placeholder(tracker.category, title) + _edit_tag(
-        body, m.start(), name_end, m.end(), [src], add)
+    return Site(
+        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [src], add),
+        placeholder=True, title=title,
+        report=(f"tracker:{tracker.name}",
+                f"an unmarked iframe of {tracker.name} was blocked until "
+                f"{tracker.category!r} is granted; write it as <iframe "
+                f'data-consent="{tracker.category}" data-consent-src="…"> or use '
+                "consent_iframe()."),
+    )
+
+
+def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
+                matcher: TrackerMatcher) -> Site | None:
+    """The site of a known tracking pixel, or ``None`` for any other image."""
+    tag_low = low[a0:a1]
+    if b"src" not in tag_low or matcher.find_image(body[a0:a1], tag_low) is None:
+        return None  # no tracker anywhere in the tag, so none in its src
+    attrs = _attributes(body, low, a0, a1)
+    src = attrs.get(b"src")
+    if src is None or not src.raw or b"data-consent" in attrs:
+        return None
+    tracker = matcher.find_image(src.raw)
+    if tracker is None:
+        return None
+    remove = [a for a in (src, attrs.get(b"srcset")) if a is not None]
+    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-src="
+           + _quote(src.value) + b" data-consentkit-neutralised")
+    return Site(
+        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, remove, add),
+        report=(f"tracker:{tracker.name}",
+                f"a tracking pixel of {tracker.name} was blocked until {tracker.category!r} "
+                "is granted; load it only when current_consent.allows("
+                f"{tracker.category!r})."),
+    )
 
 
 def gate_stream(chunks: Iterable[bytes | str], gate: Gate, *, encoding: str = "utf-8",

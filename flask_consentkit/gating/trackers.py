@@ -4,7 +4,9 @@ The list lives in ``trackers.json`` next to this module. Each entry names a
 vendor, the consent category it needs, a ``kind`` and a regular expression:
 
 - ``"script"`` is matched against a ``<script>``'s ``src`` URL and its inline text;
-- ``"iframe"`` is matched against an ``<iframe>``'s ``src`` URL.
+- ``"iframe"`` is matched against an ``<iframe>``'s ``src`` URL;
+- ``"image"`` is matched against an ``<img>``'s ``src`` URL (tracking pixels, which
+  the vendors put in ``<noscript>`` for visitors without JavaScript).
 
 Patterns are ASCII and matched case-insensitively. To extend the list for one
 app, pass more :class:`Tracker` objects to :func:`flask_consentkit.gating.install`
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-KINDS: frozenset[str] = frozenset({"script", "iframe"})
+KINDS: frozenset[str] = frozenset({"script", "iframe", "image"})
 DATA_FILE = "trackers.json"
 
 
@@ -84,7 +86,8 @@ def find_tracker(
 ) -> Tracker | None:
     """The first tracker whose pattern occurs in ``text`` (a URL or a script's text).
 
-    :param kind: only trackers of this kind (``"script"`` or ``"iframe"``); all when ``None``.
+    :param kind: only trackers of this kind (``"script"``, ``"iframe"`` or ``"image"``);
+        all when ``None``.
     """
     for tracker in trackers:
         if (kind is None or tracker.kind == kind) and tracker.pattern.search(text):

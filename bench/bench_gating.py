@@ -1,0 +1,198 @@
+"""Benchmark of the server-side gating: rewrite throughput and whole requests vs bare Flask.
+
+Run from the project root::
+
+    python bench/bench_gating.py [--quick]
+
+Prints the rewrite's throughput in MB/s on a realistic 50 KB and 500 KB story
+page (many scripts, gated and not, vendor trackers, embeds), and the time of a
+whole WSGI request for the 50 KB page with the extension, as a ratio against
+the same view on bare Flask measured in the same run (budgets: rewrite
+≥ 100 MB/s, request ≤ 1.15×).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flask import Flask, Response  # noqa: E402
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from flask_consentkit import ConsentKit  # noqa: E402
+from flask_consentkit.gating.html import ScanCache, TrackerMatcher, rewrite  # noqa: E402
+from flask_consentkit.state import UNDECIDED, decide  # noqa: E402
+from tests.pages import realistic_page  # noqa: E402
+
+
+class Gate:
+    """A fixed set of granted categories; placeholders as the extension writes them (size)."""
+
+    def __init__(self, *granted: str) -> None:
+        self.granted = {"necessary", *granted}
+
+    def allows(self, category: str) -> bool:
+        return category in self.granted
+
+    def placeholder(self, category: str, title: str | None) -> bytes:
+        return (b'<div class="consentkit-placeholder" data-consent-placeholder="marketing" '
+                b'role="group" aria-label="Trailer"><p class="consentkit-placeholder-title">'
+                b'Content blocked</p><p class="consentkit-placeholder-text">This content is '
+                b"loaded from another service.</p><a href=\"/consent/?next=/#consentkit-cat-"
+                b'marketing" data-consentkit-open="marketing" role="button">Open cookie '
+                b"settings</a></div>")
+
+    def report(self, key: str, message: str) -> None:
+        pass
+
+
+def best_of(fn: Callable[[], Any], number: int, repeat: int) -> float:
+    """The fastest mean CPU time of one call, in seconds, over ``repeat`` rounds of ``number``.
+
+    CPU time of this process, so that other work on the machine disturbs it less.
+    """
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        for _ in range(number):
+            fn()
+        times.append((time.process_time() - start) / number)
+    return min(times)
+
+
+def bench_rewrite(quick: bool) -> None:
+    print("rewrite throughput, MB/s (best of 5 rounds)")
+    print(f"  {'page':>7s}  {'granted':16s}  {'new page':>9s}  {'inline seen':>11s}  "
+          f"{'page seen':>9s}")
+    for size in (50_000, 500_000):
+        page = realistic_page(size)
+        number = (20 if quick else 100) if size == 50_000 else (2 if quick else 10)
+        for label, granted in (("nothing", ()), ("all", ("analytics", "marketing"))):
+            gate = Gate(*granted)
+            warm = TrackerMatcher()
+            cache = ScanCache()
+            rewrite(page, gate, matcher=warm, cache=cache)
+
+            def cold(page: bytes = page, gate: Gate = gate, warm: TrackerMatcher = warm) -> None:
+                rewrite(page, gate, matcher=_fresh(warm))
+
+            def known_scripts(page: bytes = page, gate: Gate = gate,
+                              warm: TrackerMatcher = warm) -> None:
+                rewrite(page, gate, matcher=warm)
+
+            def known_page(page: bytes = page, gate: Gate = gate,
+                           cache: ScanCache = cache) -> None:
+                rewrite(page, gate, cache=cache)
+
+            rates = [len(page) / best_of(fn, number, 5) / 1e6
+                     for fn in (cold, known_scripts, known_page)]
+            print(f"  {len(page) / 1000:5.0f} KB  {label:16s}  {rates[0]:9.1f}  "
+                  f"{rates[1]:11.1f}  {rates[2]:9.1f}")
+    print("  new page: nothing cached; inline seen: its inline scripts were matched before;\n"
+          "  page seen: the same document was scanned before (ScanCache)")
+
+
+def _fresh(warm: TrackerMatcher) -> TrackerMatcher:
+    """The same compiled trackers with an empty cache."""
+    fresh = copy.copy(warm)
+    fresh._caches = {kind: {} for kind in warm._caches}
+    return fresh
+
+
+def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
+    """``/story`` serves ``page``; ``/fresh`` the same page with a new nonce each time."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="bench-secret-key-long-enough-to-sign", CONSENTKIT_LEDGER_URL=None)
+    app.config.update(config)
+    if with_kit:
+        ConsentKit(app)
+
+    @app.get("/story")
+    def story() -> Response:
+        return Response(page, mimetype="text/html")
+
+    @app.get("/fresh")
+    def fresh() -> Response:
+        return Response(page.replace(b"r4nd0m", secrets.token_urlsafe(12).encode()),
+                        mimetype="text/html")
+
+    return app
+
+
+def wsgi_call(app: Flask, environ: dict[str, Any]) -> Callable[[], None]:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return None
+
+    def call() -> None:
+        body = app(dict(environ), start_response)
+        for _ in body:
+            pass
+        if hasattr(body, "close"):
+            body.close()
+
+    return call
+
+
+def consent_cookie(app: Flask, *granted: str) -> str:
+    ext = app.extensions["consentkit"]
+    state = decide(ext.settings, granted, previous=UNDECIDED, source="banner")
+    return f"{ext.settings.cookie_name}={ext.codec.dumps(state)}"
+
+
+def bench_requests(quick: bool) -> None:
+    page = realistic_page(50_000)
+    number, repeat = (50, 5) if quick else (200, 9)
+    bare = make_app(False, page)
+    gating_only = make_app(True, page, CONSENTKIT_AUTO_INJECT=False)
+    with_banner = make_app(True, page)
+    everything = ("analytics", "marketing", "functional", "performance")
+    cases: list[tuple[str, str, Flask, dict[str, str]]] = [
+        ("same page, returning visitor, all granted", "/story", gating_only,
+         {"Cookie": consent_cookie(gating_only, *everything)}),
+        ("same page, returning visitor, rejected", "/story", gating_only,
+         {"Cookie": consent_cookie(gating_only)}),
+        ("same page, new visitor", "/story", gating_only, {}),
+        ("page differs per request, all granted", "/fresh", gating_only,
+         {"Cookie": consent_cookie(gating_only, *everything)}),
+        ("page differs per request, new visitor", "/fresh", gating_only, {}),
+        ("+ banner, same page, new visitor", "/story", with_banner, {}),
+        ("+ banner, same page, returning visitor", "/story", with_banner,
+         {"Cookie": consent_cookie(with_banner, "analytics")}),
+    ]
+    print(f"\nwhole request, 50 KB page through WSGI, vs bare Flask serving the same view "
+          f"(median of {repeat} interleaved rounds)")
+    for label, path, app, headers in cases:
+        bare_call = wsgi_call(bare, EnvironBuilder(path=path).get_environ())
+        call = wsgi_call(app, EnvironBuilder(path=path, headers=headers).get_environ())
+        call(), bare_call()
+        ratios, ours, base = [], [], []
+        for _ in range(repeat):
+            t_base = best_of(bare_call, number, 1)
+            t_ours = best_of(call, number, 1)
+            ratios.append(t_ours / t_base)
+            ours.append(t_ours)
+            base.append(t_base)
+        print(f"  {label:42s} {statistics.median(ours) * 1e6:6.0f} µs vs "
+              f"{statistics.median(base) * 1e6:5.0f} µs  {statistics.median(ratios):.2f}×")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    args = parser.parse_args()
+    bench_rewrite(args.quick)
+    bench_requests(args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -105,12 +105,18 @@ def decide_many(url: str, instance: str, n: int, dispose: bool = False) -> int:
     Runs in worker threads and in spawned processes (it is importable).
     """
     app = make_app(Path(instance), CONSENTKIT_LEDGER_URL=url, CONSENTKIT_RATELIMIT=None)
+    ok = decide_as_one_visitor(app, n)
+    if dispose:  # a worker process closes its connections before it exits
+        dispose_engines(url)
+    return ok
+
+
+def decide_as_one_visitor(app: Flask, n: int) -> int:
+    """``n`` decisions of one visitor (a client of its own) on ``app``; return the 200s."""
     client = app.test_client()
     ok = 0
     for i in range(n):
         action = ACTIONS[i % 3]
         response = choose(client, action, categories=["analytics"] if action == "save" else [])
         ok += response.status_code == 200
-    if dispose:  # a worker process closes its connections before it exits
-        dispose_engines(url)
     return ok

@@ -15,8 +15,13 @@ from pathlib import Path
 
 from flask_consentkit.ledger.store import Ledger
 
-from .conftest import ROOT
-from .ledger_helpers import decide_many, execute, store_url  # noqa: F401
+from .conftest import ROOT, make_app
+from .ledger_helpers import (  # noqa: F401
+    decide_as_one_visitor,
+    decide_many,
+    execute,
+    store_url,
+)
 
 
 def assert_one_linear_chain(url: str, expected: int) -> None:
@@ -34,8 +39,10 @@ def assert_one_linear_chain(url: str, expected: int) -> None:
 
 
 def test_200_decisions_from_8_threads(store_url: str, tmp_path: Path) -> None:
+    # one app served by 8 threads, as a threaded server would
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None)
     with ThreadPoolExecutor(8) as pool:
-        done = list(pool.map(lambda _: decide_many(store_url, str(tmp_path), 25), range(8)))
+        done = list(pool.map(lambda _: decide_as_one_visitor(app, 25), range(8)))
     assert done == [25] * 8
     assert_one_linear_chain(store_url, 200)
 

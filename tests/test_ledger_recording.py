@@ -198,3 +198,23 @@ def test_unusable_ledger_urls_are_refused_at_init(tmp_path: Path, url: str, hint
         make_app(tmp_path, CONSENTKIT_LEDGER_URL=url)
     assert info.value.key == "CONSENTKIT_LEDGER_URL"
     assert "hunter2" not in str(info.value)
+
+
+def test_receipts_hold_the_banner_shown_and_the_country_from_the_real_services(
+        store_url: str, tmp_path: Path, testdata: Path) -> None:
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url,
+                   CONSENTKIT_GEOIP_DATABASE=str(testdata / "GeoIP2-City-Test.mmdb"))
+    where = {"REMOTE_ADDR": "175.16.199.23"}
+    english = app.test_client().post(
+        "/consent/", json={"action": "accept_all"}, environ_base=where,
+        headers={**SAME_ORIGIN, "Accept-Language": "en"}).get_json()
+    azerbaijani = app.test_client().post(
+        "/consent/", json={"action": "reject_all"}, environ_base=where,
+        headers={**SAME_ORIGIN, "Accept-Language": "az"}).get_json()
+    [en] = receipts(app, english["consent_id"])
+    [az] = receipts(app, azerbaijani["consent_id"])
+    assert en["language"] == "en" and az["language"] == "az"
+    assert len(en["banner_hash"]) == 64 and len(az["banner_hash"]) == 64
+    assert en["banner_hash"] != az["banner_hash"]
+    assert (en["ip_prefix"], en["country"]) == ("175.16.199.0/24", "CN")
+    assert (az["ip_prefix"], az["country"]) == (None, None)

@@ -92,7 +92,7 @@ def test_trackers_on_a_page() -> None:
         ("Meta Pixel", "<script>"),
         ("Segment", "<script>"),
         ("YouTube embed", "<iframe>"),
-        ("Meta Pixel (iframe)", "<img>"),
+        ("Meta Pixel (noscript image)", "<img>"),
     ]
 
 

@@ -248,9 +248,11 @@ def find_trackers(html: str, trackers: Sequence[Tracker]) -> list[tuple[Tracker,
                 hit = find_tracker(src, "iframe", trackers) or find_tracker(src, None, trackers)
                 where = src
         else:
+            kind = "image" if tag in ("img", "source") else None
             for attr in ("src", "href", "srcset"):
                 url = attrs.get(attr, "")
-                if url and (hit := find_tracker(url, None, trackers)) is not None:
+                if url and (hit := find_tracker(url, kind, trackers)
+                            or find_tracker(url, None, trackers)) is not None:
                     where = url
                     break
         if hit is not None:

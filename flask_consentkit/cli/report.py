@@ -152,7 +152,7 @@ class Report:
     by_method: dict[str, int] = field(default_factory=dict)
     withdrawals: int = 0
     erasures: int = 0
-    #: receipts in the whole ledger, whatever the window
+    #: receipts in the ledger: all of them when the window has none, else those in it
     ledger_receipts: int = 0
 
 
@@ -426,12 +426,14 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         with engine.connect() as conn:
             if not engine.dialect.has_table(conn, receipts.name):
                 return report
-            report.ledger_receipts = conn.execute(
-                select(func.count()).select_from(receipts)).scalar_one()
             in_window, lo, hi = conn.execute(q.bounds()).one()
+            if not in_window:
+                # only needed to tell an empty ledger from an empty window
+                report.ledger_receipts = conn.execute(
+                    select(func.count()).select_from(receipts)).scalar_one()
+                return report
+            report.ledger_receipts = in_window
         step()
-        if not in_window:
-            return report
         with ThreadPoolExecutor(max_workers=2) as pool:
             cat_future = pool.submit(latest, (lo, hi))
             versions, totals, periods = counts()

@@ -39,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 
 import click
 from flask import Flask, current_app, got_request_exception
+from werkzeug.test import TestResponse
 
 from ..categories import NECESSARY, cookie_category
 from ..config import Settings
@@ -330,77 +331,95 @@ def _fields(data: Any) -> list[str]:
     return [k for k, v in values.items() if v is not None]
 
 
+@dataclass
+class _Visit:
+    """One visitor's requests for one path: follows same-site redirects, collects findings."""
+
+    app: Flask
+    settings: Settings
+    trackers: Sequence[Tracker]
+    start: str
+    gpc: bool
+    findings: list[Finding] = field(default_factory=list)
+    _seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def add(self, kind: str, name: str, category: str | None, source: str, leak: bool,
+            detail: str = "") -> None:
+        key = (kind, name, detail)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.findings.append(Finding(kind, name, self.start, self.gpc, category, source,
+                                         leak, detail))
+
+    def run(self) -> list[Finding]:
+        client = self.app.test_client(use_cookies=False)
+        headers = {"Sec-GPC": "1"} if self.gpc else {}
+        own_hosts = {"localhost", self.app.config.get("SERVER_NAME") or "localhost"}
+        path = self.start
+        for _hop in range(MAX_REDIRECTS + 1):
+            with _watch(self.app) as (errors, collected):
+                try:
+                    response = client.get(path, headers=headers)
+                except Exception as e:  # the app propagates errors (TESTING/DEBUG)
+                    errors.append(e)
+                    response = None
+            for error in errors:
+                self.add("error", type(error).__name__, None,
+                         f"GET {path} raised {type(error).__name__}", True, str(error)[:200])
+            for data in collected:
+                self._technical_data(data)
+            if response is None:
+                break
+            self._read(path, response, bool(errors))
+            location = response.headers.get("Location")
+            if not (300 <= response.status_code < 400 and location):
+                break
+            target = urlsplit(urljoin(f"http://localhost{path}", location))
+            if target.hostname not in own_hosts:
+                self.add("redirect", target.geturl()[:200], None,
+                         "redirect to another site, not followed", False)
+                break
+            path = target.path + (f"?{target.query}" if target.query else "")
+        return self.findings
+
+    def _technical_data(self, data: Any) -> None:
+        for name in _fields(data):
+            rule = FIELD_RULES.get(name)
+            # a field no rule governs is unknown data: a leak
+            category = self.settings.collection_rules.get(rule) if rule else None
+            self.add("technical_data", name, category, "technical_data() signal",
+                     category != NECESSARY)
+
+    def _read(self, path: str, response: TestResponse, raised: bool) -> None:
+        session_cookie = self.app.config.get("SESSION_COOKIE_NAME")
+        for header in response.headers.getlist("Set-Cookie"):
+            name = header.split("=", 1)[0].strip()
+            if not name or name == self.settings.cookie_name or _deleting(header):
+                continue
+            category, source, leak = classify_cookie(name, self.settings, session_cookie)
+            self.add("cookie", name, category, source, leak)
+        if response.status_code >= 500 and not raised:
+            self.add("error", f"HTTP {response.status_code}", None,
+                     f"GET {path} answered {response.status_code}", True)
+        if response.mimetype in ("text/html", "application/xhtml+xml"):
+            html = response.get_data(as_text=True)
+            for tracker, element, where in find_trackers(html, self.trackers):
+                self.add("tracker", tracker.name, tracker.category, f"active {element}",
+                         tracker.category != NECESSARY, where)
+        response.close()
+
+
 def scan(app: Flask, paths: Sequence[str]) -> ScanResult:
     """Request ``paths`` as an undecided visitor, with and without ``Sec-GPC: 1``."""
     ext = kit_state()
-    settings = ext.settings
     gating = ext.services.get("gating")
     trackers: Sequence[Tracker] = getattr(getattr(gating, "matcher", None), "trackers",
                                           TRACKERS)
-    session_cookie = app.config.get("SESSION_COOKIE_NAME")
     result = ScanResult(paths=list(paths))
-    own_hosts = {"localhost", app.config.get("SERVER_NAME") or "localhost"}
-
     for gpc in (False, True):
-        headers = {"Sec-GPC": "1"} if gpc else {}
         for start in paths:
-            client = app.test_client(use_cookies=False)
-            path = start
-            seen: set[tuple[str, str, str]] = set()
-
-            def add(kind: str, name: str, category: str | None, source: str, leak: bool,
-                    detail: str = "", *, _start: str = start, _gpc: bool = gpc,
-                    _seen: set[tuple[str, str, str]] = seen) -> None:
-                key = (kind, name, detail)
-                if key not in _seen:
-                    _seen.add(key)
-                    result.findings.append(Finding(kind, name, _start, _gpc, category, source,
-                                                   leak, detail))
-
-            for _hop in range(MAX_REDIRECTS + 1):
-                with _watch(app) as (errors, collected):
-                    try:
-                        response = client.get(path, headers=headers)
-                    except Exception as e:  # the app propagates errors (TESTING/DEBUG)
-                        errors.append(e)
-                        response = None
-                for error in errors:
-                    add("error", type(error).__name__, None,
-                        f"GET {path} raised {type(error).__name__}", True,
-                        str(error)[:200])
-                for data in collected:
-                    for name in _fields(data):
-                        rule = FIELD_RULES.get(name)
-                        category = settings.collection_rules.get(rule, NECESSARY) \
-                            if rule else None
-                        add("technical_data", name, category, "technical_data() signal",
-                            category != NECESSARY)
-                if response is None:
-                    break
-                for header in response.headers.getlist("Set-Cookie"):
-                    name = header.split("=", 1)[0].strip()
-                    if not name or name == settings.cookie_name or _deleting(header):
-                        continue
-                    category, source, leak = classify_cookie(name, settings, session_cookie)
-                    add("cookie", name, category, source, leak)
-                if response.status_code >= 500 and not errors:
-                    add("error", f"HTTP {response.status_code}", None,
-                        f"GET {path} answered {response.status_code}", True)
-                if response.mimetype in ("text/html", "application/xhtml+xml"):
-                    html = response.get_data(as_text=True)
-                    for tracker, element, where in find_trackers(html, trackers):
-                        add("tracker", tracker.name, tracker.category, f"active {element}",
-                            tracker.category != NECESSARY, where)
-                response.close()
-                location = response.headers.get("Location")
-                if not (300 <= response.status_code < 400 and location):
-                    break
-                target = urlsplit(urljoin(f"http://localhost{path}", location))
-                if target.hostname not in own_hosts:
-                    add("redirect", target.geturl()[:200], None,
-                        "redirect to another site, not followed", False)
-                    break
-                path = target.path + (f"?{target.query}" if target.query else "")
+            visit = _Visit(app, ext.settings, trackers, start, gpc)
+            result.findings.extend(visit.run())
     return result
 
 

@@ -71,6 +71,8 @@ FORMATS = ("table", "json", "csv", "html")
 #: The collection methods a receipt can name (``receipts.method``).
 METHODS = ("banner", "preferences", "api", "gpc")
 DEFAULT_DAYS = 30
+#: Bytes of a SQLite ledger the report maps into memory.
+SQLITE_MMAP = 1 << 30
 #: Seconds of aggregation after which the table format shows progress.
 PROGRESS_AFTER = 1.0
 
@@ -200,6 +202,8 @@ def _read_only(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             cursor.execute("PRAGMA query_only = ON")
             cursor.execute("PRAGMA temp_store = MEMORY")
+            # read the file through the OS page cache, not a read() per page
+            cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP}")
         else:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             # room to sort and hash a year of receipts in memory; no JIT for one-off queries
@@ -267,9 +271,16 @@ class Queries:
         self.decision = r.action != "erase"
 
     def bounds(self) -> AnySelect:
-        """Receipts in the window and their chain range (the ``created_at`` index alone)."""
+        """Whether the window holds receipts, and (SQLite) their chain range.
+
+        On SQLite a pass over the ``created_at`` index alone; on PostgreSQL,
+        which does not need the range, the first receipt found is enough.
+        """
         r = receipts.c
-        return select(func.count(), func.min(r.seq), func.max(r.seq)).where(self.in_window)
+        if self.dialect == "sqlite":
+            return select(func.count(), func.min(r.seq), func.max(r.seq)).where(self.in_window)
+        first = select(r.seq).where(self.in_window).limit(1).subquery("first")
+        return select(func.count(), func.min(first.c.seq), func.max(first.c.seq))
 
     def policy_versions(self) -> AnySelect:
         return select(receipts.c.policy_version).where(self.in_window).distinct()
@@ -412,15 +423,16 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         step()
         return row._mapping
 
-    def counts() -> tuple[list[str], Any, list[Any]]:
+    def counts() -> tuple[Any, dict[str, int], dict[str, int]]:
+        """``(totals, decisions per policy version, decisions per period)``."""
         with engine.connect() as conn:
-            versions = sorted(str(v) for v in conn.execute(q.policy_versions()).scalars())
+            names = sorted(str(v) for v in conn.execute(q.policy_versions()).scalars())
             step()
-            totals = conn.execute(q.totals(versions)).one()._mapping
+            totals = conn.execute(q.totals(names)).one()._mapping
             step()
-            periods = list(conn.execute(q.by_period()).all())
+            periods = {str(row.period): int(row.n) for row in conn.execute(q.by_period())}
             step()
-        return versions, totals, periods
+        return totals, {v: int(totals[f"v{n}"]) for n, v in enumerate(names)}, periods
 
     try:
         with engine.connect() as conn:
@@ -436,7 +448,7 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         step()
         with ThreadPoolExecutor(max_workers=2) as pool:
             cat_future = pool.submit(latest, (lo, hi))
-            versions, totals, periods = counts()
+            totals, versions, periods = counts()
             cat = cat_future.result()
     except DBAPIError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: "
@@ -448,9 +460,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
     report.erasures = int(totals["erasures"])
     report.withdrawals = int(totals["withdrawals"])
     report.by_method = {m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)}
-    report.by_policy_version = {v: int(totals[f"v{n}"]) for n, v in enumerate(versions)}
-    per_period = {str(row.period): int(row.n) for row in periods}
-    report.by_period = [(p, per_period.get(p, 0)) for p in window.periods()]
+    report.by_policy_version = {v: n for v, n in sorted(versions.items()) if n}
+    report.by_period = [(p, periods.get(p, 0)) for p in window.periods()]
     report.visitors = int(cat["visitors"])
     report.categories = {
         key: CategoryCount(int(cat[f"g{n}"]), int(cat[f"d{n}"]))

@@ -373,18 +373,18 @@ class Queries:
 
         Receipts are appended in time order, so the window is the chain range
         ``seq_range``; ``seq + 0`` keeps SQLite on the consent_id index (which
-        holds seq) instead of the rowid range. The latest rows are then read
-        back in chain order and re-checked against the window.
+        holds seq) instead of the rowid range. SQLite keeps the ids in a sorted
+        list, so the latest rows are then read back in chain order, and
+        re-checked against the window.
         """
         r = receipts.c
         lo, hi = seq_range
-        latest_seq = (select(func.max(r.seq).label("seq"))
+        latest_seq = (select(func.max(r.seq))
                       .where(r.consent_id.is_not(None), (r.seq + 0).between(lo, hi))
-                      .group_by(r.consent_id).order_by(func.max(r.seq))
-                      .subquery("latest_seq"))
+                      .group_by(r.consent_id))
         return (select(r.granted, r.denied)
-                .join_from(receipts, latest_seq, r.seq == latest_seq.c.seq)
-                .where(self.in_window, self.decision).subquery("latest"))
+                .where(r.seq.in_(latest_seq), self.in_window, self.decision)
+                .subquery("latest"))
 
 
 #: Steps of :func:`aggregate`, for the progress line.

@@ -115,3 +115,24 @@ def test_pruning_while_decisions_arrive_keeps_one_valid_chain(store_url: str) ->
     result = ledger.verify()
     assert result.ok, result.describe()
     assert result.checked == 30
+
+
+def test_verify_while_decisions_arrive_sees_a_consistent_chain(store_url: str) -> None:
+    from .ledger_helpers import draft
+
+    ledger = Ledger(store_url)
+    ledger.append(draft())
+
+    def write(n: int) -> None:
+        for _ in range(20):
+            ledger.append(draft(f"writer-{n:019d}"))
+
+    with ThreadPoolExecutor(3) as pool:
+        writers = [pool.submit(write, n) for n in range(2)]
+        results = []
+        while not all(w.done() for w in writers):
+            results.append(ledger.verify(batch_size=3))
+        for w in writers:
+            w.result()
+    assert results and all(r.ok for r in results), [r.describe() for r in results if not r.ok]
+    assert ledger.verify().checked == 41

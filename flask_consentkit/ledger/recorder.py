@@ -9,9 +9,10 @@
 - ``ext.services["ratelimiter"]`` — the data-subject endpoints' limiter.
 
 A write that fails never loses the visitor's choice: the recorder logs the
-error, with the receipt's content (nothing personal beyond the pseudonymous
-consent id), on the ``flask_consentkit.ledger`` logger, and returns ``None``;
-the choice endpoint still sets the cookie and answers normally.
+error at ERROR, with the receipt's content (its consent id is pseudonymous, its
+IP prefix, if any, already anonymised), on the ``flask_consentkit.ledger``
+logger, and returns ``None``; the choice endpoint still sets the cookie and
+answers normally.
 
 ``CONSENTKIT_LEDGER_URL = None`` turns receipts off, with a WARNING on the
 ``flask_consentkit.ledger`` logger at ``init_app`` (INFO under ``TESTING``). It is

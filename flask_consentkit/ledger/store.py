@@ -422,8 +422,14 @@ class Ledger:
         return {str(k): str(v) for k, v in conn.execute(select(meta.c.key, meta.c.value))}
 
     def verify(self, batch_size: int = BATCH_SIZE) -> VerifyResult:
-        """Walk the whole chain; the result names the first bad receipt."""
+        """Walk the whole chain; the result names the first bad receipt.
+
+        It reads one snapshot (one transaction; ``REPEATABLE READ`` on
+        PostgreSQL), so receipts appended meanwhile are not mistaken for damage.
+        """
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             info = self._meta(conn)
             anchor = chain.decode_link(info.get("anchor")) or (0, chain.GENESIS)
             head = chain.decode_link(info.get("head"))

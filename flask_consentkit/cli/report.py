@@ -3,8 +3,8 @@
 The report reads the receipts table (:mod:`flask_consentkit.ledger.schema`)
 with read-only queries through an engine of its own and never pulls receipts
 into Python: every number is a ``COUNT``/``SUM`` computed by the database.
-The queries run concurrently on two connections, so the report over a year
-of receipts stays within a couple of seconds on SQLite and PostgreSQL alike.
+The queries run on two connections at once and read indexes instead of the
+table wherever the schema allows (see :class:`Queries`).
 
 What it counts, for receipts whose ``created_at`` lies in the window:
 
@@ -395,8 +395,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
               progress: Callable[[int, int], None] | None = None) -> Report:
     """Run the report's queries on ``engine`` and return the exact counts.
 
-    Two connections work at once: one finds each visitor's latest decision,
-    the other counts totals, policy versions and periods.
+    Two connections work at once: one finds each visitor's latest decision
+    and counts the periods, the other counts totals and policy versions.
 
     :raises ReportError: the database cannot be reached or cannot be read.
     """
@@ -417,22 +417,23 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
             if progress is not None:
                 progress(done, STEPS)
 
-    def latest(seq_range: tuple[int, int]) -> Any:
+    def latest(seq_range: tuple[int, int]) -> tuple[Any, dict[str, int]]:
+        """``(visitors and categories, decisions per period)``."""
         with engine.connect() as conn:
             row = conn.execute(q.categories_(seq_range)).one()
-        step()
-        return row._mapping
+            step()
+            periods = {str(p.period): int(p.n) for p in conn.execute(q.by_period())}
+            step()
+        return row._mapping, periods
 
-    def counts() -> tuple[Any, dict[str, int], dict[str, int]]:
-        """``(totals, decisions per policy version, decisions per period)``."""
+    def counts() -> tuple[Any, dict[str, int]]:
+        """``(totals, decisions per policy version)``."""
         with engine.connect() as conn:
             names = sorted(str(v) for v in conn.execute(q.policy_versions()).scalars())
             step()
             totals = conn.execute(q.totals(names)).one()._mapping
             step()
-            periods = {str(row.period): int(row.n) for row in conn.execute(q.by_period())}
-            step()
-        return totals, {v: int(totals[f"v{n}"]) for n, v in enumerate(names)}, periods
+        return totals, {v: int(totals[f"v{n}"]) for n, v in enumerate(names)}
 
     try:
         with engine.connect() as conn:
@@ -448,8 +449,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         step()
         with ThreadPoolExecutor(max_workers=2) as pool:
             cat_future = pool.submit(latest, (lo, hi))
-            totals, versions, periods = counts()
-            cat = cat_future.result()
+            totals, versions = counts()
+            cat, periods = cat_future.result()
     except DBAPIError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: "
                           f"{_first_line(e.orig)}") from None

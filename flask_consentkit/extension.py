@@ -138,12 +138,12 @@ class ConsentKit:
         from .gating import install as install_gating
 
         install_gating(app, state)
-        from .collect import install as install_collect
-
-        install_collect(app, state)
         from .ledger import install as install_ledger
 
         install_ledger(app, state)
+        from .collect import install as install_collect
+
+        install_collect(app, state)
         app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent
         from .banner import install as install_banner

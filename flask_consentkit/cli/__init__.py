@@ -42,3 +42,6 @@ def status() -> None:
 
 
 from . import ledger as _ledger  # noqa: E402,F401  (export, erase, verify, prune)
+
+# The commands live in modules of their own; importing them registers them on ``cli``.
+from . import report, scan  # noqa: E402, F401

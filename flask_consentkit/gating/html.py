@@ -162,6 +162,9 @@ class TrackerMatcher:
         else:
             self.image_needles = tuple(needles)
         self._kinds = {"script": self.script, "iframe": self.iframe, "image": self.image}
+        #: per kind, one pattern that finds any tracker's literal (``None``: some
+        #: tracker has none, so every text is tried)
+        self._any = {kind: _any_literal(entries) for kind, entries in self._kinds.items()}
         self._caches: dict[str, dict[bytes, Tracker | None]] = {k: {} for k in self._kinds}
 
     @staticmethod
@@ -180,7 +183,9 @@ class TrackerMatcher:
         if found is not _MISS:
             return found  # type: ignore[return-value]
         found = None
-        for tracker, pattern, needles in self._kinds[kind]:
+        prefilter = self._any[kind]
+        entries = self._kinds[kind] if prefilter is None or prefilter.search(low) else ()
+        for tracker, pattern, needles in entries:
             if needles:
                 for needle in needles:
                     if needle in low:
@@ -220,6 +225,32 @@ class TrackerMatcher:
             return True
         low = body.lower()
         return any(needle in low for needle in self.image_needles)
+
+
+def _any_literal(
+    entries: list[tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]],
+) -> re.Pattern[bytes] | None:
+    """A pattern that finds any of the literals of ``entries`` (one pass, as a trie).
+
+    ``None`` when an entry has no literals: its pattern must run on every text.
+    """
+    if any(not needles for _, _, needles in entries):
+        return None
+    trie: dict[int, Any] = {}
+    for _, _, needles in entries:
+        for needle in needles:
+            node = trie
+            for byte in needle:
+                node = node.setdefault(byte, {})
+            node[-1] = {}  # a literal ends here: finding its prefix so far is enough
+    return re.compile(_trie_source(trie) if trie else b"(?!)")
+
+
+def _trie_source(node: dict[int, Any]) -> bytes:
+    if -1 in node:
+        return b""
+    branches = [re.escape(bytes([byte])) + _trie_source(node[byte]) for byte in sorted(node)]
+    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
 
 
 def required_literals(pattern: str) -> list[str] | None:

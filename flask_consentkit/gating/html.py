@@ -85,13 +85,30 @@ _SKIP_BODY = (
 #: - a comment that runs to the end of the input (5).
 #:
 #: None of them matches at the end of the input or before a tag cut off by it.
-_NEXT = re.compile(
-    _SKIP_BODY
-    + rb"(?:<script" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
+_WHAT = (
+    rb"(?:<script" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
     rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script" + _WS_LOOK + _ATTRS + rb">"
     rb"|<(" + _SPECIAL + rb")" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
-    rb"|(<!--))?"
+    rb"|(<!--))"
 )
+_NEXT = re.compile(_SKIP_BODY + _WHAT + rb"?")
+#: :data:`_NEXT` without the walk: what needs attention, right here (same groups)
+_HERE = re.compile(_WHAT)
+
+# -- the fast path: jump from one place that may need attention to the next ------
+#
+# Between two such places a document holds only text, tags and bogus comments,
+# and each of those ends at its first ">" that is not inside a quoted attribute
+# value. A ">" is inside one only when the nearest '"' (or "'") before it
+# opens one, so it follows "=" (and whitespace). When neither does, the data
+# state resumes after that ">", and a candidate is outside any tag when no "<"
+# that opens one comes between the two. Anything else takes the careful walk.
+
+#: where a special element or a comment may start
+_CANDIDATE = re.compile(rb"<(?:(?:" + _SPECIAL + rb")[\t\n\f\r />]|!--)")
+#: a "<" that opens a tag, an end tag or a bogus comment
+_OPENER = re.compile(rb"<[a-z/!?]")
+_COMMENT = re.compile(rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)")
 _ATTR = re.compile(
     rb"([^\t\n\f\r />][^\t\n\f\r />=]*+)"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+"
@@ -720,7 +737,14 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
     sites: list[Site] = []
     pos = 0
     while True:
-        m = _NEXT.match(low, pos)
+        m = _jump(low, pos)
+        if m is None:
+            if final:
+                return sites, n  # nothing from here needs attention (or it is cut off)
+            m = _NEXT.match(low, pos)  # the careful walk tells where the cut is
+        elif isinstance(m, int):
+            pos = m  # past a comment
+            continue
         assert m is not None  # every part of the pattern may be empty
         t1, close = m.span(2)
         if t1 >= 0:  # a whole script
@@ -780,6 +804,42 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
             if site is not None:
                 sites.append(site)
         pos = after
+
+
+def _jump(low: bytes, pos: int) -> re.Match[bytes] | int | None:
+    """What needs attention next from ``pos`` (in the data state), found without a walk.
+
+    :return: a match of :data:`_HERE` (or of :data:`_NEXT`, when the fast path
+        cannot vouch for the text before it); the end of a comment; ``None``
+        when nothing does up to the end, or the next thing is cut off by it.
+    """
+    gap = pos
+    while True:
+        candidate = _CANDIDATE.search(low, gap)
+        if candidate is None:
+            return None
+        at = candidate.start()
+        close = low.rfind(b">", pos, at)
+        if close >= 0 and (_opens_value(low, pos, low.rfind(b'"', pos, close))
+                           or _opens_value(low, pos, low.rfind(b"'", pos, close))):
+            return _NEXT.match(low, pos)  # that ">" may be inside a quoted value
+        if _OPENER.search(low, pos if close < 0 else close + 1, at) is not None:
+            gap = at + 1  # inside a tag: no element starts here
+            continue
+        if low.startswith(b"<!--", at):
+            comment = _COMMENT.match(low, at)
+            return None if comment is None else comment.end()
+        return _HERE.match(low, at)
+
+
+def _opens_value(low: bytes, pos: int, quote: int) -> bool:
+    """Does the quote at ``quote`` (``-1``: none) follow ``=`` and whitespace after ``pos``?"""
+    if quote < 0:
+        return False
+    before = quote - 1
+    while before >= pos and low[before] in b"\t\n\f\r ":
+        before -= 1
+    return before >= pos and low[before] == 61  # "="
 
 
 def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, close: int,

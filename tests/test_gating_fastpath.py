@@ -124,3 +124,11 @@ def test_fast_path_equals_the_careful_walk_on_noise(text):
 def test_fast_path_equals_the_careful_walk_on_real_pages():
     same(realistic_page(60_000))
     same(read("vendor_snippets.html"))
+
+
+def test_every_special_element_and_a_comment_is_a_candidate():
+    for name in gating_html._SPECIAL.split(b"|"):
+        for after in b"\t\n\f\r />":
+            assert gating_html._CANDIDATE.match(b"<" + name + bytes([after]))
+        assert gating_html._CANDIDATE.match(b"<" + name + b"x") is None
+    assert gating_html._CANDIDATE.match(b"<!--")

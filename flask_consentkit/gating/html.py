@@ -104,8 +104,12 @@ _HERE = re.compile(_WHAT)
 # state resumes after that ">", and a candidate is outside any tag when no "<"
 # that opens one comes between the two. Anything else takes the careful walk.
 
-#: where a special element or a comment may start
-_CANDIDATE = re.compile(rb"<(?:(?:" + _SPECIAL + rb")[\t\n\f\r />]|!--)")
+#: where a special element (one of :data:`_SPECIAL`) or a comment may start; the
+#: lookahead lets most "<" fail on one test
+_CANDIDATE = re.compile(
+    rb"<(?=[sitxnp!])(?:(?:s(?:cript|tyle)|i(?:frame|mg)|t(?:extarea|itle)|xmp"
+    rb"|no(?:embed|frames)|plaintext)[\t\n\f\r />]|!--)"
+)
 #: a "<" that opens a tag, an end tag or a bogus comment
 _OPENER = re.compile(rb"<[a-z/!?]")
 _COMMENT = re.compile(rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)")
@@ -742,10 +746,7 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
             if final:
                 return sites, n  # nothing from here needs attention (or it is cut off)
             m = _NEXT.match(low, pos)  # the careful walk tells where the cut is
-        elif isinstance(m, int):
-            pos = m  # past a comment
-            continue
-        assert m is not None  # every part of the pattern may be empty
+            assert m is not None  # every part of the pattern may be empty
         t1, close = m.span(2)
         if t1 >= 0:  # a whole script
             if scripts is not None:
@@ -806,12 +807,14 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
         pos = after
 
 
-def _jump(low: bytes, pos: int) -> re.Match[bytes] | int | None:
+def _jump(low: bytes, pos: int) -> re.Match[bytes] | None:
     """What needs attention next from ``pos`` (in the data state), found without a walk.
 
+    Comments are skipped on the way.
+
     :return: a match of :data:`_HERE` (or of :data:`_NEXT`, when the fast path
-        cannot vouch for the text before it); the end of a comment; ``None``
-        when nothing does up to the end, or the next thing is cut off by it.
+        cannot vouch for the text before it); ``None`` when nothing needs
+        attention up to the end, or the next thing is cut off by it.
     """
     gap = pos
     while True:
@@ -820,16 +823,31 @@ def _jump(low: bytes, pos: int) -> re.Match[bytes] | int | None:
             return None
         at = candidate.start()
         close = low.rfind(b">", pos, at)
-        if close >= 0 and (_opens_value(low, pos, low.rfind(b'"', pos, close))
-                           or _opens_value(low, pos, low.rfind(b"'", pos, close))):
-            return _NEXT.match(low, pos)  # that ">" may be inside a quoted value
-        if _OPENER.search(low, pos if close < 0 else close + 1, at) is not None:
+        if close >= 0:
+            double, single = low.rfind(b'"', pos, close), low.rfind(b"'", pos, close)
+            # the common case inline: a quote that follows neither "=" nor whitespace
+            if ((double > pos and low[double - 1] not in _EQ_OR_SPACE) or double < 0
+                    or not _opens_value(low, pos, double)) and (
+                    (single > pos and low[single - 1] not in _EQ_OR_SPACE) or single < 0
+                    or not _opens_value(low, pos, single)):
+                start = close + 1
+            else:
+                return _NEXT.match(low, pos)  # that ">" may be inside a quoted value
+        else:
+            start = pos
+        if _OPENER.search(low, start, at) is not None:
             gap = at + 1  # inside a tag: no element starts here
             continue
-        if low.startswith(b"<!--", at):
+        if low[at + 1] == 33:  # "<!--"
             comment = _COMMENT.match(low, at)
-            return None if comment is None else comment.end()
+            if comment is None:
+                return None
+            pos = gap = comment.end()
+            continue
         return _HERE.match(low, at)
+
+
+_EQ_OR_SPACE = frozenset(b"=\t\n\f\r ")
 
 
 def _opens_value(low: bytes, pos: int, quote: int) -> bool:

@@ -375,15 +375,16 @@ class Banner:
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
+        content_type = first_header(response.headers, "Content-Type") or ""
+        if content_type.split(";", 1)[0].strip() != "text/html":
+            return response  # checked first: most responses of an API end here
         if current_request().endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
             return response
         if not self.settings.auto_inject or not self._asks:
             return response
-        content_type = first_header(response.headers, "Content-Type") or ""
         if (
-            content_type.split(";", 1)[0].strip() != "text/html"
-            or response.is_streamed
+            response.is_streamed
             or response.direct_passthrough
             or first_header(response.headers, "Content-Encoding") not in (None, "identity")
             or request.blueprint == "consentkit"

@@ -131,23 +131,22 @@ class ConsentKit:
         )
         state = ConsentKitState(kit=self, settings=settings, codec=codec)
         app.extensions["consentkit"] = state
+        self._install(app, state)
 
+    def _install(self, app: Flask, state: ConsentKitState) -> None:
+        # imported here: the subsystems import this module
         from . import views
-
-        views.register(app, settings)
+        from .banner import install as install_banner
+        from .collect import install as install_collect
         from .gating import install as install_gating
-
-        install_gating(app, state)
         from .ledger import install as install_ledger
 
+        views.register(app, state.settings)
+        install_gating(app, state)  # processors: cookie filter, then HTML gating
         install_ledger(app, state)
-        from .collect import install as install_collect
-
         install_collect(app, state)
         app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent
-        from .banner import install as install_banner
-
         install_banner(app, state)  # keep last: its processor must run after the others
 
     # -- cookie attributes: small methods an app may override in a subclass --

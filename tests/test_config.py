@@ -142,3 +142,4 @@ def test_host_prefix_renames_the_cookie_and_forces_secure():
     settings = app.extensions["consentkit"].settings
     assert settings.cookie_name == "__Host-consentkit"
     assert settings.cookie_secure is True
+

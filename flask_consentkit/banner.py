@@ -31,7 +31,7 @@ from flask import url_for as _url_for
 from jinja2 import TemplateNotFound
 from markupsafe import Markup, escape
 
-from .categories import Category, pick_text
+from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .extension import add_vary, first_header
@@ -253,23 +253,22 @@ class Banner:
                 return self.category_description(category, lang)
         return self.translate(key, **params)
 
-    def category_label(self, category: Category, lang: str) -> str:
-        own = pick_text(category.label, lang, self.settings.default_language)
-        if own:
-            return own
-        key = f"category.{category.key}.label"
+    def _category_text(self, category: Category, own: Text | None, field: str, lang: str,
+                       fallback: str) -> str:
+        """The app's own text, else the catalog's ``category.KEY.FIELD``, else ``fallback``."""
+        text = pick_text(own, lang, self.settings.default_language)
+        if text:
+            return text
+        key = f"category.{category.key}.{field}"
         text = self.translate(key, lang)
-        if text == key:
-            return category.key.replace("_", " ").replace("-", " ").capitalize()
-        return text
+        return fallback if text == key else text
+
+    def category_label(self, category: Category, lang: str) -> str:
+        readable = category.key.replace("_", " ").replace("-", " ").capitalize()
+        return self._category_text(category, category.label, "label", lang, readable)
 
     def category_description(self, category: Category, lang: str) -> str:
-        own = pick_text(category.description, lang, self.settings.default_language)
-        if own:
-            return own
-        key = f"category.{category.key}.description"
-        text = self.translate(key, lang)
-        return "" if text == key else text
+        return self._category_text(category, category.description, "description", lang, "")
 
     def category_purpose(self, category: Category, lang: str) -> str:
         key = f"category.{category.key}.purpose"

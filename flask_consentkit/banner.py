@@ -34,7 +34,7 @@ from markupsafe import Markup, escape
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .extension import add_vary, first_header
+from .extension import add_vary, first_header, replace_body, response_body
 from .state import (
     current_request,
     get_state,
@@ -52,6 +52,8 @@ I18N_FOLDER = Path(__file__).parent / "i18n"
 #: The catalog every other one falls back to for a missing message.
 BASE_LANGUAGE = "en"
 
+#: Flask's own Content-Type for HTML, the common case
+_HTML = "text/html; charset=utf-8"
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
@@ -62,6 +64,9 @@ _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
 _NEXT = "/consentkit-stand-in-next-7f3a"
 _PREFERENCES = "consentkit-stand-in-preferences-7f3a"
 _NONCE = "consentkit-stand-in-nonce-7f3a"
+#: pages up to this size are kept with the banner put in, up to this many bytes in all
+_KEEP_PAGE = 1 << 20
+_KEEP_TOTAL = 16 << 20
 _STAND_INS = re.compile("(" + "|".join(re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE)) + ")")
 
 Catalog = Mapping[str, str]
@@ -154,6 +159,15 @@ class Banner:
         self.catalogs = load_catalogs(self.settings.languages)
         self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
+        #: the finished markup of requests without a nonce, by everything it depends on
+        #: (the consent-mode mapping by identity: it is kept in the first slot)
+        self._finals: dict[tuple[Any, ...], tuple[Any, str]] = {}
+        #: finished markup (the same ``str`` object each time) -> its bytes, per charset
+        self._encoded: dict[tuple[str, str], bytes] = {}
+        #: pages with the banner put in, by the page and banner objects (kept in the
+        #: entry, so an ``id`` is not reused while it is here); see :meth:`inject`
+        self._injected: dict[tuple[int, int], tuple[bytes, bytes, bytes | None]] = {}
+        self._injected_bytes = 0
         self._own: bool | None = None
         #: Accept-Language header → banner language ("" for none); browsers send few values
         self._accept_cache: dict[str, str] = {}
@@ -315,18 +329,32 @@ class Banner:
         return Markup(self._render())
 
     def _render(self) -> str:
-        """:meth:`render` as a plain string (markup, escaped where it must be)."""
+        """:meth:`render` as a plain string (markup, escaped where it must be).
+
+        Without a CSP nonce the finished string is kept per language, choice and
+        page, and is the same object on every such request.
+        """
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
         if not self._own_templates():
             return str(render_template("consentkit/banner.html", ui=self.view()))
+        _, environ = request_parts()
         lang = self.language()
         state = get_state()
         nonce = self.ext.kit.csp_nonce()
         mode = self.ext.services.get("consent_mode") or {}
-        key = (lang, _signal(self.settings), state.decided,
-               state.granted if state.decided else None, nonce is None,
-               request.script_root, tuple((k, tuple(v)) for k, v in dict(mode).items()))
+        signal = _signal(self.settings)
+        final_key = None
+        if nonce is None:
+            final_key = (lang, signal, state.decided, state.granted if state.decided else None,
+                         id(mode), environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""),
+                         environ.get("QUERY_STRING", ""))
+            found = self._finals.get(final_key)
+            if found is not None and found[0] is mode:
+                return found[1]
+        key = (lang, signal, state.decided, state.granted if state.decided else None,
+               nonce is None, request.script_root,
+               tuple((k, tuple(v)) for k, v in dict(mode).items()))
         cached = self._rendered.get(key)
         if cached is None:
             view = BannerView(self, _NEXT, stand_ins=nonce is not None)
@@ -342,7 +370,23 @@ class Banner:
         values = {_NEXT: str(escape(next_url)), _PREFERENCES: str(escape(preferences))}
         if nonce is not None:
             values[_NONCE] = str(escape(nonce))
-        return "".join([values.get(piece, piece) for piece in pieces])
+        text = "".join([values.get(piece, piece) for piece in pieces])
+        if final_key is not None:
+            if len(self._finals) >= 1024:
+                self._finals.clear()
+                self._encoded.clear()
+            self._finals[final_key] = (mode, text)
+        return text
+
+    def _encode(self, text: str, charset: str) -> bytes:
+        """``text`` encoded for the page; kept for the finished markup of :meth:`_render`."""
+        key = (text, charset)
+        data = self._encoded.get(key)
+        if data is None:
+            data = text.encode(charset, "xmlcharrefreplace")
+            if len(self._encoded) < 2048:
+                self._encoded[key] = data
+        return data
 
     def _own_templates(self) -> bool:
         """True while the app has not overridden the banner's templates."""
@@ -375,7 +419,7 @@ class Banner:
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner before the last ``</body>`` of a plain HTML response."""
         content_type = first_header(response.headers, "Content-Type") or ""
-        if content_type.split(";", 1)[0].strip() != "text/html":
+        if content_type != _HTML and content_type.split(";", 1)[0].strip() != "text/html":
             return response  # checked first: most responses of an API end here
         if current_request().endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
@@ -392,17 +436,36 @@ class Banner:
         ctx = peek_request_consent()
         if ctx is not None and ctx.cache.get(_CACHE_PLACED):
             return response
-        body = response.get_data()
-        end = _last_body_end(body)
-        if end < 0:
-            return response
+        body = response_body(response)
         charset = "utf-8"
-        if not content_type.endswith("; charset=utf-8") and "charset" in content_type.lower():
+        if content_type != _HTML and "charset" in content_type.lower():
             charset = response.mimetype_params.get("charset", "utf-8")
-        banner = self._render().encode(charset, "xmlcharrefreplace")
-        response.set_data(b"".join((body[:end], banner, body[end:])))
+        banner = self._encode(self._render(), charset)
+        # the page and the banner are usually the very objects of an earlier request
+        # (kept by the gating and by _render): then so is the result
+        key = (id(body), id(banner))
+        found = self._injected.get(key)
+        if found is not None and found[0] is body and found[1] is banner:
+            out = found[2]
+        else:
+            end = _last_body_end(body)
+            out = None if end < 0 else b"".join((body[:end], banner, body[end:]))
+            if len(body) <= _KEEP_PAGE:
+                self._keep(key, (body, banner, out))
+        if out is None:
+            return response  # no </body> to put it before
+        replace_body(response, out, body)
         add_vary(response, "Accept-Language")
         return response
+
+    def _keep(self, key: tuple[int, int], entry: tuple[bytes, bytes, bytes | None]) -> None:
+        size = sum(len(part) for part in entry if part is not None)
+        if len(self._injected) >= 64 or self._injected_bytes + size > _KEEP_TOTAL:
+            self._injected = {}
+            self._injected_bytes = 0
+        # a new dict for each change: readers in other threads see one or the other
+        self._injected = {**self._injected, key: entry}
+        self._injected_bytes += size
 
 
 class BannerView:
@@ -516,6 +579,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     banner = Banner(app, ext)
     ext.services["banner"] = banner
     ext.services["translate"] = banner.translate_for_services
+    ext.services["language"] = banner.language
     ext.services["banner_fingerprint"] = banner.fingerprint
     ext.processors.append(banner.inject)
     app.jinja_env.globals["consent_banner"] = banner.render

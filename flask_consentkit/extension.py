@@ -53,10 +53,39 @@ def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     header that is absent, the common case on the per-request path.
     """
     name = name.lower()
-    for key, value in headers:
+    for key, value in getattr(headers, "_list", headers):
         if key.lower() == name:
             return value
     return None
+
+
+def response_body(response: Response) -> bytes:
+    """``response.get_data()``, without the flattening when the body is one ``bytes``.
+
+    The caller has checked that the response is neither streamed nor passed through.
+    """
+    body = response.response
+    if type(body) is list and len(body) == 1 and type(body[0]) is bytes:
+        return body[0]
+    return response.get_data()
+
+
+def replace_body(response: Response, data: bytes, old: bytes) -> None:
+    """``response.set_data(data)``, with less work for ``Content-Length``.
+
+    Left alone when the length cannot change; else rewritten in place when
+    werkzeug wrote it (its own spelling, one header), else set as werkzeug does.
+    """
+    response.response = [data]
+    if len(data) == len(old) or not response.automatically_set_content_length:
+        return
+    headers = getattr(response.headers, "_list", None)
+    if type(headers) is list:
+        for index, (key, _) in enumerate(headers):
+            if key == "Content-Length":
+                headers[index] = (key, str(len(data)))
+                return
+    response.headers["Content-Length"] = str(len(data))
 
 
 _PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")

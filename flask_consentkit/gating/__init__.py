@@ -30,7 +30,12 @@ from markupsafe import escape
 
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
-from ..extension import ConsentKitState, first_header, get_kit_state
+from ..extension import (
+    ConsentKitState,
+    get_kit_state,
+    replace_body,
+    response_body,
+)
 from ..state import get_state, request_consent, request_parts
 from .consent_mode import consent_mode_defaults
 from .cookies import CookieRules, filter_cookies
@@ -53,6 +58,8 @@ __all__ = [
 logger = logging.getLogger("flask_consentkit.gating")
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+#: Flask's own Content-Type for HTML, the common case
+_HTML = "text/html; charset=utf-8"
 #: what a URL built for the request depends on, besides the app's rules
 _URL_ENVIRON = ("SCRIPT_NAME", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
 
@@ -80,8 +87,10 @@ class Gating:
         self.matcher = TrackerMatcher(trackers)
         self.scans = ScanCache()
         self.cookies = CookieRules(settings.categories, settings.cookie_name)
-        #: assembled placeholders without their link, by category, title and texts
-        self.placeholders: dict[tuple[str | None, ...], tuple[bytes, bytes]] = {}
+        #: assembled placeholders by language, category, title, link and charset: the
+        #: same bytes object for every request that needs them (kept outputs are
+        #: found by it, see :class:`~.html.ScannedDocument`)
+        self.placeholders: dict[tuple[Any, ...], bytes] = {}
         self._paths: dict[tuple[Any, ...], str] = {}
         self._reported: set[str] = set()
         self._lock = threading.Lock()
@@ -105,15 +114,17 @@ class Gating:
                 self._paths[key] = path
         return path
 
-    def remember_placeholder(self, key: tuple[str | None, ...], parts: tuple[bytes, bytes]) -> None:
-        """Keep an assembled placeholder (at most 512: titles come from the pages)."""
+    def remember_placeholder(self, key: tuple[Any, ...], markup: bytes) -> None:
+        """Keep a placeholder (at most 512: titles and links come from the pages)."""
         with self._lock:
             if len(self.placeholders) >= 512:
                 self.placeholders.clear()
-            self.placeholders[key] = parts
+            self.placeholders[key] = markup
 
     def report(self, key: str, message: str) -> None:
         """Log ``message`` as a warning the first time ``key`` is seen."""
+        if key in self._reported:  # the common case, without the lock
+            return
         with self._lock:
             if key in self._reported:
                 return
@@ -131,6 +142,8 @@ class RequestGate:
         self._granted: frozenset[str] | None = None
         self._texts: dict[tuple[str, str], str] = {}
         self._href: str | None = None
+        #: what the placeholders of this request depend on (see _placeholder_key)
+        self._key: tuple[str | None, ...] | bool | None = None
 
     def allows(self, category: str) -> bool:
         if category == NECESSARY:
@@ -169,13 +182,40 @@ class RequestGate:
         except KeyError:
             configured = None
         if configured is not None:
-            return pick_text(configured, "en") or category
+            language = self.ext.services.get("language")
+            return pick_text(configured, language() if language else "en") or category
         translated = self._text(f"category.{category}.label")
         if translated != f"category.{category}.label":
             return translated
         return ENGLISH_LABELS.get(category, category.replace("_", " ").title())
 
     def placeholder(self, category: str, title: str | None) -> bytes:
+        if self._key is None:
+            self._key = self._placeholder_key()
+        if self._key is False:
+            return self._placeholder(category, title)
+        # the same for every request in this language on this page: kept assembled
+        key = (self._key, category, title)
+        markup = self.gating.placeholders.get(key)
+        if markup is None:
+            markup = self._placeholder(category, title)
+            self.gating.remember_placeholder(key, markup)
+        return markup
+
+    def _placeholder_key(self) -> tuple[str | None, ...] | bool:
+        """What this request's placeholders depend on besides category and title.
+
+        ``False`` when that is not known: no ``language`` service, or
+        ``url_defaults`` callbacks that may change the link for any reason.
+        """
+        language = self.ext.services.get("language")
+        app, environ = request_parts()
+        if language is None or any(app.url_default_functions.values()):
+            return False
+        return (language(), self.charset, environ.get("PATH_INFO"), environ.get("QUERY_STRING"),
+                *[environ.get(name) for name in _URL_ENVIRON])
+
+    def _placeholder(self, category: str, title: str | None) -> bytes:
         if self._href is None:
             target = request.path + ("?" + request.query_string.decode("latin-1")
                                      if request.query_string else "")
@@ -184,53 +224,58 @@ class RequestGate:
         heading = self._text("placeholder.title")
         text = self._text("placeholder.text", category=self.label(category))
         button = self._text("placeholder.button")
-        # Everything but the link is the same for every request in this language:
-        # kept assembled, keyed by all the texts it holds.
-        key = (category, title, heading, text, button, self.charset)
-        parts = self.gating.placeholders.get(key)
-        if parts is None:
-            cat = escape(category)
-            before = (
-                f'<div class="consentkit-placeholder" data-consent-placeholder="{cat}" '
-                f'role="group" aria-label="{escape(title or heading)}">'
-                f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
-                f'<p class="consentkit-placeholder-text">{escape(text)}</p><a href="'
-            )
-            after = (f'" data-consentkit-open="{cat}" role="button">'
-                     f"{escape(button)}</a></div>")
-            parts = (before.encode(self.charset, "xmlcharrefreplace"),
-                     after.encode(self.charset, "xmlcharrefreplace"))
-            self.gating.remember_placeholder(key, parts)
-        return parts[0] + str(escape(href)).encode(self.charset, "xmlcharrefreplace") + parts[1]
+        cat = escape(category)
+        markup = (
+            f'<div class="consentkit-placeholder" data-consent-placeholder="{cat}" '
+            f'role="group" aria-label="{escape(title or heading)}">'
+            f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
+            f'<p class="consentkit-placeholder-text">{escape(text)}</p>'
+            f'<a href="{escape(href)}" data-consentkit-open="{cat}" role="button">'
+            f"{escape(button)}</a></div>"
+        )
+        return markup.encode(self.charset, "xmlcharrefreplace")
 
 
 def process_html(response: Response, ext: ConsentKitState) -> Response:
     """The response processor: gate the scripts and iframes of an HTML body."""
-    content_type = first_header(response.headers, "Content-Type")
-    if not content_type or content_type.split(";", 1)[0].strip() not in HTML_TYPES:
+    content_type = encoding = None
+    for key, value in getattr(response.headers, "_list", response.headers):
+        name = key.lower()
+        if name == "content-type":
+            content_type = value if content_type is None else content_type
+        elif name == "content-encoding":
+            encoding = value if encoding is None else encoding
+    if content_type != _HTML and (
+            not content_type or content_type.split(";", 1)[0].strip() not in HTML_TYPES):
         return response
     gating: Gating = ext.services["gating"]
-    if response.direct_passthrough or response.is_streamed:
+    parts = response.response
+    if response.direct_passthrough or (type(parts) is not list and response.is_streamed):
         if response.is_streamed and not request_consent().cache.get("gated_stream"):
             gating.report("streamed", "a streamed HTML response is not gated on the server; "
                           "wrap its generator with flask_consentkit.gating.gated_stream().")
         return response
-    encoding = first_header(response.headers, "Content-Encoding")
     if encoding:
         gating.report("encoded", "an HTML response was already compressed "
                       f"({encoding}) and could not be gated; register "
                       "ConsentKit after the compression extension so it runs first.")
         return response
-    body = response.get_data()
-    if not could_need_gating(body, gating.matcher):
-        return response
+    body = response_body(response)
     charset = "utf-8"
-    if not content_type.endswith("; charset=utf-8") and "charset" in content_type.lower():
+    if content_type != _HTML and "charset" in content_type.lower():
         charset = response.mimetype_params.get("charset", "utf-8")
-    new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
-                     cache=gating.scans, nonce=ext.kit.csp_nonce)
+    doc = gating.scans.known(body)  # a page seen before needs no other check
+    if doc is not None:
+        new = doc.apply(RequestGate(ext, charset))
+    elif could_need_gating(body, gating.matcher):
+        new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
+                         cache=gating.scans, nonce=ext.kit.csp_nonce)
+    else:
+        return response
     if new is not body:
-        response.set_data(new)
+        # also when ``new`` only equals ``body``: the kept bytes are the same object on
+        # every request, which lets the banner find its own kept output by identity
+        replace_body(response, new, body)
     return response
 
 

@@ -509,63 +509,97 @@ def apply(body: bytes, sites: Iterable[Site], gate: Gate, consumed: int | None =
     return b"".join(out)
 
 
+class _Output:
+    """The output of one document for one set of decisions.
+
+    ``plan`` is the output with a gap (an ``int``, the index of the site) for
+    each placeholder; ``finals`` keeps whole outputs by the placeholders that
+    filled the gaps, so a request whose placeholders are those of an earlier
+    one (same language, page and link) gets the same bytes without a copy.
+    """
+
+    __slots__ = ("finals", "plan", "reports")
+
+    def __init__(self, plan: tuple[bytes | int, ...], reports: tuple[tuple[str, str], ...]) -> None:
+        self.plan = plan
+        self.reports = reports
+        self.finals: dict[tuple[bytes, ...], bytes] = {}
+
+
 class ScannedDocument:
     """One document in a :class:`ScanCache`: its sites and its outputs per set of decisions.
 
     An output depends on nothing but the document and the decision for each
-    site, except the placeholders, which a :class:`Gate` makes for its own
+    category, except the placeholders, which a :class:`Gate` makes for its own
     request; so what is kept per decision set is the output with a gap for each
-    placeholder, never a placeholder itself.
+    placeholder, plus a few whole outputs keyed by the placeholders that went in.
     """
 
-    __slots__ = ("body", "cache", "outputs", "scripts", "sites")
+    __slots__ = ("body", "cache", "categories", "outputs", "scripts", "sites")
 
     #: output plans kept per document (one per combination of decisions seen)
     max_outputs = 8
+    #: whole outputs kept per plan (one per language and link seen)
+    max_finals = 4
 
     def __init__(self, body: bytes, sites: list[Site], cache: ScanCache | None = None) -> None:
         self.body = body
         self.sites = sites
+        #: the categories the sites depend on, each once, in order of first use
+        self.categories = tuple(dict.fromkeys(site.category for site in sites))
         #: the cache that holds this document and bounds the bytes its outputs take
         self.cache = cache
         #: where the texts of its scripts are (kept for documents with a nonce stand-in)
         self.scripts: list[tuple[int, int]] = []
-        #: decisions -> output pieces; an ``int`` is the index of a site whose
-        #: placeholder goes there
-        self.outputs: dict[tuple[bool, ...], tuple[bytes | int, ...]] = {}
+        #: decisions (per category) -> output
+        self.outputs: dict[tuple[bool, ...], _Output] = {}
 
     def apply(self, gate: Gate) -> bytes:
-        """The output for ``gate``: :func:`apply` of the sites, reusing a plan made before."""
-        sites = self.sites
-        if not sites:
+        """The output for ``gate``: :func:`apply` of the sites, reusing what was made before."""
+        if not self.sites:
             return self.body
-        decisions = tuple([gate.allows(site.category) for site in sites])
-        plan = self.outputs.get(decisions)
-        if plan is None:
-            plan = self._plan(decisions)
+        decisions = tuple([gate.allows(category) for category in self.categories])
+        output = self.outputs.get(decisions)
+        if output is None:
+            output = self._output(decisions)
             if (len(self.outputs) < self.max_outputs and self.cache is not None
-                    and self.cache.charge(sum(len(p) for p in plan if isinstance(p, bytes)))):
+                    and self.cache.charge(sum(len(p) for p in output.plan
+                                              if isinstance(p, bytes)))):
                 # replaced whole: readers in other threads see the old dict or the new one
-                self.outputs = {**self.outputs, decisions: plan}
-        for site, allowed in zip(sites, decisions, strict=True):
-            if not allowed and site.report is not None:
-                gate.report(*site.report)
+                self.outputs = {**self.outputs, decisions: output}
+        for report in output.reports:
+            gate.report(*report)
+        plan = output.plan
         if len(plan) == 1:
             only = plan[0]
             assert isinstance(only, bytes)
             return only
-        return b"".join([
-            piece if isinstance(piece, bytes)
-            else gate.placeholder(sites[piece].category, sites[piece].title)
-            for piece in plan
+        sites = self.sites
+        fillers = tuple([
+            gate.placeholder(sites[piece].category, sites[piece].title)
+            for piece in plan if isinstance(piece, int)
         ])
+        final = output.finals.get(fillers)
+        if final is None:
+            parts = iter(fillers)
+            final = b"".join([piece if isinstance(piece, bytes) else next(parts)
+                              for piece in plan])
+            if (len(output.finals) < self.max_finals and self.cache is not None
+                    and self.cache.charge(len(final))):
+                output.finals = {**output.finals, fillers: final}
+        return final
 
-    def _plan(self, decisions: tuple[bool, ...]) -> tuple[bytes | int, ...]:
+    def _output(self, decisions: tuple[bool, ...]) -> _Output:
+        allowed_by = dict(zip(self.categories, decisions, strict=True))
         body = self.body
         out: list[bytes | int] = []
         pending: list[bytes] = []  # bytes since the last placeholder gap
+        reports: list[tuple[str, str]] = []
         copied = 0
-        for index, (site, allowed) in enumerate(zip(self.sites, decisions, strict=True)):
+        for index, site in enumerate(self.sites):
+            allowed = allowed_by[site.category]
+            if not allowed and site.report is not None:
+                reports.append(site.report)
             gap = not allowed and site.placeholder
             new = site.granted if allowed else site.denied
             if new is None and not gap:
@@ -579,7 +613,7 @@ class ScannedDocument:
             copied = site.end
         pending.append(body[copied:])
         out.append(body if copied == 0 else b"".join(pending))
-        return tuple(out)
+        return _Output(tuple(out), tuple(reports))
 
 
 class ScanCache:
@@ -613,6 +647,13 @@ class ScanCache:
 
     def __contains__(self, body: object) -> bool:
         return isinstance(body, bytes) and self._find(body, self._key(body)) is not None
+
+    def known(self, body: bytes) -> ScannedDocument | None:
+        """The scanned document ``body`` if it was scanned before (no scan, no nonce)."""
+        for doc in self._scans.get((len(body), body[:48], body[-48:]), ()):
+            if doc.body is body or doc.body == body:
+                return doc
+        return None
 
     def _find(self, body: bytes, key: tuple[int, bytes, bytes]) -> ScannedDocument | None:
         for doc in self._scans.get(key, ()):

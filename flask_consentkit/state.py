@@ -287,7 +287,7 @@ def get_state() -> ConsentState:
     req_ctx = _cv_request.get(None) if _cv_request is not None else None
     if req_ctx is None:  # outside a request (or a Flask without the context vars)
         return _get_state_slow()
-    store = _cv_app.get().g.__dict__  # type: ignore[union-attr]
+    store = _cv_app.get().g.__dict__
     ctx: RequestConsent | None = store.get("_consentkit")
     if ctx is None:
         ctx = store["_consentkit"] = RequestConsent()

@@ -238,6 +238,14 @@ class TrackerMatcher:
         """The tracker whose pixel ``url`` is."""
         return self._find("image", url.lower() if low is None else low)
 
+    def may_be_pixel(self, tag: bytes) -> bool:
+        """Can the lower-cased ``tag`` (an ``<img`` start tag) be a known tracking pixel?"""
+        if not self.image:
+            return False
+        if self.image_needles is None:
+            return True
+        return self._find("image", tag) is not None
+
     def may_hold_pixels(self, body: bytes) -> bool:
         """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
         if not self.image or (b"<img" not in body and _IMG_ANY_CASE.search(body) is None):
@@ -248,30 +256,45 @@ class TrackerMatcher:
         return any(needle in low for needle in self.image_needles)
 
 
+#: Bytes from the rarest to the commonest in the scripts and tags of web pages
+#: (measured on minified libraries and story pages); bytes not listed are rarer still.
+_BY_RARITY = b"~@%`#^*?zjq+$7986!|4&53k\\wx0[]2y{}bgh1v;)(mpf,dculsinoarte=_-.:/'\"<> "
+_RARITY = {byte: rank for rank, byte in enumerate(_BY_RARITY)}
+
+
+def _rarest(needle: bytes) -> int:
+    """Where in ``needle`` its rarest byte is."""
+    return min(range(len(needle)), key=lambda i: _RARITY.get(needle[i], -1))
+
+
 def _any_literal(
     entries: list[tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]],
 ) -> re.Pattern[bytes] | None:
-    """A pattern that finds any of the literals of ``entries`` (one pass, as a trie).
+    """A pattern that finds any of the literals of ``entries`` in one search.
 
-    ``None`` when an entry has no literals: its pattern must run on every text.
+    Each literal is looked for at its rarest byte: the pattern's branches start
+    with those bytes, so the regular-expression engine skips every position
+    that holds none of them, and only checks the rest of a literal (behind and
+    ahead) where one does. ``None`` when an entry has no literals: its pattern
+    must run on every text.
     """
     if any(not needles for _, _, needles in entries):
         return None
-    trie: dict[int, Any] = {}
+    by_key: dict[int, list[bytes]] = {}
     for _, _, needles in entries:
         for needle in needles:
-            node = trie
-            for byte in needle:
-                node = node.setdefault(byte, {})
-            node[-1] = {}  # a literal ends here: finding its prefix so far is enough
-    return re.compile(_trie_source(trie) if trie else b"(?!)")
-
-
-def _trie_source(node: dict[int, Any]) -> bytes:
-    if -1 in node:
-        return b""
-    branches = [re.escape(bytes([byte])) + _trie_source(node[byte]) for byte in sorted(node)]
-    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+            at = _rarest(needle)
+            # matched after the key byte: what is behind includes it
+            before, after = needle[:at + 1], needle[at + 1:]
+            branch = ((b"(?<=" + re.escape(before) + b")" if at else b"")
+                      + (b"(?=" + re.escape(after) + b")" if after else b""))
+            by_key.setdefault(needle[at], []).append(branch)
+    if not by_key:
+        return re.compile(b"(?!)")
+    return re.compile(b"|".join(
+        re.escape(bytes([key])) + b"(?:" + b"|".join(branches) + b")"
+        for key, branches in sorted(by_key.items())
+    ))
 
 
 def required_literals(pattern: str) -> list[str] | None:
@@ -326,7 +349,17 @@ def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
     close()
     if not candidates:
         return None
-    return max(candidates, key=lambda c: (min(len(n) for n in c), -len(c)))
+    # the longest literals, unless they are words that most scripts hold (a literal
+    # found in many texts makes its tracker's pattern run on them)
+    return min(candidates, key=lambda c: (
+        any(n.lower() in _COMMON_WORDS for n in c), -min(len(n) for n in c), len(c)))
+
+
+#: Words too common in scripts to tell a tracker's snippet by
+_COMMON_WORDS = frozenset({
+    "config", "create", "document", "event", "function", "init", "load", "push", "script",
+    "send", "set", "track", "window",
+})
 
 
 _MISS = object()
@@ -782,7 +815,7 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
     sites: list[Site] = []
     pos = 0
     while True:
-        m = _jump(low, pos)
+        m = _jump(low, pos, matcher)
         if m is None:
             if final:
                 return sites, n  # nothing from here needs attention (or it is cut off)
@@ -848,10 +881,11 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
         pos = after
 
 
-def _jump(low: bytes, pos: int) -> re.Match[bytes] | None:
+def _jump(low: bytes, pos: int, matcher: TrackerMatcher) -> re.Match[bytes] | None:
     """What needs attention next from ``pos`` (in the data state), found without a walk.
 
-    Comments are skipped on the way.
+    Comments are skipped on the way, and so are images that cannot be tracking
+    pixels.
 
     :return: a match of :data:`_HERE` (or of :data:`_NEXT`, when the fast path
         cannot vouch for the text before it); ``None`` when nothing needs
@@ -863,6 +897,25 @@ def _jump(low: bytes, pos: int) -> re.Match[bytes] | None:
         if candidate is None:
             return None
         at = candidate.start()
+        kind = low[at + 1]
+        if kind == 105 and low[at + 2] == 109:  # "<im": an image
+            # Not a pixel whatever the state here: no tracker's literal in the tag (its
+            # quotes balanced, so the first ">" ends it). Skipped like any other tag.
+            end = low.find(b">", at)
+            if end > 0:
+                tag = low[at:end]
+                if (tag.count(b'"') % 2 == 0 and tag.count(b"'") % 2 == 0
+                        and not matcher.may_be_pixel(tag)):
+                    gap = end
+                    continue
+        elif kind == 33:  # "<!--": a comment (if it is in the data state)
+            # One that holds no candidate reads like text to what follows: the checks
+            # below hold for the gap with it inside (its end is a ">"; a quote in it
+            # at worst sends the gap to the careful walk).
+            comment = _COMMENT.match(low, at)
+            if comment is not None and _CANDIDATE.search(low, at + 4, comment.end()) is None:
+                gap = comment.end()
+                continue
         close = low.rfind(b">", pos, at)
         if close >= 0:
             double, single = low.rfind(b'"', pos, close), low.rfind(b"'", pos, close)
@@ -879,7 +932,7 @@ def _jump(low: bytes, pos: int) -> re.Match[bytes] | None:
         if _OPENER.search(low, start, at) is not None:
             gap = at + 1  # inside a tag: no element starts here
             continue
-        if low[at + 1] == 33:  # "<!--"
+        if kind == 33:  # "<!--"
             comment = _COMMENT.match(low, at)
             if comment is None:
                 return None

@@ -164,10 +164,11 @@ class Banner:
         self._finals: dict[tuple[Any, ...], tuple[Any, str]] = {}
         #: finished markup (the same ``str`` object each time) -> its bytes, per charset
         self._encoded: dict[tuple[str, str], bytes] = {}
-        #: pages with the banner put in, by the page and banner objects (kept in the
-        #: entry, so an ``id`` is not reused while it is here); see :meth:`inject`
-        self._injected: dict[tuple[int, int], tuple[bytes, bytes, bytes | None]] = {}
-        self._injected_bytes = 0
+        #: pages seen by :meth:`inject`, by the page object's ``id`` (kept in the
+        #: entry, so the ``id`` is not reused while it is here): the page, where its
+        #: last ``</body>`` is, and its outputs by the banner object's ``id``
+        self._pages: dict[int, tuple[bytes, int, dict[int, tuple[bytes, bytes]]]] = {}
+        self._pages_bytes = 0
         self._own: bool | None = None
         #: Accept-Language header → banner language ("" for none); browsers send few values
         self._accept_cache: dict[str, str] = {}
@@ -440,32 +441,38 @@ class Banner:
         charset = "utf-8"
         if content_type != _HTML and "charset" in content_type.lower():
             charset = response.mimetype_params.get("charset", "utf-8")
-        banner = self._encode(self._render(), charset)
-        # the page and the banner are usually the very objects of an earlier request
-        # (kept by the gating and by _render): then so is the result
-        key = (id(body), id(banner))
-        found = self._injected.get(key)
-        if found is not None and found[0] is body and found[1] is banner:
-            out = found[2]
-        else:
-            end = _last_body_end(body)
-            out = None if end < 0 else b"".join((body[:end], banner, body[end:]))
+        # The page is usually the very object of an earlier request (kept by the
+        # gating), and so is the banner (kept by _render): then so is the result.
+        page = self._pages.get(id(body))
+        if page is None or page[0] is not body:
+            page = (body, _last_body_end(body), {})
             if len(body) <= _KEEP_PAGE:
-                self._keep(key, (body, banner, out))
-        if out is None:
+                self._keep(id(body), page, len(body))
+        end, outputs = page[1], page[2]
+        if end < 0:
             return response  # no </body> to put it before
+        banner = self._encode(self._render(), charset)
+        found = outputs.get(id(banner))
+        if found is not None and found[0] is banner:
+            out = found[1]
+        else:
+            out = b"".join((body[:end], banner, body[end:]))
+            if len(body) <= _KEEP_PAGE and len(outputs) < 8:
+                # the entry keeps the banner, so its id is not reused while it is here
+                outputs[id(banner)] = (banner, out)
+                self._pages_bytes += len(out) + len(banner)
         replace_body(response, out, body)
         add_vary(response, "Accept-Language")
         return response
 
-    def _keep(self, key: tuple[int, int], entry: tuple[bytes, bytes, bytes | None]) -> None:
-        size = sum(len(part) for part in entry if part is not None)
-        if len(self._injected) >= 64 or self._injected_bytes + size > _KEEP_TOTAL:
-            self._injected = {}
-            self._injected_bytes = 0
+    def _keep(self, key: int, page: tuple[bytes, int, dict[int, tuple[bytes, bytes]]],
+              size: int) -> None:
+        if len(self._pages) >= 64 or self._pages_bytes + size > _KEEP_TOTAL:
+            self._pages = {}
+            self._pages_bytes = 0
         # a new dict for each change: readers in other threads see one or the other
-        self._injected = {**self._injected, key: entry}
-        self._injected_bytes += size
+        self._pages = {**self._pages, key: page}
+        self._pages_bytes += size
 
 
 class BannerView:

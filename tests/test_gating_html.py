@@ -226,6 +226,35 @@ def test_an_app_can_add_trackers():
     assert out.count(b'type="text/plain" data-consent="analytics"') == 2
 
 
+GTAG_URL = "https://www.googletagmanager.com/gtag/js?id=G-ABC"
+
+
+@pytest.mark.parametrize("rel", ["preload", "modulepreload", "prefetch", "Stylesheet",
+                                 "preload prefetch"])
+def test_a_link_that_fetches_a_trackers_resource_loses_its_href_until_consent(rel):
+    html = f'<link rel="{rel}" as="script" href="{GTAG_URL}" crossorigin>'
+    assert run(html) == (f'<link data-consent="analytics" data-consent-href="{GTAG_URL}" '
+                         f'data-consentkit-neutralised rel="{rel}" as="script" crossorigin>')
+    assert run(html, "analytics") == html
+
+
+@pytest.mark.parametrize("html", [
+    f'<link rel="canonical" href="{GTAG_URL}">',  # not fetched
+    '<link rel="preload" as="script" href="/static/app.js">',
+    '<link rel="stylesheet" href="/static/site.css" title="googletagmanager.com/gtag/js">',
+    f'<link rel="preload" href="{GTAG_URL}" data-consent="analytics">',  # the app's own gate
+    f'<!-- <link rel="preload" href="{GTAG_URL}"> -->',
+])
+def test_other_links_are_left_alone(html):
+    assert run(html) == html
+
+
+def test_a_link_with_a_quoted_greater_than_is_read_whole():
+    html = f'<link title="a > b" rel="preload" as="script" href="{GTAG_URL}">'
+    assert "data-consent-href" in run(html)
+    assert 'href="https' not in run(html).replace("data-consent-href", "")
+
+
 # -- hazards: what must not fool the scan --------------------------------------------
 
 TRACKER = '<script src="https://connect.facebook.net/en_US/fbevents.js"></script>'

@@ -54,7 +54,7 @@ _ATTRS = (
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+)*+"
 )
 #: Elements whose content is not markup, plus the three we gate.
-_SPECIAL = rb"script|iframe|img|style|textarea|title|xmp|noembed|noframes|plaintext"
+_SPECIAL = rb"script|iframe|img|link|style|textarea|title|xmp|noembed|noframes|plaintext"
 
 #: Everything that needs no attention: text, ordinary tags, end tags, bogus
 #: comments, a lone ``<``. Stops at a comment, a special element or an
@@ -107,7 +107,7 @@ _HERE = re.compile(_WHAT)
 #: where a special element (one of :data:`_SPECIAL`) or a comment may start; the
 #: lookahead lets most "<" fail on one test
 _CANDIDATE = re.compile(
-    rb"<(?=[sitxnp!])(?:(?:s(?:cript|tyle)|i(?:frame|mg)|t(?:extarea|itle)|xmp"
+    rb"<(?=[sitxnpl!])(?:(?:s(?:cript|tyle)|i(?:frame|mg)|link|t(?:extarea|itle)|xmp"
     rb"|no(?:embed|frames)|plaintext)[\t\n\f\r />]|!--)"
 )
 #: a "<" that opens a tag, an end tag or a bogus comment
@@ -245,6 +245,15 @@ class TrackerMatcher:
         if self.image_needles is None:
             return True
         return self._find("image", tag) is not None
+
+    def find_resource(self, url: bytes) -> Tracker | None:
+        """The tracker whose script, embed or pixel ``url`` is (a ``<link>``'s ``href``)."""
+        low = url.lower()
+        return self._find("script", low) or self._find("iframe", low) or self._find("image", low)
+
+    def may_be_resource(self, tag: bytes) -> bool:
+        """Can the lower-cased ``tag`` (a ``<link`` start tag) fetch a tracker's resource?"""
+        return self.find_resource(tag) is not None
 
     def may_hold_pixels(self, body: bytes) -> bool:
         """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
@@ -866,6 +875,12 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
                 sites.append(site)
             pos = t1
             continue
+        if name == b"link":
+            site = _link_site(body, low, t0, a0, a1, t1, matcher)
+            if site is not None:
+                sites.append(site)
+            pos = t1
+            continue
         if name == b"plaintext":
             return sites, n  # the rest of the document is text
         found = _RAW_END[name].search(low, t1)
@@ -898,14 +913,16 @@ def _jump(low: bytes, pos: int, matcher: TrackerMatcher) -> re.Match[bytes] | No
             return None
         at = candidate.start()
         kind = low[at + 1]
-        if kind == 105 and low[at + 2] == 109:  # "<im": an image
-            # Not a pixel whatever the state here: no tracker's literal in the tag (its
-            # quotes balanced, so the first ">" ends it). Skipped like any other tag.
+        if (kind == 105 and low[at + 2] == 109) or kind == 108:  # "<im", "<l": img, link
+            # Neither a pixel nor a tracker's resource whatever the state here: no
+            # tracker in the tag (its quotes balanced, so the first ">" ends it).
+            # Skipped like any other tag.
             end = low.find(b">", at)
             if end > 0:
                 tag = low[at:end]
                 if (tag.count(b'"') % 2 == 0 and tag.count(b"'") % 2 == 0
-                        and not matcher.may_be_pixel(tag)):
+                        and not (matcher.may_be_pixel(tag) if kind == 105
+                                 else matcher.may_be_resource(tag))):
                     gap = end
                     continue
         elif kind == 33:  # "<!--": a comment (if it is in the data state)
@@ -1081,6 +1098,33 @@ def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
                 f"a tracking pixel of {tracker.name} was blocked until {tracker.category!r} "
                 "is granted; load it only when current_consent.allows("
                 f"{tracker.category!r})."),
+    )
+
+
+#: ``rel`` values under which a browser fetches a link's ``href`` before (or
+#: without) any script asking for it
+_FETCHING_RELS = frozenset({"preload", "modulepreload", "prefetch", "prerender", "stylesheet"})
+
+
+def _link_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
+               matcher: TrackerMatcher) -> Site | None:
+    """The site of a ``<link>`` that fetches a tracker's resource, or ``None``."""
+    attrs = _attributes(body, low, a0, a1)
+    href, rel = attrs.get(b"href"), attrs.get(b"rel")
+    if (href is None or not href.raw or rel is None or b"data-consent" in attrs
+            or _FETCHING_RELS.isdisjoint(rel.value.lower().split())):
+        return None
+    tracker = matcher.find_resource(href.raw)
+    if tracker is None:
+        return None
+    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-href="
+           + _quote(href.value) + b" data-consentkit-neutralised")
+    return Site(
+        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [href], add),
+        report=(f"tracker:{tracker.name}:link",
+                f"a <link rel={rel.value!r}> fetched a resource of {tracker.name}; its href "
+                f"was taken away until {tracker.category!r} is granted. Leave the loading "
+                "to the gated script."),
     )
 
 

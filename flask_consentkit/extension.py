@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .config import Settings, load_settings
@@ -18,7 +18,9 @@ from .state import (
     ConsentCodec,
     ConsentState,
     RequestConsent,
+    _g,
     current_consent,
+    current_request,
     get_state,
     peek_request_consent,
 )
@@ -196,7 +198,15 @@ class ConsentKit:
         """The CSP nonce of the current request, if the app uses one."""
         if self.nonce_getter is not None:
             return self.nonce_getter()
-        nonce = getattr(request, "csp_nonce", None) or g.get("csp_nonce")
+        req = current_request()
+        # an attribute set on the request (as CSP extensions do) is in its __dict__;
+        # getattr() is kept for a property of a Request subclass (it costs an
+        # exception when there is none)
+        nonce = req.__dict__.get("csp_nonce")
+        if nonce is None and hasattr(type(req), "csp_nonce"):
+            nonce = getattr(req, "csp_nonce", None)
+        if not nonce:
+            nonce = _g().__dict__.get("csp_nonce")
         return nonce if isinstance(nonce, str) else None
 
     # -- the response pipeline ----------------------------------------------

@@ -47,6 +47,8 @@ class CookieRules:
             for pattern in category.all_cookies():
                 self._add(pattern, category.key, prefixes)
         self.prefixes = sorted(prefixes, key=lambda p: -len(p[0]))
+        #: nothing declared: nothing to filter (read on every response)
+        self.empty = not (self.exact or self.prefixes)
         self.consent_cookie = consent_cookie
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -108,7 +110,7 @@ def _cookie_name(header: str) -> str:
 def filter_cookies(response: Response, ext: ConsentKitState) -> Response:
     """The response processor: rules 1 and 2 of this module."""
     rules: CookieRules = ext.services["gating"].cookies
-    if not rules:
+    if rules.empty:
         return response
     headers = response.headers.getlist("Set-Cookie")
     if headers:

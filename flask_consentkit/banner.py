@@ -330,7 +330,11 @@ class Banner:
         return Markup(self._render())
 
     def _render(self) -> str:
-        """:meth:`render` as a plain string (markup, escaped where it must be).
+        """:meth:`render` as a plain string (markup, escaped where it must be)."""
+        return self._finished()[0]
+
+    def _finished(self) -> tuple[str, bool]:
+        """``(markup, kept)``: :meth:`_render`, and whether the string is a kept one.
 
         Without a CSP nonce the finished string is kept per language, choice and
         page, and is the same object on every such request.
@@ -338,7 +342,7 @@ class Banner:
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
         if not self._own_templates():
-            return str(render_template("consentkit/banner.html", ui=self.view()))
+            return str(render_template("consentkit/banner.html", ui=self.view())), False
         _, environ = request_parts()
         lang = self.language()
         state = get_state()
@@ -352,7 +356,7 @@ class Banner:
                          environ.get("QUERY_STRING", ""))
             found = self._finals.get(final_key)
             if found is not None and found[0] is mode:
-                return found[1]
+                return found[1], True
         key = (lang, signal, state.decided, state.granted if state.decided else None,
                nonce is None, request.script_root,
                tuple((k, tuple(v)) for k, v in dict(mode).items()))
@@ -377,10 +381,13 @@ class Banner:
                 self._finals.clear()
                 self._encoded.clear()
             self._finals[final_key] = (mode, text)
-        return text
+        return text, final_key is not None
 
-    def _encode(self, text: str, charset: str) -> bytes:
-        """``text`` encoded for the page; kept for the finished markup of :meth:`_render`."""
+    def _encoded_banner(self, charset: str) -> bytes:
+        """This request's banner, encoded for the page; kept when its markup is."""
+        text, kept = self._finished()
+        if not kept:
+            return text.encode(charset, "xmlcharrefreplace")
         key = (text, charset)
         data = self._encoded.get(key)
         if data is None:
@@ -451,7 +458,7 @@ class Banner:
         end, outputs = page[1], page[2]
         if end < 0:
             return response  # no </body> to put it before
-        banner = self._encode(self._render(), charset)
+        banner = self._encoded_banner(charset)
         found = outputs.get(id(banner))
         if found is not None and found[0] is banner:
             out = found[1]

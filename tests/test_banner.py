@@ -204,6 +204,44 @@ def test_nonce_hook_of_the_extension_is_used(tmp_path):
     assert html.count('nonce="from-talisman"') == 2
 
 
+def test_kept_banners_and_pages_follow_each_request(app_factory):
+    """The same page again is the same output; each path, choice and nonce gets its own."""
+    app = app_factory()
+    page = b"<html><body><main>story</main></body></html>"
+
+    @app.get("/a")
+    @app.get("/b")
+    def same_bytes() -> Response:  # the very same object on every request
+        return Response(page, mimetype="text/html")
+
+    @app.get("/nonced")
+    def nonced() -> Response:
+        g.csp_nonce = f"n{len(nonces)}-{'x' * 20}"
+        nonces.append(g.csp_nonce)
+        return Response(page, mimetype="text/html")
+
+    nonces: list[str] = []
+    client = app.test_client()
+    first, again = client.get("/a?x=1"), client.get("/a?x=1")
+    assert first.get_data() == again.get_data()
+    assert "next=/a?x%3D1" in first.get_data(as_text=True) or "/a?x=1" in first.get_data(
+        as_text=True)
+    other = client.get("/b").get_data(as_text=True)
+    assert "/a?x=1" not in other and 'value="/b"' in other
+    for response in (first, again):
+        assert response.headers["Content-Length"] == str(len(response.get_data()))
+    banner = app.extensions["consentkit"].services["banner"]
+    kept = len(banner._encoded)
+    for _ in range(3):
+        html = client.get("/nonced").get_data(as_text=True)
+        assert html.count(f'nonce="{nonces[-1]}"') == 2
+    assert len(banner._encoded) == kept  # a banner with a nonce is not kept
+    decide(client, "accept_all")
+    decided = client.get("/a?x=1").get_data(as_text=True)
+    assert decided != first.get_data(as_text=True)
+    assert 'id="consentkit"' in decided
+
+
 HOSTILE = '<b>"x"</b></script><script>alert(1)</script>'
 
 

@@ -138,6 +138,8 @@ class RequestGate:
     def __init__(self, ext: ConsentKitState, charset: str = "utf-8") -> None:
         self.ext = ext
         self.gating: Gating = ext.services["gating"]
+        #: reports are logged once per key by the app's gating (see Gate.report)
+        self.reports_once = self.gating
         self.charset = charset
         self._granted: frozenset[str] | None = None
         self._texts: dict[tuple[str, str], str] = {}

@@ -151,7 +151,12 @@ class Gate(Protocol):
         """The markup put in front of a blocked iframe (already encoded)."""
 
     def report(self, key: str, message: str) -> None:
-        """Tell the developer about something the markup should fix (once per ``key``)."""
+        """Tell the developer about something the markup should fix (once per ``key``).
+
+        A gate may have a ``reports_once`` attribute: an object that keeps each
+        key it was told for good (so a later gate with the same one need not be
+        told it again).
+        """
 
 
 class TrackerMatcher:
@@ -560,12 +565,14 @@ class _Output:
     one (same language, page and link) gets the same bytes without a copy.
     """
 
-    __slots__ = ("finals", "plan", "reports")
+    __slots__ = ("finals", "plan", "reports", "told")
 
     def __init__(self, plan: tuple[bytes | int, ...], reports: tuple[tuple[str, str], ...]) -> None:
         self.plan = plan
         self.reports = reports
         self.finals: dict[tuple[bytes, ...], bytes] = {}
+        #: the ``reports_once`` of a gate that was given every report (see :meth:`apply`)
+        self.told: object | None = None
 
 
 class ScannedDocument:
@@ -609,8 +616,15 @@ class ScannedDocument:
                                               if isinstance(p, bytes)))):
                 # replaced whole: readers in other threads see the old dict or the new one
                 self.outputs = {**self.outputs, decisions: output}
-        for report in output.reports:
-            gate.report(*report)
+        if output.reports:
+            # A gate whose reports are kept once per key by some object (its
+            # ``reports_once``) need not be told again what a gate of the same
+            # object was told in full.
+            once = getattr(gate, "reports_once", None)
+            if once is None or output.told is not once:
+                for report in output.reports:
+                    gate.report(*report)
+                output.told = once
         plan = output.plan
         if len(plan) == 1:
             only = plan[0]

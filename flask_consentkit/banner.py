@@ -429,7 +429,8 @@ class Banner:
         content_type = first_header(response.headers, "Content-Type") or ""
         if content_type != _HTML and content_type.split(";", 1)[0].strip() != "text/html":
             return response  # checked first: most responses of an API end here
-        if current_request().endpoint == "consentkit.preferences":
+        endpoint = current_request().endpoint
+        if endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
             return response
         if not self.settings.auto_inject or not self._asks:
@@ -438,7 +439,7 @@ class Banner:
             response.is_streamed
             or response.direct_passthrough
             or first_header(response.headers, "Content-Encoding") not in (None, "identity")
-            or request.blueprint == "consentkit"
+            or (endpoint is not None and endpoint.startswith("consentkit."))  # our own views
         ):
             return response
         ctx = peek_request_consent()

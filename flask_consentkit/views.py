@@ -24,7 +24,7 @@ from .categories import NECESSARY
 from .config import Settings
 from .errors import ConsentBadRequest, ConsentForbidden, ConsentPayloadTooLarge
 from .extension import get_kit_state
-from .state import ConsentState, decide, get_state, request_consent
+from .state import ConsentState, current_request, decide, get_state, request_consent
 
 ACTIONS = ("accept_all", "reject_all", "save")
 _PACKAGE = Path(__file__).parent
@@ -186,7 +186,8 @@ def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, b
 
 def privacy_signal(settings: Settings) -> bool:
     """True when the browser asks not to be tracked and the app honours it."""
-    environ = request.environ  # request.headers.get() raises and catches for an absent header
+    # the environ itself: request.headers.get() raises and catches for an absent header
+    environ = current_request().environ
     if settings.honor_gpc and environ.get("HTTP_SEC_GPC", "").strip() == "1":
         return True
     return settings.honor_dnt and environ.get("HTTP_DNT", "").strip() == "1"

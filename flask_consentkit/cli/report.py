@@ -58,7 +58,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql import Subquery
 
-from ..ledger.schema import receipts
+from ..ledger.schema import receipts, visitor_index
 from . import cli, kit_state
 
 if TYPE_CHECKING:
@@ -260,9 +260,9 @@ class Queries:
     Each one reads the table at most once. On SQLite, where the schema's
     indexes allow, a query reads an index alone: counts per period come from
     range counts on the ``created_at`` index, the latest decision per visitor
-    from the ``consent_id`` index (which holds ``seq``). PostgreSQL hashes
-    instead, and counts everything but the visitors in one pass
-    (:meth:`summary`).
+    from the ``consent_id`` index (which holds ``seq``). PostgreSQL reads the
+    latest decisions from its visitor index alone (which holds what they
+    need) and counts everything else in one pass (:meth:`summary`).
     """
 
     def __init__(self, dialect: str, window: Window, categories: Sequence[str]) -> None:
@@ -362,23 +362,25 @@ class Queries:
         return select(calendar.c.period,
                       (in_period - func.coalesce(erased_in, 0)).label("n"))
 
-    def categories_(self, seq_range: tuple[int, int]) -> AnySelect:
+    def has_visitor_index(self) -> AnySelect:
+        """PostgreSQL: whether the ledger has :data:`~..ledger.schema.visitor_index`.
+
+        Ledgers get it with schema version 2, when the app first opens them.
+        """
+        return select(func.to_regclass(str(visitor_index.name)).is_not(None))
+
+    def categories_(self, seq_range: tuple[int, int], indexed: bool = False) -> AnySelect:
         """Each visitor's latest decision in the window, granted and denied per category.
 
         The latest decisions are grouped by their (granted, denied) lists, so
         membership is tested once per distinct pair, not once per visitor.
+        ``seq_range`` is for SQLite, ``indexed`` (:meth:`has_visitor_index`)
+        for PostgreSQL.
         """
-        r = receipts.c
         if self.dialect == "sqlite":
             latest = self._latest_sqlite(seq_range)
         else:
-            # a byte-wise sort: no locale rules needed to bring equal ids together
-            visitor = r.consent_id.collate("C")
-            latest = _distinct_on(
-                select(r.granted, r.denied)
-                .where(r.consent_id.is_not(None), self.in_window, self.decision)
-                .order_by(visitor, r.seq.desc()), visitor,
-            ).subquery("latest")
+            latest = self._latest_postgresql(indexed)
         pairs = (select(latest.c.granted, latest.c.denied, func.count().label("n"))
                  .group_by(latest.c.granted, latest.c.denied).subquery("pairs"))
         return select(
@@ -388,6 +390,23 @@ class Queries:
                 _sum_if(_has(pairs.c.denied, key), pairs.c.n).label(f"d{n}"),
             )),
         )
+
+    def _latest_postgresql(self, indexed: bool) -> Subquery:
+        """``DISTINCT ON`` the visitor, the latest ``seq`` first.
+
+        With the visitor index PostgreSQL reads the receipts in that order
+        from the index alone, which carries the columns needed here. Without
+        it (a ledger the app has not yet opened since an upgrade) the window
+        is sorted instead, byte-wise: no locale rules are needed to bring
+        equal ids together, but the index's order is the database's collation.
+        """
+        r = receipts.c
+        visitor = r.consent_id if indexed else r.consent_id.collate("C")
+        return _distinct_on(
+            select(r.granted, r.denied)
+            .where(r.consent_id.is_not(None), self.in_window, self.decision)
+            .order_by(visitor, r.seq.desc()), visitor,
+        ).subquery("latest")
 
     def _latest_sqlite(self, seq_range: tuple[int, int]) -> Subquery:
         """max(seq) per consent_id, read from the consent_id index alone.
@@ -474,10 +493,10 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
             by_method={m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)},
         )
 
-    def latest_postgresql() -> Any:
+    def latest_postgresql(indexed: bool) -> Any:
         """Visitors and categories."""
         with engine.connect() as conn:
-            row = conn.execute(q.categories_((0, 0))).one()
+            row = conn.execute(q.categories_((0, 0), indexed)).one()
         step()
         return row._mapping
 
@@ -511,6 +530,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
                     select(func.count()).select_from(receipts)).scalar_one()
                 return report
             report.ledger_receipts = in_window
+            indexed = q.dialect == "postgresql" and bool(
+                conn.execute(q.has_visitor_index()).scalar_one())
         step()
         with ThreadPoolExecutor(max_workers=2) as pool:
             if q.dialect == "sqlite":
@@ -518,7 +539,7 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
                 counts = counts_sqlite()
                 cat, counts.by_period = cat_future.result()
             else:
-                cat_future = pool.submit(latest_postgresql)
+                cat_future = pool.submit(latest_postgresql, indexed)
                 counts = counts_postgresql()
                 cat = cat_future.result()
                 # the bounds query only looked for a first receipt

@@ -46,7 +46,14 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from ..errors import ConsentKitError
 from . import chain
-from .schema import SCHEMA_VERSION, encode_categories, meta, metadata, receipts
+from .schema import (
+    SCHEMA_VERSION,
+    encode_categories,
+    meta,
+    metadata,
+    receipts,
+    visitor_index,
+)
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -582,5 +589,17 @@ def migrate(conn: Connection, version: int) -> None:
                  .values(value=str(SCHEMA_VERSION)))
 
 
+def _index_visitors_with_seq(conn: Connection) -> None:
+    """1 → 2: on PostgreSQL, :data:`~.schema.visitor_index` replaces the ``consent_id`` index.
+
+    Building it holds writes to the receipts for a moment (about 2 s per
+    million receipts); SQLite keeps its index.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(text("DROP INDEX IF EXISTS ix_consentkit_receipts_consent_id"))
+    visitor_index.create(conn, checkfirst=True)
+
+
 #: ``version → step`` that upgrades tables of that version by one.
-MIGRATIONS: dict[int, Any] = {}
+MIGRATIONS: dict[int, Any] = {1: _index_visitors_with_seq}

@@ -156,13 +156,16 @@ def test_an_older_schema_without_a_migration_path_is_refused(store_url: str) -> 
         Ledger(store_url).count()
 
 
-def test_a_version_1_ledger_is_migrated_to_the_visitor_index(store_url: str) -> None:
+def test_a_version_1_ledger_is_migrated_to_the_covering_indexes(store_url: str) -> None:
     fill(Ledger(store_url))
     postgres = store_url.startswith("postgresql")
-    if postgres:  # what version 1 had there: a plain index on consent_id
+    if postgres:  # what version 1 had there: plain indexes on consent_id and created_at
         execute(store_url, "DROP INDEX ix_consentkit_receipts_consent_id_seq")
         execute(store_url, "CREATE INDEX ix_consentkit_receipts_consent_id "
                            "ON consentkit_receipts (consent_id)")
+        execute(store_url, "DROP INDEX ix_consentkit_receipts_created_at")
+        execute(store_url, "CREATE INDEX ix_consentkit_receipts_created_at "
+                           "ON consentkit_receipts (created_at)")
     execute(store_url, "UPDATE consentkit_meta SET value = '1' WHERE key = 'schema_version'")
     dispose_engines(store_url)
 
@@ -183,6 +186,9 @@ def test_a_version_1_ledger_is_migrated_to_the_visitor_index(store_url: str) -> 
         assert visitor.get("column_sorting") == {"seq": ("desc",)}
         assert visitor.get("dialect_options", {}).get("postgresql_include") \
             == ["created_at", "action", "granted", "denied"]
+        created = indexes["ix_consentkit_receipts_created_at"]
+        assert created.get("dialect_options", {}).get("postgresql_include") \
+            == ["action", "method", "policy_version", "withdrawn"]
     else:  # SQLite keeps its index, which holds seq (the rowid)
         assert indexes["ix_consentkit_receipts_consent_id"]["column_names"] == ["consent_id"]
         assert "ix_consentkit_receipts_consent_id_seq" not in indexes

@@ -13,12 +13,18 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, Index, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from flask_consentkit.cli import cli
 from flask_consentkit.cli.report import METHODS, Queries, Window
-from flask_consentkit.ledger.schema import encode_categories, metadata, receipts, visitor_index
+from flask_consentkit.ledger.schema import (
+    created_at_index,
+    encode_categories,
+    metadata,
+    receipts,
+    visitor_index,
+)
 from tests.conftest import make_app
 
 OPTIONAL = ("functional", "analytics", "performance", "marketing")
@@ -298,25 +304,26 @@ def test_postgresql_ledger_without_the_visitor_index(
 
 
 @pytest.mark.postgres
-def test_postgresql_reads_latest_decisions_from_the_visitor_index_alone(
-        pg_ledger: Ledger) -> None:
-    """Every column the query needs is in the index, so no heap access and no sort.
+@pytest.mark.parametrize("query, index", [
+    ("categories", visitor_index), ("summary", created_at_index)])
+def test_postgresql_reads_indexes_alone(pg_ledger: Ledger, query: str, index: Index) -> None:
+    """Every column a query needs is in its index: no table access, no sort.
 
-    (A column added to the query but not to the index would quietly bring back
-    a sort of the whole window.)
+    (A column added to a query but not to its index would quietly bring back
+    a read of the table, or a sort of the whole window.)
     """
     _mixed_history(pg_ledger)
-    window = Window(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
-    query = Queries("postgresql", window, OPTIONAL).categories_((0, 0), indexed=True)
+    q = Queries("postgresql", Window(dt.date(2026, 11, 1), dt.date(2026, 11, 30)), OPTIONAL)
+    stmt = q.categories_((0, 0), indexed=True) if query == "categories" else q.summary()
     with pg_ledger.engine.begin() as conn:
         for setting in ("enable_seqscan", "enable_bitmapscan", "enable_indexscan",
                         "enable_sort"):
             conn.execute(text(f"SET LOCAL {setting} = off"))
-        compiled = query.compile(conn)
+        compiled = stmt.compile(conn)
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(
             f"EXPLAIN {compiled}", compiled.params))
-    assert f"Index Only Scan using {visitor_index.name}" in plan
-    assert "Sort" not in plan and "Seq Scan" not in plan
+    assert f"Index Only Scan using {index.name}" in plan
+    assert "Sort" not in plan and "Seq Scan" not in plan and "Index Scan" not in plan
 
 
 # -- messages instead of tracebacks -------------------------------------------------

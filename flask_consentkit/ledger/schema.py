@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever the tables change; recorded in ``consentkit_meta``. Version 2: on
-#: PostgreSQL, :data:`visitor_index` replaces the plain ``consent_id`` index.
+#: PostgreSQL, :data:`visitor_index` replaces the plain ``consent_id`` index and
+#: :data:`created_at_index` carries the columns the report counts.
 SCHEMA_VERSION = 2
 
 metadata = MetaData()
@@ -63,7 +64,15 @@ receipts = Table(
     Column("personal_digest", String(64), nullable=False, default=""),
     Column("digest", String(64), nullable=False),
     Column("prev_digest", String(64), nullable=False),
-    Index("ix_consentkit_receipts_created_at", "created_at"),
+)
+
+#: Receipts by time (pruning, the report's window). On PostgreSQL it also
+#: carries what ``flask consent report`` counts of each receipt, so that the
+#: counts read this index alone (an index-only scan of the window) instead of
+#: the table's far wider rows.
+created_at_index = Index(
+    "ix_consentkit_receipts_created_at", receipts.c.created_at,
+    postgresql_include=["action", "method", "policy_version", "withdrawn"],
 )
 
 #: A visitor's receipts, latest first. SQLite's index on ``consent_id`` holds

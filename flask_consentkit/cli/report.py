@@ -395,10 +395,11 @@ class Queries:
         """``DISTINCT ON`` the visitor, the latest ``seq`` first.
 
         With the visitor index PostgreSQL reads the receipts in that order
-        from the index alone, which carries the columns needed here. Without
-        it (a ledger the app has not yet opened since an upgrade) the window
-        is sorted instead, byte-wise: no locale rules are needed to bring
-        equal ids together, but the index's order is the database's collation.
+        from the index alone, which carries the columns needed here; the
+        query orders by the index's collation (the database's) to match it.
+        Without the index (a ledger the app has not opened since an upgrade)
+        the window is sorted instead, byte-wise: bringing equal ids together
+        needs no locale rules.
         """
         r = receipts.c
         visitor = r.consent_id if indexed else r.consent_id.collate("C")
@@ -436,7 +437,8 @@ SUMMARY_LEVELS = {"period": 0b011, "policy_version": 0b101, "method": 0b110, "to
 class _Counts:
     """Decisions (and, in total, erasures and withdrawals) along each dimension."""
 
-    total: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("decisions", "erasures", "withdrawals"), 0))
     by_period: dict[str, int] = field(default_factory=dict)
     by_policy_version: dict[str, int] = field(default_factory=dict)
     by_method: dict[str, int] = field(default_factory=dict)
@@ -509,8 +511,8 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         levels = SUMMARY_LEVELS
         for row in rows:  # a few rows per period, version and method; never receipts
             if row.level == levels["total"]:
-                counts.total = {key: int(getattr(row, key))
-                                for key in ("decisions", "erasures", "withdrawals")}
+                # (sums are NULL only if the window emptied since bounds())
+                counts.total = {key: int(getattr(row, key) or 0) for key in counts.total}
             elif row.level == levels["period"]:
                 counts.by_period[str(row.period)] = int(row.decisions)
             elif row.level == levels["policy_version"]:

@@ -5,6 +5,7 @@ Run from the project root::
     python bench/bench_report.py                      # SQLite only
     CONSENTKIT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         python bench/bench_report.py                  # SQLite and PostgreSQL
+    python bench/bench_report.py --store postgresql   # one store only (repeatable)
 
 The receipts are generated inside the database (a recursive CTE on SQLite,
 ``generate_series`` on PostgreSQL) into a temporary SQLite file and a
@@ -19,6 +20,7 @@ least any report must spend.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import secrets
@@ -192,9 +194,16 @@ def bench_postgres(base: str) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), action="append",
+                        help="bench only this store (repeatable); default: both")
+    stores = parser.parse_args().store or ["sqlite", "postgresql"]
     print(f"report over {ROWS:,} receipts, {VISITORS:,} visitors, {START} to {END}; "
           f"median of {REPEAT}; budget {BUDGET} s; load average {os.getloadavg()[0]:.1f}")
-    bench_sqlite()
+    if "sqlite" in stores:
+        bench_sqlite()
+    if "postgresql" not in stores:
+        return
     pg = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
     if pg:
         bench_postgres(pg)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import create_engine, inspect, text
 
 from flask_consentkit import ConsentKit
 from flask_consentkit.ledger.schema import SCHEMA_VERSION
@@ -154,6 +154,46 @@ def test_an_older_schema_without_a_migration_path_is_refused(store_url: str) -> 
     dispose_engines(store_url)
     with pytest.raises(LedgerError, match="no migration from receipts schema version 0"):
         Ledger(store_url).count()
+
+
+def test_a_version_1_ledger_is_migrated_to_the_covering_indexes(store_url: str) -> None:
+    fill(Ledger(store_url))
+    postgres = store_url.startswith("postgresql")
+    if postgres:  # what version 1 had there: plain indexes on consent_id and created_at
+        execute(store_url, "DROP INDEX ix_consentkit_receipts_consent_id_seq")
+        execute(store_url, "CREATE INDEX ix_consentkit_receipts_consent_id "
+                           "ON consentkit_receipts (consent_id)")
+        execute(store_url, "DROP INDEX ix_consentkit_receipts_created_at")
+        execute(store_url, "CREATE INDEX ix_consentkit_receipts_created_at "
+                           "ON consentkit_receipts (created_at)")
+    execute(store_url, "UPDATE consentkit_meta SET value = '1' WHERE key = 'schema_version'")
+    dispose_engines(store_url)
+
+    ledger = Ledger(store_url)
+    ledger.append(draft())
+
+    assert execute(store_url, "SELECT value FROM consentkit_meta WHERE key = 'schema_version'") \
+        == [("2",)] == [(str(SCHEMA_VERSION),)]
+    engine = create_engine(store_url)
+    try:
+        indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("consentkit_receipts")}
+    finally:
+        engine.dispose()
+    if postgres:
+        assert "ix_consentkit_receipts_consent_id" not in indexes
+        visitor = indexes["ix_consentkit_receipts_consent_id_seq"]
+        assert visitor["column_names"] == ["consent_id", "seq"]
+        assert visitor.get("column_sorting") == {"seq": ("desc",)}
+        assert visitor.get("dialect_options", {}).get("postgresql_include") \
+            == ["created_at", "action", "granted", "denied"]
+        created = indexes["ix_consentkit_receipts_created_at"]
+        assert created.get("dialect_options", {}).get("postgresql_include") \
+            == ["action", "method", "policy_version", "withdrawn"]
+    else:  # SQLite keeps its index, which holds seq (the rowid)
+        assert indexes["ix_consentkit_receipts_consent_id"]["column_names"] == ["consent_id"]
+        assert "ix_consentkit_receipts_consent_id_seq" not in indexes
+    assert ledger.verify().ok and ledger.count() == 6
+    assert len(ledger.export(CONSENT_ID)) == 3
 
 
 def test_default_store_is_a_wal_sqlite_file_in_a_new_instance_folder(tmp_path: Path) -> None:

@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, Index, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from flask_consentkit.cli import cli
-from flask_consentkit.ledger.schema import encode_categories, metadata, receipts
+from flask_consentkit.cli.report import METHODS, Queries, Window
+from flask_consentkit.ledger.schema import (
+    created_at_index,
+    encode_categories,
+    metadata,
+    receipts,
+    visitor_index,
+)
 from tests.conftest import make_app
 
 OPTIONAL = ("functional", "analytics", "performance", "marketing")
@@ -261,6 +268,62 @@ def test_default_window_is_the_last_30_days(ledger: Ledger,
     assert data["window"]["since"] == (today.date() - dt.timedelta(days=29)).isoformat()
     assert len(data["by_period"]) == 30
     assert data["decisions"] == 2
+
+
+def _mixed_history(ledger: Ledger) -> None:
+    """Visitors who changed their minds, an erased visitor, receipts around the window."""
+    for n in range(12):
+        visitor = ledger.visitor(("accept_all", "reject_all", "save")[n % 3], ["analytics"],
+                                 when=DAY + dt.timedelta(hours=n), method=METHODS[n % 4])
+        if n % 2:
+            ledger.add(visitor, "save", ["performance"], when=DAY + dt.timedelta(days=n),
+                       method="preferences", withdrawn=["analytics"], policy_version="2")
+        if n % 5 == 0:
+            ledger.add(visitor, "reject_all", when=dt.datetime(2026, 12, 1, 0, 0))
+    ledger.add(None, "accept_all")
+    ledger.add(None, "erase", when=DAY + dt.timedelta(days=3))
+    ledger.visitor("accept_all", when=dt.datetime(2026, 10, 31, 23, 59))
+
+
+@pytest.mark.postgres
+def test_postgresql_ledger_without_the_visitor_index(
+        pg_ledger: Ledger, app_for: Callable[[Ledger], Flask]) -> None:
+    """A ledger the app has not opened since the upgrade (schema 1) gives the same report."""
+    _mixed_history(pg_ledger)
+    app = app_for(pg_ledger)
+    runs = [("--by", by) for by in ("day", "week", "month")]
+    with_index = [report_json(app, *WINDOW, *run, "--min-count", "0") for run in runs]
+    assert with_index[0]["visitors"] == 12 and with_index[0]["decisions"] == 19
+
+    with pg_ledger.engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {visitor_index.name}"))
+        conn.execute(text("CREATE INDEX ix_consentkit_receipts_consent_id "
+                          "ON consentkit_receipts (consent_id)"))
+
+    assert [report_json(app, *WINDOW, *run, "--min-count", "0") for run in runs] == with_index
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("query, index", [
+    ("categories", visitor_index), ("summary", created_at_index)])
+def test_postgresql_reads_indexes_alone(pg_ledger: Ledger, query: str, index: Index) -> None:
+    """Every column a query needs is in its index: no table access, no sort.
+
+    (A column added to a query but not to its index would quietly bring back
+    a read of the table, or a sort of the whole window.)
+    """
+    _mixed_history(pg_ledger)
+    q = Queries("postgresql", Window(dt.date(2026, 11, 1), dt.date(2026, 11, 30)), OPTIONAL)
+    stmt = q.categories_((0, 0), indexed=True) if query == "categories" else q.summary()
+    with pg_ledger.engine.begin() as conn:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_indexscan",
+                        "enable_sort"):
+            conn.execute(text(f"SET LOCAL {setting} = off"))
+        compiled = stmt.compile(conn)
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(
+            f"EXPLAIN {compiled}", compiled.params))
+    assert f"Index Only Scan using {index.name}" in plan
+    assert "Sort" not in plan and "Seq Scan" not in plan and "Index Scan" not in plan
 
 
 # -- messages instead of tracebacks -------------------------------------------------

@@ -51,13 +51,14 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    tuple_,
     union_all,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql import Subquery
 
-from ..ledger.schema import receipts
+from ..ledger.schema import receipts, visitor_index
 from . import cli, kit_state
 
 if TYPE_CHECKING:
@@ -256,10 +257,12 @@ def _distinct_on(stmt: AnySelect, column: ColumnElement[Any]) -> AnySelect:
 class Queries:
     """The report's aggregate queries (see the module docstring).
 
-    Each one reads the table at most once. Where the schema's indexes allow,
-    a query reads an index alone: counts per period come from range counts
-    on the ``created_at`` index, the latest decision per visitor from the
-    ``consent_id`` index (which holds ``seq``).
+    Each one reads the table at most once. On SQLite, where the schema's
+    indexes allow, a query reads an index alone: counts per period come from
+    range counts on the ``created_at`` index, the latest decision per visitor
+    from the ``consent_id`` index (which holds ``seq``). PostgreSQL reads the
+    latest decisions from its visitor index alone (which holds what they
+    need) and counts everything else in one pass (:meth:`summary`).
     """
 
     def __init__(self, dialect: str, window: Window, categories: Sequence[str]) -> None:
@@ -283,10 +286,11 @@ class Queries:
         return select(func.count(), func.min(first.c.seq), func.max(first.c.seq))
 
     def policy_versions(self) -> AnySelect:
+        """SQLite: the policy versions in the window, to count them in :meth:`totals`."""
         return select(receipts.c.policy_version).where(self.in_window).distinct()
 
     def totals(self, versions: Sequence[str]) -> AnySelect:
-        """One pass: decisions, erasures, withdrawals, per method and per policy version."""
+        """SQLite, one pass: decisions, erasures, withdrawals, per method and per policy version."""
         r = receipts.c
         decision = self.decision
         return select(
@@ -299,18 +303,35 @@ class Queries:
               for n, v in enumerate(versions)),
         ).where(self.in_window)
 
-    def by_period(self) -> AnySelect:
-        """Decisions per period, for the periods that have any."""
-        if self.dialect == "sqlite":
-            return self._by_period_sqlite()
-        r = receipts.c
-        start = func.date_trunc(self.window.by, r.created_at).label("start")
-        grouped = (select(start, func.count().label("n")).where(self.in_window, self.decision)
-                   .group_by(start).subquery("grouped"))
-        return select(func.to_char(grouped.c.start, "YYYY-MM-DD").label("period"), grouped.c.n)
+    def summary(self) -> AnySelect:
+        """PostgreSQL, one pass over the window: decisions, erasures and withdrawals in
+        total, per period, per policy version and per method.
 
-    def _by_period_sqlite(self) -> AnySelect:
-        """Receipts per period minus erasure tombstones per period, from the indexes.
+        The receipts are counted per (period, policy version, method) — one hash
+        lookup per receipt into a table of a few thousand cells — and the cells
+        are then summed along each of them with ``GROUPING SETS``. ``level`` (a
+        ``GROUPING()`` bit mask) tells the rows apart: :data:`SUMMARY_LEVELS`.
+        """
+        r = receipts.c
+        decision = self.decision
+        start = func.date_trunc(self.window.by, r.created_at).label("start")
+        cells = (select(start, r.policy_version, r.method,
+                        _count_if(decision).label("decisions"),
+                        _count_if(r.action == "erase").label("erasures"),
+                        _count_if(and_(decision, r.withdrawn != ",")).label("withdrawals"))
+                 .where(self.in_window).group_by(start, r.policy_version, r.method)
+                 .subquery("cells"))
+        c = cells.c
+        return select(
+            func.grouping(c.start, c.policy_version, c.method).label("level"),
+            func.to_char(c.start, "YYYY-MM-DD").label("period"), c.policy_version, c.method,
+            *(func.sum(col).label(col.name) for col in (c.decisions, c.erasures,
+                                                        c.withdrawals)),
+        ).group_by(func.grouping_sets(tuple_(c.start), tuple_(c.policy_version),
+                                      tuple_(c.method), tuple_()))
+
+    def by_period(self) -> AnySelect:
+        """SQLite: receipts per period minus erasure tombstones per period, from the indexes.
 
         SQLite groups by sorting, so instead: receipts per period are range
         counts on the ``created_at`` index; the tombstones (whose
@@ -341,23 +362,25 @@ class Queries:
         return select(calendar.c.period,
                       (in_period - func.coalesce(erased_in, 0)).label("n"))
 
-    def categories_(self, seq_range: tuple[int, int]) -> AnySelect:
+    def has_visitor_index(self) -> AnySelect:
+        """PostgreSQL: whether the ledger has :data:`~..ledger.schema.visitor_index`.
+
+        Ledgers get it with schema version 2, when the app first opens them.
+        """
+        return select(func.to_regclass(str(visitor_index.name)).is_not(None))
+
+    def categories_(self, seq_range: tuple[int, int], indexed: bool = False) -> AnySelect:
         """Each visitor's latest decision in the window, granted and denied per category.
 
         The latest decisions are grouped by their (granted, denied) lists, so
         membership is tested once per distinct pair, not once per visitor.
+        ``seq_range`` is for SQLite, ``indexed`` (:meth:`has_visitor_index`)
+        for PostgreSQL.
         """
-        r = receipts.c
         if self.dialect == "sqlite":
             latest = self._latest_sqlite(seq_range)
         else:
-            # a byte-wise sort: no locale rules needed to bring equal ids together
-            visitor = r.consent_id.collate("C")
-            latest = _distinct_on(
-                select(r.granted, r.denied)
-                .where(r.consent_id.is_not(None), self.in_window, self.decision)
-                .order_by(visitor, r.seq.desc()), visitor,
-            ).subquery("latest")
+            latest = self._latest_postgresql(indexed)
         pairs = (select(latest.c.granted, latest.c.denied, func.count().label("n"))
                  .group_by(latest.c.granted, latest.c.denied).subquery("pairs"))
         return select(
@@ -367,6 +390,24 @@ class Queries:
                 _sum_if(_has(pairs.c.denied, key), pairs.c.n).label(f"d{n}"),
             )),
         )
+
+    def _latest_postgresql(self, indexed: bool) -> Subquery:
+        """``DISTINCT ON`` the visitor, the latest ``seq`` first.
+
+        With the visitor index PostgreSQL reads the receipts in that order
+        from the index alone, which carries the columns needed here; the
+        query orders by the index's collation (the database's) to match it.
+        Without the index (a ledger the app has not opened since an upgrade)
+        the window is sorted instead, byte-wise: bringing equal ids together
+        needs no locale rules.
+        """
+        r = receipts.c
+        visitor = r.consent_id if indexed else r.consent_id.collate("C")
+        return _distinct_on(
+            select(r.granted, r.denied)
+            .where(r.consent_id.is_not(None), self.in_window, self.decision)
+            .order_by(visitor, r.seq.desc()), visitor,
+        ).subquery("latest")
 
     def _latest_sqlite(self, seq_range: tuple[int, int]) -> Subquery:
         """max(seq) per consent_id, read from the consent_id index alone.
@@ -387,16 +428,30 @@ class Queries:
                 .subquery("latest"))
 
 
-#: Steps of :func:`aggregate`, for the progress line.
-STEPS = 5
+#: ``GROUPING(start, policy_version, method)`` of each kind of row of :meth:`Queries.summary`
+#: (a bit is set for each column the row is *not* grouped by).
+SUMMARY_LEVELS = {"period": 0b011, "policy_version": 0b101, "method": 0b110, "total": 0b111}
+
+
+@dataclass
+class _Counts:
+    """Decisions (and, in total, erasures and withdrawals) along each dimension."""
+
+    total: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("decisions", "erasures", "withdrawals"), 0))
+    by_period: dict[str, int] = field(default_factory=dict)
+    by_policy_version: dict[str, int] = field(default_factory=dict)
+    by_method: dict[str, int] = field(default_factory=dict)
 
 
 def aggregate(engine: Engine, window: Window, categories: Sequence[str],
               progress: Callable[[int, int], None] | None = None) -> Report:
     """Run the report's queries on ``engine`` and return the exact counts.
 
-    Two connections work at once: one finds each visitor's latest decision
-    and counts the periods, the other counts totals and policy versions.
+    Two connections work at once. On SQLite one finds each visitor's latest
+    decision and counts the periods, the other counts totals and policy
+    versions. On PostgreSQL one finds the latest decisions, the other counts
+    everything else in a single pass (:meth:`Queries.summary`).
 
     :raises ReportError: the database cannot be reached or cannot be read.
     """
@@ -407,6 +462,7 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         by_method=dict.fromkeys(METHODS, 0),
     )
     q = Queries(engine.dialect.name, window, categories)
+    steps = 5 if q.dialect == "sqlite" else 3
     done = 0
     lock = threading.Lock()
 
@@ -415,9 +471,9 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
         with lock:
             done += 1
             if progress is not None:
-                progress(done, STEPS)
+                progress(done, steps)
 
-    def latest(seq_range: tuple[int, int]) -> tuple[Any, dict[str, int]]:
+    def latest_sqlite(seq_range: tuple[int, int]) -> tuple[Any, dict[str, int]]:
         """``(visitors and categories, decisions per period)``."""
         with engine.connect() as conn:
             row = conn.execute(q.categories_(seq_range)).one()
@@ -426,14 +482,44 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
             step()
         return row._mapping, periods
 
-    def counts() -> tuple[Any, dict[str, int]]:
-        """``(totals, decisions per policy version)``."""
+    def counts_sqlite() -> _Counts:
+        """Totals, per method and per policy version (periods: :func:`latest_sqlite`)."""
         with engine.connect() as conn:
             names = sorted(str(v) for v in conn.execute(q.policy_versions()).scalars())
             step()
             totals = conn.execute(q.totals(names)).one()._mapping
             step()
-        return totals, {v: int(totals[f"v{n}"]) for n, v in enumerate(names)}
+        return _Counts(
+            total={key: int(totals[key]) for key in ("decisions", "erasures", "withdrawals")},
+            by_policy_version={v: int(totals[f"v{n}"]) for n, v in enumerate(names)},
+            by_method={m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)},
+        )
+
+    def latest_postgresql(indexed: bool) -> Any:
+        """Visitors and categories."""
+        with engine.connect() as conn:
+            row = conn.execute(q.categories_((0, 0), indexed)).one()
+        step()
+        return row._mapping
+
+    def counts_postgresql() -> _Counts:
+        """Everything but visitors and categories, from the one summary query."""
+        with engine.connect() as conn:
+            rows = conn.execute(q.summary()).all()
+        step()
+        counts = _Counts()
+        levels = SUMMARY_LEVELS
+        for row in rows:  # a few rows per period, version and method; never receipts
+            if row.level == levels["total"]:
+                # (sums are NULL only if the window emptied since bounds())
+                counts.total = {key: int(getattr(row, key) or 0) for key in counts.total}
+            elif row.level == levels["period"]:
+                counts.by_period[str(row.period)] = int(row.decisions)
+            elif row.level == levels["policy_version"]:
+                counts.by_policy_version[str(row.policy_version)] = int(row.decisions)
+            elif row.level == levels["method"] and row.method in METHODS:
+                counts.by_method[str(row.method)] = int(row.decisions)
+        return counts
 
     try:
         with engine.connect() as conn:
@@ -446,23 +532,32 @@ def aggregate(engine: Engine, window: Window, categories: Sequence[str],
                     select(func.count()).select_from(receipts)).scalar_one()
                 return report
             report.ledger_receipts = in_window
+            indexed = q.dialect == "postgresql" and bool(
+                conn.execute(q.has_visitor_index()).scalar_one())
         step()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            cat_future = pool.submit(latest, (lo, hi))
-            totals, versions = counts()
-            cat, periods = cat_future.result()
+            if q.dialect == "sqlite":
+                cat_future = pool.submit(latest_sqlite, (lo, hi))
+                counts = counts_sqlite()
+                cat, counts.by_period = cat_future.result()
+            else:
+                cat_future = pool.submit(latest_postgresql, indexed)
+                counts = counts_postgresql()
+                cat = cat_future.result()
+                # the bounds query only looked for a first receipt
+                report.ledger_receipts = counts.total["decisions"] + counts.total["erasures"]
     except DBAPIError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: "
                           f"{_first_line(e.orig)}") from None
     except SQLAlchemyError as e:
         raise ReportError(f"Cannot read the ledger at {_shown(engine)}: {e}") from None
 
-    report.decisions = int(totals["decisions"])
-    report.erasures = int(totals["erasures"])
-    report.withdrawals = int(totals["withdrawals"])
-    report.by_method = {m: int(totals[f"m{n}"]) for n, m in enumerate(METHODS)}
-    report.by_policy_version = {v: n for v, n in sorted(versions.items()) if n}
-    report.by_period = [(p, periods.get(p, 0)) for p in window.periods()]
+    report.decisions = counts.total["decisions"]
+    report.erasures = counts.total["erasures"]
+    report.withdrawals = counts.total["withdrawals"]
+    report.by_method = {m: counts.by_method.get(m, 0) for m in METHODS}
+    report.by_policy_version = {v: n for v, n in sorted(counts.by_policy_version.items()) if n}
+    report.by_period = [(p, counts.by_period.get(p, 0)) for p in window.periods()]
     report.visitors = int(cat["visitors"])
     report.categories = {
         key: CategoryCount(int(cat[f"g{n}"]), int(cat[f"d{n}"]))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from flask import Flask, Response, request, stream_with_context, url_for
@@ -145,7 +145,7 @@ class RequestGate:
         self._texts: dict[tuple[str, str], str] = {}
         self._href: str | None = None
         #: what the placeholders of this request depend on (see _placeholder_key)
-        self._key: tuple[str | None, ...] | bool | None = None
+        self._key: tuple[str | None, ...] | Literal[False] | None = None
 
     def allows(self, category: str) -> bool:
         if category == NECESSARY:
@@ -191,6 +191,12 @@ class RequestGate:
             return translated
         return ENGLISH_LABELS.get(category, category.replace("_", " ").title())
 
+    def placeholders_key(self) -> tuple[str | None, ...] | None:
+        """What every placeholder of this request depends on besides category and title."""
+        if self._key is None:
+            self._key = self._placeholder_key()
+        return None if self._key is False else self._key
+
     def placeholder(self, category: str, title: str | None) -> bytes:
         if self._key is None:
             self._key = self._placeholder_key()
@@ -204,7 +210,7 @@ class RequestGate:
             self.gating.remember_placeholder(key, markup)
         return markup
 
-    def _placeholder_key(self) -> tuple[str | None, ...] | bool:
+    def _placeholder_key(self) -> tuple[str | None, ...] | Literal[False]:
         """What this request's placeholders depend on besides category and title.
 
         ``False`` when that is not known: no ``language`` service, or

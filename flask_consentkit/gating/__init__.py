@@ -93,6 +93,7 @@ class Gating:
         self.placeholders: dict[tuple[Any, ...], bytes] = {}
         self._paths: dict[tuple[Any, ...], str] = {}
         self._reported: set[str] = set()
+        self._url_defaults: bool | None = None
         self._lock = threading.Lock()
 
     def preferences_path(self) -> str:
@@ -102,7 +103,7 @@ class Gating:
         depend on anything.
         """
         app, environ = request_parts()
-        if any(app.url_default_functions.values()):
+        if self.url_defaults(app):
             return url_for("consentkit.preferences")
         key = tuple(environ.get(name) for name in _URL_ENVIRON)
         path = self._paths.get(key)
@@ -113,6 +114,18 @@ class Gating:
                     self._paths.clear()
                 self._paths[key] = path
         return path
+
+    def url_defaults(self, app: Flask) -> bool:
+        """Does ``app`` have ``url_defaults`` callbacks (which may change any URL built)?
+
+        Read once the app serves requests: they cannot be added after that.
+        """
+        if self._url_defaults is None:
+            found = any(app.url_default_functions.values())
+            if not app._got_first_request:  # still being set up: ask again next time
+                return found
+            self._url_defaults = found
+        return self._url_defaults
 
     def remember_placeholder(self, key: tuple[Any, ...], markup: bytes) -> None:
         """Keep a placeholder (at most 512: titles and links come from the pages)."""
@@ -218,10 +231,12 @@ class RequestGate:
         """
         language = self.ext.services.get("language")
         app, environ = request_parts()
-        if language is None or any(app.url_default_functions.values()):
+        if language is None or self.gating.url_defaults(app):
             return False
-        return (language(), self.charset, environ.get("PATH_INFO"), environ.get("QUERY_STRING"),
-                *[environ.get(name) for name in _URL_ENVIRON])
+        get = environ.get
+        return (language(), self.charset, get("PATH_INFO"), get("QUERY_STRING"),
+                get("SCRIPT_NAME"), get("HTTP_HOST"), get("SERVER_NAME"), get("SERVER_PORT"),
+                get("wsgi.url_scheme"))
 
     def _placeholder(self, category: str, title: str | None) -> bytes:
         if self._href is None:

@@ -233,7 +233,7 @@ class RequestGate:
         app, environ = request_parts()
         if language is None or self.gating.url_defaults(app):
             return False
-        get = environ.get
+        get = environ.get  # the link's page, then _URL_ENVIRON written out (per request)
         return (language(), self.charset, get("PATH_INFO"), get("QUERY_STRING"),
                 get("SCRIPT_NAME"), get("HTTP_HOST"), get("SERVER_NAME"), get("SERVER_PORT"),
                 get("wsgi.url_scheme"))

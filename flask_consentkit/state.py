@@ -285,33 +285,21 @@ def current_request() -> Request:
 def get_state() -> ConsentState:
     """The visitor's consent for this request, resolved once and lazily."""
     req_ctx = _cv_request.get(None) if _cv_request is not None else None
-    if req_ctx is None:  # outside a request (or a Flask without the context vars)
-        return _get_state_slow()
-    store = _cv_app.get().g.__dict__
-    ctx: RequestConsent | None = store.get("_consentkit")
-    if ctx is None:
-        ctx = store["_consentkit"] = RequestConsent()
+    if req_ctx is not None:  # the common case, without the proxies
+        store = _cv_app.get().g.__dict__
+        ctx: RequestConsent | None = store.get("_consentkit")
+        if ctx is None:
+            ctx = store["_consentkit"] = RequestConsent()
+    else:  # outside a request the proxies raise; or a Flask without the context vars
+        ctx = request_consent()
     ctx.varies = True
     if ctx.decision is not None:
         return ctx.decision
     if ctx.clear:
         return UNDECIDED
     if ctx.state is None:
-        ext = req_ctx.app.extensions["consentkit"]
-        value = read_cookie(req_ctx.request.environ.get("HTTP_COOKIE"), ext.settings.cookie_name)
-        ctx.state, ctx.reissue = ext.codec.loads(value)
-    return ctx.state
-
-
-def _get_state_slow() -> ConsentState:
-    ctx = request_consent()
-    ctx.varies = True
-    if ctx.decision is not None:
-        return ctx.decision
-    if ctx.clear:
-        return UNDECIDED
-    if ctx.state is None:
-        app, environ = request_parts()
+        app, environ = ((req_ctx.app, req_ctx.request.environ) if req_ctx is not None
+                        else request_parts())
         ext = app.extensions["consentkit"]
         value = read_cookie(environ.get("HTTP_COOKIE"), ext.settings.cookie_name)
         ctx.state, ctx.reissue = ext.codec.loads(value)

@@ -895,14 +895,9 @@ def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
                 sites.append(site)
             pos = after
             continue
-        if name == b"img":
-            site = _image_site(body, low, t0, a0, a1, t1, matcher)
-            if site is not None:
-                sites.append(site)
-            pos = t1
-            continue
-        if name == b"link":
-            site = _link_site(body, low, t0, a0, a1, t1, matcher)
+        if name == b"img" or name == b"link":  # void elements: the start tag is all
+            site_of = _image_site if name == b"img" else _link_site
+            site = site_of(body, low, t0, a0, a1, t1, matcher)
             if site is not None:
                 sites.append(site)
             pos = t1

@@ -51,15 +51,8 @@ START = END - dt.timedelta(days=364)
 SECONDS = 365 * 86400
 
 # one row: seq i (1..ROWS); every 97th an erasure tombstone; actions cycle
-_SQLITE_FILL = f"""
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
-INSERT INTO consentkit_receipts (seq, receipt_id, consent_id, created_at, action, granted,
-    denied, withdrawn, policy_version, banner_hash, language, method, page_path,
-    personal_digest, digest, prev_digest)
-SELECT i, printf('%08x-0000-4000-8000-%012x', i, i),
-  CASE WHEN i % 97 = 0 THEN NULL ELSE printf('v%015d', (i * 7919) % {VISITORS}) END,
-  strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', printf('+%d seconds',
-           (i - 1) * {SECONDS} / {ROWS})),
+#: action, granted, denied, withdrawn and policy version of receipt ``i`` (both dialects)
+_DECISION_COLUMNS = f"""\
   CASE WHEN i % 97 = 0 THEN 'erase' WHEN i % 3 = 0 THEN 'accept_all'
        WHEN i % 3 = 1 THEN 'reject_all' ELSE 'save' END,
   CASE WHEN i % 97 = 0 THEN ',' WHEN i % 3 = 0
@@ -70,7 +63,18 @@ SELECT i, printf('%08x-0000-4000-8000-%012x', i, i),
        ELSE ',functional,marketing,performance,' END,
   CASE WHEN i % 11 = 0 THEN ',marketing,' ELSE ',' END,
   CASE WHEN i < {ROWS * 6 // 10} THEN '1' ELSE '2' END,
-  printf('%064x', i % 4), 'en',
+"""
+
+_SQLITE_FILL = f"""
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+INSERT INTO consentkit_receipts (seq, receipt_id, consent_id, created_at, action, granted,
+    denied, withdrawn, policy_version, banner_hash, language, method, page_path,
+    personal_digest, digest, prev_digest)
+SELECT i, printf('%08x-0000-4000-8000-%012x', i, i),
+  CASE WHEN i % 97 = 0 THEN NULL ELSE printf('v%015d', (i * 7919) % {VISITORS}) END,
+  strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', printf('+%d seconds',
+           (i - 1) * {SECONDS} / {ROWS})),
+{_DECISION_COLUMNS}  printf('%064x', i % 4), 'en',
   CASE i % 4 WHEN 0 THEN 'banner' WHEN 1 THEN 'preferences' WHEN 2 THEN 'api' ELSE 'gpc' END,
   '/', printf('%064x', i), printf('%064x', i), printf('%064x', i - 1)
 FROM n
@@ -83,17 +87,7 @@ INSERT INTO consentkit_receipts (seq, receipt_id, consent_id, created_at, action
 SELECT i, lpad(to_hex(i), 8, '0') || '-0000-4000-8000-' || lpad(to_hex(i), 12, '0'),
   CASE WHEN i % 97 = 0 THEN NULL ELSE 'v' || lpad(((i * 7919) % {VISITORS})::text, 15, '0') END,
   timestamp '{START}' + ((i - 1)::bigint * {SECONDS} / {ROWS}) * interval '1 second',
-  CASE WHEN i % 97 = 0 THEN 'erase' WHEN i % 3 = 0 THEN 'accept_all'
-       WHEN i % 3 = 1 THEN 'reject_all' ELSE 'save' END,
-  CASE WHEN i % 97 = 0 THEN ',' WHEN i % 3 = 0
-       THEN ',analytics,functional,marketing,necessary,performance,'
-       WHEN i % 3 = 1 THEN ',necessary,' ELSE ',analytics,necessary,' END,
-  CASE WHEN i % 97 = 0 OR i % 3 = 0 THEN ','
-       WHEN i % 3 = 1 THEN ',analytics,functional,marketing,performance,'
-       ELSE ',functional,marketing,performance,' END,
-  CASE WHEN i % 11 = 0 THEN ',marketing,' ELSE ',' END,
-  CASE WHEN i < {ROWS * 6 // 10} THEN '1' ELSE '2' END,
-  lpad(to_hex(i % 4), 64, '0'), 'en',
+{_DECISION_COLUMNS}  lpad(to_hex(i % 4), 64, '0'), 'en',
   (ARRAY['banner', 'preferences', 'api', 'gpc'])[i % 4 + 1],
   '/', lpad(to_hex(i), 64, '0'), lpad(to_hex(i), 64, '0'), lpad(to_hex(i - 1), 64, '0')
 FROM generate_series(1::bigint, {ROWS}) AS i

@@ -1059,6 +1059,12 @@ def _neutralise_script(body: bytes, t0: int, a0: int, t1: int, attrs: dict[bytes
     return _edit_tag(body, t0, a0, t1, remove, add)
 
 
+def _neutralised(category: str, name: bytes, url: str) -> bytes:
+    """The attributes that mark a tag whose URL attribute ``name`` was moved aside."""
+    return (b" data-consent=" + _quote(category) + b" data-consent-" + name + b"="
+            + _quote(url) + b" data-consentkit-neutralised")
+
+
 def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
                  matcher: TrackerMatcher) -> Site | None:
     """The site of this iframe, or ``None`` when it never depends on consent."""
@@ -1084,8 +1090,7 @@ def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
     tracker = matcher.find_iframe(src.raw)
     if tracker is None:
         return None
-    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-src="
-           + _quote(src.value) + b" data-consentkit-neutralised")
+    add = _neutralised(tracker.category, b"src", src.value)
     return Site(
         t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [src], add),
         placeholder=True, title=title,
@@ -1111,8 +1116,7 @@ def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
     if tracker is None:
         return None
     remove = [a for a in (src, attrs.get(b"srcset")) if a is not None]
-    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-src="
-           + _quote(src.value) + b" data-consentkit-neutralised")
+    add = _neutralised(tracker.category, b"src", src.value)
     return Site(
         t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, remove, add),
         report=(f"tracker:{tracker.name}",
@@ -1138,8 +1142,7 @@ def _link_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
     tracker = matcher.find_resource(href.raw)
     if tracker is None:
         return None
-    add = (b" data-consent=" + _quote(tracker.category) + b" data-consent-href="
-           + _quote(href.value) + b" data-consentkit-neutralised")
+    add = _neutralised(tracker.category, b"href", href.value)
     return Site(
         t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [href], add),
         report=(f"tracker:{tracker.name}:link",

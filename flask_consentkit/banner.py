@@ -131,6 +131,9 @@ class ServiceView:
     purpose: str | None
     policy_url: str | None
     cookies: tuple[str, ...]
+    #: where the browser connects for it (the browser policy allows these with consent)
+    hosts: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
 
 
 @dataclass
@@ -305,6 +308,8 @@ class Banner:
                         purpose=pick_text(s.purpose, lang, default),
                         policy_url=s.policy_url,
                         cookies=tuple(str(p) for p in s.cookies),
+                        hosts=tuple(str(h) for h in s.hosts),
+                        countries=s.countries,
                     )
                     for s in c.services
                 ],
@@ -534,14 +539,20 @@ class BannerView:
     @property
     def data(self) -> dict[str, Any]:
         """What the banner script needs, handed over as JSON (``|tojson``)."""
-        mode = self.banner.ext.services.get("consent_mode") or {}
-        return {
+        services = self.banner.ext.services
+        mode = services.get("consent_mode") or {}
+        data = {
             "endpoint": self.action_url,
             "decided": self.decided,
             "granted": self.granted,
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
         }
+        if "policy" in services:
+            # granting one of these lets the browser reach a host this page's policy
+            # blocks: only a reload gets the page the new policy
+            data["reloadOn"] = list(services["vendors"].widening(frozenset(self.granted)))
+        return data
 
 
 def _last_body_end(body: bytes, tail: int = 4096) -> int:

@@ -50,14 +50,61 @@ class CookiePattern:
 
 
 @dataclass(frozen=True)
+class HostPattern:
+    """A host a vendor loads from or sends to, written as a CSP host source without scheme.
+
+    ``host`` is ``www.example.com`` (that host) or ``*.example.com`` (its
+    subdomains, not ``example.com`` itself); ``path`` is ``""`` (any path) or a
+    prefix ending in ``/`` (``/recaptcha/``) for a host that vendors share.
+    """
+
+    host: str
+    path: str = ""
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host.startswith("*.")
+
+    def matches(self, host: str, path: str = "/") -> bool:
+        """Does a request to ``host`` (lower case, no trailing dot) and ``path`` match?"""
+        if self.is_wildcard:
+            if not host.endswith(self.host[1:]):
+                return False
+        elif host != self.host:
+            return False
+        return not self.path or path.startswith(self.path)
+
+    def __str__(self) -> str:
+        return self.host + self.path
+
+
+@dataclass(frozen=True)
 class Service:
-    """A vendor the app uses, shown in the preferences."""
+    """A vendor: declared by the app (shown in the preferences) or from the catalogue.
+
+    Its ``hosts`` are allowed by the browser's policy when ``category`` — or
+    one of ``shared_with``, for a loader that serves several categories — is
+    granted.
+    """
 
     name: str
     category: str
     purpose: Text | None = None
     policy_url: str | None = None
     cookies: tuple[CookiePattern, ...] = ()
+    #: stable identifier: the catalogue key, or a slug of the name
+    key: str = ""
+    hosts: tuple[HostPattern, ...] = ()
+    #: ISO 3166-1 codes (or ``"EU"``) of the countries the data goes to
+    countries: tuple[str, ...] = ()
+    shared_with: tuple[str, ...] = ()
+    #: named in ``CONSENTKIT_SERVICES`` (``False`` for a catalogue entry the app did not name)
+    declared: bool = True
+
+    @property
+    def categories(self) -> frozenset[str]:
+        """Every category whose grant allows this service's hosts."""
+        return frozenset((self.category, *self.shared_with))
 
 
 @dataclass(frozen=True)

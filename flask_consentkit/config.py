@@ -12,7 +12,7 @@ import importlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from .categories import (
 )
 from .errors import ConsentConfigError
 from .ratelimit import Rate, check_storage_url, parse_rate
+from .vendors import load_catalogue, resolve_service
 
 #: Sentinel for "a SQLite file in the app's instance folder".
 INSTANCE_SQLITE = "instance-sqlite"
@@ -75,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_MAX_BODY": 4096,
     "CONSENTKIT_RATELIMIT": "5/minute",
     "CONSENTKIT_RATELIMIT_STORAGE_URL": None,
+    "CONSENTKIT_CSP": "enforce",
+    "CONSENTKIT_UNDECLARED_VENDORS": "catalogue",
 }
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -121,6 +124,11 @@ class Settings:
     geoip_host: str = "geoip.maxmind.com"
     geoip_timeout: float = 2.0
     ua_parser: str = "auto"
+    #: the browser policy: ``"enforce"``, ``"report-only"`` or ``False``
+    csp: str | bool = "enforce"
+    #: catalogue vendors the app did not declare: ``"catalogue"`` (their catalogue
+    #: category) or ``"blocked"`` (allowed for nobody)
+    undeclared_vendors: str = "catalogue"
 
     @property
     def category_keys(self) -> tuple[str, ...]:
@@ -322,6 +330,33 @@ def _consent_mode(config: Mapping[str, Any], cat_keys: set[str]) -> dict[str, tu
                             f"{', '.join(CONSENT_MODE_TYPES)}.")
         out[cat] = tuple(dict.fromkeys(types))
     return out
+def _services(config: Mapping[str, Any], cat_keys: set[str]) -> dict[str, list[Service]]:
+    """``CONSENTKIT_SERVICES``: catalogue keys or mappings, by category."""
+    key = "CONSENTKIT_SERVICES"
+    raw = config[key]
+    if isinstance(raw, str) or not isinstance(raw, Sequence):
+        raise _fail(key, "must be a list of catalogue keys ('youtube') or mappings with "
+                    "'name', 'category' and 'hosts'.")
+    catalogue = load_catalogue()
+    out: dict[str, list[Service]] = {}
+    seen: set[str] = set()
+    for item in raw:
+        try:
+            service = resolve_service(
+                item, catalogue, cat_keys,
+                text=lambda v: _text(key, v, "purpose"),
+                url=lambda v, item=item: _http_url(key, v, f"policy_url of service {item!r}: "))
+        except ValueError as e:
+            raise _fail(key, f"{e}.") from None
+        if isinstance(item, Mapping) and "cookies" in item:
+            service = replace(service, cookies=_patterns(key, item["cookies"]))
+        if service.key in seen:
+            raise _fail(key, f"service {service.key!r} is declared twice.")
+        seen.add(service.key)
+        out.setdefault(service.category, []).append(service)
+    return out
+
+
 def _collect_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The technical-data collection keys (geo source, user-agent parser)."""
     database = _optional_str(config, "CONSENTKIT_GEOIP_DATABASE")
@@ -407,31 +442,7 @@ def load_settings(app: Flask) -> Settings:
                         f"{sorted(cat_keys)} or add it to CONSENTKIT_CATEGORIES.")
         cookies[cat] = _patterns("CONSENTKIT_COOKIES", names)
 
-    services_raw = config["CONSENTKIT_SERVICES"]
-    if isinstance(services_raw, str) or not isinstance(services_raw, Sequence):
-        raise _fail("CONSENTKIT_SERVICES", "must be a list of mappings with 'name' and 'category'.")
-    services: dict[str, list[Service]] = {}
-    for item in services_raw:
-        key = "CONSENTKIT_SERVICES"
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-            raise _fail(key, f"{item!r} needs at least a 'name' and a 'category'.")
-        unknown_fields = set(item) - {"name", "category", "purpose", "policy_url", "cookies"}
-        if unknown_fields:
-            raise _fail(key, f"service {item['name']!r} has unknown field(s) "
-                        f"{sorted(unknown_fields)}; allowed: name, category, purpose, "
-                        "policy_url, cookies.")
-        if item.get("category") not in cat_keys:
-            raise _fail(key, f"service {item['name']!r} names unknown category "
-                        f"{item.get('category')!r}; use one of {sorted(cat_keys)}.")
-        service = Service(
-            name=item["name"],
-            category=item["category"],
-            purpose=_text(key, item.get("purpose"), "purpose"),
-            policy_url=_http_url(key, item.get("policy_url"),
-                                 f"policy_url of service {item['name']!r}: "),
-            cookies=_patterns(key, item.get("cookies", [])),
-        )
-        services.setdefault(service.category, []).append(service)
+    services = _services(config, cat_keys)
 
     categories = tuple(
         Category(
@@ -520,6 +531,18 @@ def load_settings(app: Flask) -> Settings:
     paths = _cookie_paths(config)
     consent_mode = _consent_mode(config, cat_keys)
 
+    csp = config["CONSENTKIT_CSP"]
+    if not (csp is False or (isinstance(csp, str) and csp in ("enforce", "report-only"))):
+        raise _fail("CONSENTKIT_CSP", f"{csp!r} must be 'enforce' (the default), 'report-only' "
+                    "(the browser reports what it would block, for a rollout) or False (no "
+                    "policy of the extension's).")
+    undeclared = config["CONSENTKIT_UNDECLARED_VENDORS"]
+    if undeclared not in ("catalogue", "blocked") or not isinstance(undeclared, str):
+        raise _fail("CONSENTKIT_UNDECLARED_VENDORS", f"{undeclared!r} must be 'catalogue' (a "
+                    "vendor of the catalogue that CONSENTKIT_SERVICES does not name follows its "
+                    "catalogue category; the default) or 'blocked' (only declared services "
+                    "are ever allowed).")
+
     return Settings(
         policy_version=policy_version,
         categories=categories,
@@ -547,6 +570,8 @@ def load_settings(app: Flask) -> Settings:
         denied_status=denied,
         max_body=_positive_int(config, "CONSENTKIT_MAX_BODY"),
         ratelimit=parse_rate("CONSENTKIT_RATELIMIT", config["CONSENTKIT_RATELIMIT"]),
+        csp=csp,
+        undeclared_vendors=undeclared,
         ratelimit_storage_url=check_storage_url("CONSENTKIT_RATELIMIT_STORAGE_URL",
                                                 config["CONSENTKIT_RATELIMIT_STORAGE_URL"]),
     )

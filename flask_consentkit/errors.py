@@ -12,6 +12,7 @@ from werkzeug.exceptions import (
     Forbidden,
     RequestEntityTooLarge,
     TooManyRequests,
+    UnsupportedMediaType,
 )
 
 
@@ -41,6 +42,10 @@ class ConsentForbidden(ConsentKitError, Forbidden):
 
 class ConsentPayloadTooLarge(ConsentKitError, RequestEntityTooLarge):
     """A consent request body over the size limit (413)."""
+
+
+class ConsentUnsupportedMediaType(ConsentKitError, UnsupportedMediaType):
+    """A body of a content type the endpoint does not read (415)."""
 
 
 class ConsentRateLimited(ConsentKitError, TooManyRequests):

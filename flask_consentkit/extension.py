@@ -171,10 +171,12 @@ class ConsentKit:
         from .collect import install as install_collect
         from .gating import install as install_gating
         from .ledger import install as install_ledger
+        from .policy import install as install_policy
 
         views.register(app, state.settings)
         install_gating(app, state)  # processors: cookie filter, then HTML gating
         install_ledger(app, state)
+        install_policy(app, state)  # needs the ledger (where violation reports are kept)
         install_collect(app, state)
         app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,14 +20,21 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.urls import iri_to_uri
 
-from . import signals
+from . import csp, signals
 from .categories import NECESSARY
 from .config import Settings
-from .errors import ConsentBadRequest, ConsentForbidden, ConsentPayloadTooLarge
+from .errors import (
+    ConsentBadRequest,
+    ConsentForbidden,
+    ConsentPayloadTooLarge,
+    ConsentRateLimited,
+    ConsentUnsupportedMediaType,
+)
 from .extension import get_kit_state
 from .state import ConsentState, current_request, decide, get_state, request_consent
 
 ACTIONS = ("accept_all", "reject_all", "save")
+log = logging.getLogger("flask_consentkit.csp")
 _PACKAGE = Path(__file__).parent
 
 
@@ -301,3 +309,44 @@ def _error(error: HTTPException) -> Response | HTTPException:
 
 
 from .ledger import views as _ledger_views  # noqa: E402,F401  (export, erase)
+
+
+@bp.post("/csp-report")
+def csp_report() -> Response:
+    """The browser policy's violation reports, counted as aggregates only.
+
+    ``204`` when counted (or when there was nothing to count), ``400`` for a body
+    that is not a report, ``413`` past 64 KB, ``415`` for another content type,
+    ``429`` when this process already counted its share this second.
+    """
+    ext = get_kit_state()
+    mimetype = request.mimetype
+    if mimetype not in csp.REPORT_TYPES:
+        raise ConsentUnsupportedMediaType(
+            f"send a report as one of {', '.join(sorted(csp.REPORT_TYPES))}")
+    if not ext.services["report_bucket"].take():
+        raise ConsentRateLimited("too many reports; try again in a second.", retry_after=1)
+    if request.content_length is not None and request.content_length > csp.MAX_REPORT_BODY:
+        raise ConsentPayloadTooLarge(f"a report may be at most {csp.MAX_REPORT_BODY} bytes.")
+    request.max_content_length = csp.MAX_REPORT_BODY + 1
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise ConsentPayloadTooLarge(
+            f"a report may be at most {csp.MAX_REPORT_BODY} bytes.") from None
+    if len(body) > csp.MAX_REPORT_BODY:
+        raise ConsentPayloadTooLarge(f"a report may be at most {csp.MAX_REPORT_BODY} bytes.")
+    try:
+        counts = csp.parse_reports(body, request.url)
+    except csp.ReportError as e:
+        raise ConsentBadRequest(f"not a CSP violation report: {e}.") from None
+    if counts:
+        try:
+            ext.services["violations"].add(counts)
+        except Exception:  # noqa: BLE001 - a report is never worth a 500
+            log.warning("flask-consentkit: could not store %d violation report(s)",
+                        sum(counts.values()), exc_info=True)
+        undeclared = ext.services["undeclared_hosts"]
+        for host, directive, path in counts:
+            undeclared.saw(host, path, f"tried to reach ({directive}, reported by a browser)")
+    return current_app.response_class(status=204)

@@ -13,6 +13,10 @@
     data = JSON.parse(doc.getElementById("consentkit-data").textContent);
   } catch (e) { /* no banner on this page: activation still works */ }
   var granted = data.granted || ["necessary"];
+  /* the server sent this page a browser policy for these categories; granting one of
+   * data.reloadOn lets the browser reach a host that policy blocks */
+  var reloadOn = data.reloadOn || [];
+  var SCROLL = "consentkit:scroll";
   var banner = doc.getElementById("consentkit-banner");
   var dialog = doc.getElementById("consentkit-preferences");
   var opener = null;
@@ -124,12 +128,22 @@
     if (status) status.textContent = text;
   }
 
+  function reload(state) {
+    doc.dispatchEvent(new CustomEvent("consentkit:change", { detail: state }));
+    try {
+      sessionStorage.setItem(SCROLL, JSON.stringify([location.href, scrollX, scrollY]));
+    } catch (e) { /* storage off: the browser's own scroll restoration still applies */ }
+    location.reload();
+  }
+
   function apply(state) {
     var before = data.decided ? granted : [];
     var withdrawn = before.filter(function (c) { return state.granted.indexOf(c) < 0; });
-    if (withdrawn.length) {
-      /* scripts already running cannot be stopped: reload so the server's choice rules */
-      location.reload();
+    var widens = reloadOn.some(function (c) { return state.granted.indexOf(c) >= 0; });
+    if (withdrawn.length || widens) {
+      /* running scripts cannot be stopped, and the page's policy cannot be widened:
+       * reload so that the server's answer for the new choice rules */
+      reload(state);
       return;
     }
     granted = state.granted;
@@ -222,6 +236,14 @@
     padPage(true);
     if (doc.activeElement === doc.body || !doc.activeElement) banner.focus();
   }
+
+  try {
+    var kept = JSON.parse(sessionStorage.getItem(SCROLL) || "null");
+    sessionStorage.removeItem(SCROLL);
+    if (kept && kept[0] === location.href) {
+      addEventListener("load", function () { scrollTo(kept[1], kept[2]); });
+    }
+  } catch (e) { /* nothing kept */ }
 
   window.consentkit = { activate: activate, open: openPrefs, reopen: openBanner };
 })();

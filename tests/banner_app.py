@@ -66,6 +66,9 @@ def banner_app(tmp_path: Path | None = None, *, csp: bool = False, **config: Any
     """An app whose ``/page`` carries gated scripts, an iframe and a placeholder."""
     config.setdefault("CONSENTKIT_PRIVACY_POLICY_URL", "/privacy")
     config.setdefault("CONSENTKIT_SERVICES", SERVICES)
+    # the declared services are all on this site: no choice widens the browser policy,
+    # so choices are applied in place (no reload)
+    config.setdefault("CONSENTKIT_UNDECLARED_VENDORS", "blocked")
     app = make_app(tmp_path, **config)
     app.extensions["consentkit"].services["consent_mode"] = CONSENT_MODE
 

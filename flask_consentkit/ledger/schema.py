@@ -88,6 +88,20 @@ visitor_index = Index(
     postgresql_include=["created_at", "action", "granted", "denied"],
 ).ddl_if(dialect="postgresql")
 
+#: What browsers were stopped from reaching: aggregates of the policy's violation
+#: reports, one row per blocked host, directive and page path (no query). No IP,
+#: user agent, cookie or query string is ever stored.
+violations = Table(
+    "consentkit_csp_violations",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("directive", String(40), primary_key=True),
+    Column("path", String(512), primary_key=True),
+    Column("count", BigInteger(), nullable=False),
+    Column("first_seen", DateTime(timezone=False), nullable=False),  # UTC
+    Column("last_seen", DateTime(timezone=False), nullable=False),  # UTC
+)
+
 meta = Table(
     "consentkit_meta",
     metadata,

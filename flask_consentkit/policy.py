@@ -10,23 +10,21 @@
 - a response processor that, for every HTML response, reads the visitor's
   choice and notes the header value for it, and drops ``Link:`` headers that
   would connect to a host the visitor does not allow;
-- a last ``after_request`` hook that writes the header. It runs after every
-  other hook of the app, so that an extension which *sets* its own
-  ``Content-Security-Policy`` (Flask-Talisman replaces every header of that
-  name) does not remove ours.
+- :class:`PolicyHeader` around ``app.wsgi_app``, which writes that header
+  after every hook of the app has run.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
 from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
-from .state import get_state, peek_request_consent, request_consent
+from .state import get_state, request_consent
 from .urls import Target
 from .vendors import VendorRegistry
 
@@ -35,6 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_consentkit.csp")
 
+#: where the processor leaves the response's header values for :class:`PolicyHeader`
+ENVIRON_KEY = "consentkit.policy"
 #: the report endpoint below ``CONSENTKIT_URL_PREFIX``
 REPORT_PATH = "/csp-report"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
@@ -99,7 +99,9 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         ctx = request_consent()
         state = ctx.decision if ctx.decision is not None else get_state()
         granted = state.granted
-        ctx.policy = policy.value(granted, request.script_root)
+        environ = request.environ
+        root = environ.get("SCRIPT_NAME", "")
+        environ[ENVIRON_KEY] = (policy.value(granted, root), policy.reporting_endpoints(root))
         ctx.varies = True
         if "Link" in response.headers:
 
@@ -114,14 +116,30 @@ def install(app: Flask, ext: ConsentKitState) -> None:
                     response.headers.add("Link", kept)
         return response
 
-    def write_policy(response: Response) -> Response:
-        ctx = peek_request_consent()
-        if ctx is not None and ctx.policy is not None:
-            response.headers.add(policy.header, ctx.policy)
-            response.headers.add("Reporting-Endpoints",
-                                 policy.reporting_endpoints(request.script_root))
-        return response
-
     ext.processors.append(note_policy)
-    # after_request hooks run last-registered first: the first one runs after all others
-    app.after_request_funcs.setdefault(None, []).insert(0, write_policy)
+    app.wsgi_app = PolicyHeader(app.wsgi_app, policy.header)  # type: ignore[method-assign]
+
+
+class PolicyHeader:
+    """WSGI middleware that writes the policy noted for the response, last of all.
+
+    Written at the WSGI level rather than in an ``after_request`` hook: no hook
+    of the app can replace it (Flask-Talisman *sets* ``Content-Security-Policy``,
+    which removes every other header of that name), and the value — up to ~10 KB
+    when everything is granted, made only of validated host sources — is not
+    scanned for newlines again by werkzeug on every response.
+    """
+
+    def __init__(self, wsgi_app: Any, header: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.header = header
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            noted = environ.get(ENVIRON_KEY)
+            if noted is not None:
+                headers.append((self.header, noted[0]))
+                headers.append(("Reporting-Endpoints", noted[1]))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)

@@ -239,8 +239,6 @@ class RequestConsent:
     varies: bool = False
     #: categories withdrawn by this request's decision
     withdrawn: frozenset[str] = frozenset()
-    #: the browser policy's header value for this response (written by the last hook)
-    policy: str | None = None
     #: scratch space for subsystems (technical data, language …), keyed by name
     cache: dict[str, Any] = field(default_factory=dict)
 

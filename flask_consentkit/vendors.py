@@ -263,9 +263,9 @@ class VendorRegistry:
         hosts = self._allowed.get(granted)
         if hosts is None:
             effective = (granted | {NECESSARY}) & self.category_keys
-            hosts = tuple(dict.fromkeys(
+            hosts = covering(
                 pattern for s in self.services if s.categories & effective
-                for pattern in s.hosts))
+                for pattern in s.hosts)
             with self._lock:
                 if len(self._allowed) >= 256:
                     self._allowed.clear()
@@ -288,6 +288,27 @@ class VendorRegistry:
                     self._widening.clear()
                 self._widening[granted] = found
         return found
+
+
+def covering(patterns: Iterable[HostPattern]) -> tuple[HostPattern, ...]:
+    """``patterns`` in order, without those another one already allows.
+
+    ``a.example.com`` and ``*.b.example.com`` go when ``*.example.com`` is there; a
+    path prefix goes when its host is there with any path. The policy allows the
+    same requests with fewer bytes.
+    """
+    unique = list(dict.fromkeys(patterns))
+    whole = {p.host for p in unique if not p.path}
+    wild = {p.host[2:] for p in unique if p.is_wildcard and not p.path}
+
+    def covered(p: HostPattern) -> bool:
+        if p.path and p.host in whole:
+            return True
+        labels = p.host.removeprefix("*.").split(".")
+        # a parent domain's wildcard covers the host and its subdomains alike
+        return any(".".join(labels[i:]) in wild for i in range(1, len(labels) - 1))
+
+    return tuple(p for p in unique if not covered(p))
 
 
 def resolve_service(entry: Any, catalogue: Catalogue, cat_keys: set[str],

@@ -164,3 +164,24 @@ def test_a_reported_undeclared_host_is_logged_once(app, caplog):
         post(client, legacy(blocked="https://cdn.never-declared.example/b.js"))
     messages = [r.getMessage() for r in caplog.records if "never-declared" in r.getMessage()]
     assert len(messages) == 1 and "/story/lighthouse" in messages[0]
+
+
+def test_status_shows_the_policy_and_the_hosts_browsers_were_stopped_from_reaching(app):
+    from flask_consentkit.cli import cli
+
+    post(app.test_client(), legacy())
+    result = app.test_cli_runner().invoke(cli, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "browser policy: enforce (Content-Security-Policy;" in result.output
+    assert "in the catalogue; undeclared ones follow their catalogue category" in result.output
+    assert "www.googletagmanager.com  script-src-elem  /story/lighthouse" in result.output
+
+
+def test_status_says_when_the_policy_is_off(tmp_path):
+    from flask_consentkit.cli import cli
+
+    app = make_app(tmp_path, CONSENTKIT_CSP=False, CONSENTKIT_UNDECLARED_VENDORS="blocked")
+    result = app.test_cli_runner().invoke(cli, ["status"])
+    assert "browser policy: off (CONSENTKIT_CSP = False)" in result.output
+    assert "undeclared ones blocked for everyone" in result.output
+    assert "blocked hosts:  none reported by browsers" in result.output

@@ -175,3 +175,30 @@ def test_the_preferences_page_shows_what_the_catalogue_knows(tmp_path):
     youtube = load_catalogue().get("youtube")
     assert youtube.name in page and youtube.policy_url in page
     assert str(youtube.hosts[0]) in page
+
+
+def test_blocked_undeclared_vendors_leave_only_declared_services(tmp_path):
+    app = make_app(tmp_path, CONSENTKIT_UNDECLARED_VENDORS="blocked",
+                   CONSENTKIT_SERVICES=["youtube"])
+    vendors = app.extensions["consentkit"].services["vendors"]
+    everything = frozenset({"functional", "analytics", "performance", "marketing"})
+    assert vendors.allows(Target("www.youtube.com", "/embed/x"), everything)
+    assert not vendors.allows(Target("www.googletagmanager.com", "/gtm.js"), everything)
+    assert vendors.widening(frozenset({"necessary"})) == ("marketing",)
+
+
+@pytest.mark.parametrize("value", ["all", True, None])
+def test_a_wrong_undeclared_vendors_value_is_a_config_error(tmp_path, value):
+    with pytest.raises(ConsentConfigError, match="CONSENTKIT_UNDECLARED_VENDORS.*'blocked'"):
+        make_app(tmp_path, CONSENTKIT_UNDECLARED_VENDORS=value)
+
+
+def test_the_policy_lists_no_host_another_source_already_allows():
+    from flask_consentkit.vendors import covering
+
+    patterns = [parse_host(h) for h in (
+        "*.example.com", "a.example.com", "*.b.example.com", "example.com", "www.google.com",
+        "www.google.com/recaptcha/", "maps.other.net/x/", "maps.other.net/y/", "*.example.com")]
+    assert [str(p) for p in covering(patterns)] == [
+        "*.example.com", "example.com", "www.google.com", "maps.other.net/x/",
+        "maps.other.net/y/"]

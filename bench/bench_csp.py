@@ -18,7 +18,7 @@ import secrets
 import sys
 
 from _common import compare, report, wsgi_caller
-from flask import Flask, render_template_string
+from flask import Flask
 
 from flask_consentkit import ConsentKit
 

@@ -39,9 +39,43 @@ def status() -> None:
         scheme, _, rest = ledger.partition("://")
         ledger = f"{scheme}://***@{rest.rpartition('@')[2]}"
     click.echo(f"ledger:         {ledger}")
+    _status_policy()
+
+
+def _status_policy() -> None:
+    """The browser policy's part of ``status``: mode, vendors, what browsers blocked."""
+    ext = kit_state()
+    settings = ext.settings
+    vendors = ext.services["vendors"]
+    policy = ext.services.get("policy")
+    if policy is None:
+        click.echo("browser policy: off (CONSENTKIT_CSP = False): only the server's rewrite "
+                   "keeps trackers out")
+    else:
+        everything = frozenset(settings.category_keys)
+        size = len(policy.value(everything).encode())
+        click.echo(f"browser policy: {policy.mode} ({policy.header}; {size} bytes when "
+                   "everything is granted)")
+    mode = ("follow their catalogue category" if settings.undeclared_vendors == "catalogue"
+            else "blocked for everyone")
+    click.echo(f"vendors:        {len(vendors.declared)} declared, {len(vendors.catalogue)} in "
+               f"the catalogue; undeclared ones {mode}")
+    try:
+        blocked = ext.services["violations"].top(10)
+    except Exception as e:  # noqa: BLE001 - status must still print the rest
+        click.echo(f"blocked hosts:  unreadable ({type(e).__name__}: {e})")
+        return
+    if not blocked:
+        click.echo("blocked hosts:  none reported by browsers")
+        return
+    click.echo("blocked hosts (reported by browsers, most first):")
+    for row in blocked:
+        click.echo(f"  {row['count']:>7}  {row['host']}  {row['directive']}  {row['path']}  "
+                   f"(last {row['last_seen']})")
 
 
 from . import ledger as _ledger  # noqa: E402,F401  (export, erase, verify, prune)
 
 # The commands live in modules of their own; importing them registers them on ``cli``.
 from . import report, scan  # noqa: E402, F401
+from . import vendors as _vendors  # noqa: E402, F401  (flask consent vendors)

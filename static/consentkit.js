@@ -5,6 +5,14 @@
 (function () {
   "use strict";
   var doc = document;
+  /* a page swapped in whole (htmx boost, Turbo) runs this script again: the
+   * listeners of the earlier run go, so that each control acts once */
+  if (window.consentkit && window.consentkit.off) window.consentkit.off();
+  var offs = [];
+  function on(type, fn) {
+    doc.addEventListener(type, fn);
+    offs.push(function () { doc.removeEventListener(type, fn); });
+  }
   var me = doc.currentScript;
   var nonce = (me && me.nonce) || "";
   var root = doc.getElementById("consentkit");
@@ -209,7 +217,7 @@
     }
   }
 
-  doc.addEventListener("click", function (event) {
+  on("click", function (event) {
     var el = event.target.closest && event.target.closest(
       "[data-consentkit-open], [data-consentkit-reopen], [data-consentkit-close]");
     if (!el) return;
@@ -225,7 +233,7 @@
     }
   });
 
-  doc.addEventListener("keydown", function (event) {
+  on("keydown", function (event) {
     if (event.key === "Escape" && banner && !banner.hidden && data.decided &&
         !(dialog && dialog.open)) {
       closeBanner();
@@ -245,5 +253,8 @@
     }
   } catch (e) { /* nothing kept */ }
 
-  window.consentkit = { activate: activate, open: openPrefs, reopen: openBanner };
+  window.consentkit = {
+    activate: activate, open: openPrefs, reopen: openBanner,
+    off: function () { offs.forEach(function (f) { f(); }); }
+  };
 })();

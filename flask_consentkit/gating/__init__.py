@@ -6,10 +6,16 @@ the HTML rewrite (:mod:`.html`) — and the Jinja globals ``consent_script``,
 ``consent_iframe`` and ``consent_mode_defaults``.
 
 The HTML rewrite runs on every ``text/html`` response whose body is in
-memory. It is skipped, at no cost, for bodies without ``<script`` or
-``<iframe``; the visitor's consent is resolved only when an element needs a
-decision; a body seen before (the same page served to many visitors) is not
-scanned again. It leaves alone:
+memory. It decides every element that fetches from a third party by the app's
+vendor registry (``ext.services["vendors"]``, see :class:`~.html.HostRules`),
+and known trackers (:mod:`.trackers`) by their patterns; each third-party host
+a page names is told to ``ext.services["undeclared_hosts"]`` when the page is
+first scanned (an undeclared one is logged once). It is skipped, at no cost,
+for bodies that hold nothing it could change (no script, iframe, link, image,
+media, embed, ``<noscript>``, ``<svg>``, style …); the visitor's consent is
+resolved only when an element needs a decision; a body seen before (the same
+page served to many visitors, on the same host) is not scanned again. It
+leaves alone:
 
 - streamed responses (wrap the generator with :func:`gated_stream`),
 - ``direct_passthrough`` responses (files sent with ``send_file``),
@@ -37,10 +43,18 @@ from ..extension import (
     response_body,
 )
 from ..state import get_state, request_consent, request_parts
+from ..urls import network_target
 from .consent_mode import consent_mode_defaults
 from .cookies import CookieRules, filter_cookies
 from .helpers import consent_iframe, consent_script
-from .html import ScanCache, TrackerMatcher, could_need_gating, gate_stream, rewrite
+from .html import (
+    HostRules,
+    ScanCache,
+    TrackerMatcher,
+    could_need_gating,
+    gate_stream,
+    rewrite,
+)
 from .trackers import TRACKERS, Tracker, find_tracker
 
 __all__ = [
@@ -69,6 +83,8 @@ ENGLISH = {
     "placeholder.text": "It comes from another site and loads only with your consent "
                         "to {category} cookies.",
     "placeholder.button": "Choose cookie settings",
+    "placeholder.undeclared": "It comes from another site that this site has not declared, "
+                              "so it cannot be loaded.",
 }
 ENGLISH_LABELS = {
     "necessary": "Necessary",
@@ -95,6 +111,35 @@ class Gating:
         self._reported: set[str] = set()
         self._url_defaults: bool | None = None
         self._lock = threading.Lock()
+        self._hosts: HostRules | None = None
+        #: the page's own host by the request's Host header
+        self._own: dict[str, str | None] = {}
+
+    def host_rules(self, ext: ConsentKitState) -> HostRules | None:
+        """The app's hosts as the rewrite asks about them (built on first use: the
+        vendor registry is installed after the gating)."""
+        registry = ext.services.get("vendors")
+        rules = self._hosts
+        if rules is None or rules.registry is not registry:
+            if registry is None:
+                return None
+            if rules is not None:  # a new registry: what was scanned with the old one goes
+                self.scans = ScanCache()
+            rules = self._hosts = HostRules(registry)
+        return rules
+
+    def own_host(self, environ: dict[str, Any]) -> str | None:
+        """The host of the request's own origin, as URLs in its pages name it."""
+        key = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+        found = self._own.get(key, "")
+        if found == "":
+            target = network_target("http://" + key + "/") if key else None
+            found = target.host if target is not None else None
+            with self._lock:
+                if len(self._own) >= 64:
+                    self._own.clear()
+                self._own[key] = found
+        return found
 
     def preferences_path(self) -> str:
         """``url_for("consentkit.preferences")``, built once per script root, host and scheme.
@@ -239,12 +284,21 @@ class RequestGate:
                 get("wsgi.url_scheme"))
 
     def _placeholder(self, category: str, title: str | None) -> bytes:
+        heading = self._text("placeholder.title")
+        if not category:  # from a host the site did not declare: no choice loads it
+            text = self._text("placeholder.undeclared")
+            markup = (
+                f'<div class="consentkit-placeholder" data-consent-placeholder="" '
+                f'data-consentkit-undeclared role="group" aria-label="{escape(title or heading)}">'
+                f'<p class="consentkit-placeholder-title">{escape(heading)}</p>'
+                f'<p class="consentkit-placeholder-text">{escape(text)}</p></div>'
+            )
+            return markup.encode(self.charset, "xmlcharrefreplace")
         if self._href is None:
             target = request.path + ("?" + request.query_string.decode("latin-1")
                                      if request.query_string else "")
             self._href = self.gating.preferences_path() + "?next=" + quote(target, safe="/")
         href = self._href + "#consentkit-cat-" + quote(category, safe="")
-        heading = self._text("placeholder.title")
         text = self._text("placeholder.text", category=self.label(category))
         button = self._text("placeholder.button")
         cat = escape(category)
@@ -287,12 +341,15 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
     charset = "utf-8"
     if content_type != _HTML and "charset" in content_type.lower():
         charset = response.mimetype_params.get("charset", "utf-8")
-    doc = gating.scans.known(body)  # a page seen before needs no other check
+    hosts = gating.host_rules(ext)
+    own = gating.own_host(request.environ)
+    doc = gating.scans.known(body, own)  # a page seen before needs no other check
     if doc is not None:
         new = doc.apply(RequestGate(ext, charset))
     elif could_need_gating(body, gating.matcher):
         new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
-                         cache=gating.scans, nonce=ext.kit.csp_nonce)
+                         cache=gating.scans, nonce=ext.kit.csp_nonce, hosts=hosts, own=own,
+                         saw=_saw(ext))
     else:
         return response
     if new is not body:
@@ -300,6 +357,19 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
         # every request, which lets the banner find its own kept output by identity
         replace_body(response, new, body)
     return response
+
+
+def _saw(ext: ConsentKitState) -> Any:
+    """What the scan tells each third-party host it finds (with this request's page)."""
+    undeclared = ext.services.get("undeclared_hosts")
+    if undeclared is None:
+        return None
+    page = request.path
+
+    def saw(host: str, how: str) -> None:
+        undeclared.saw(host, page, how)
+
+    return saw
 
 
 def gated_stream(chunks: Iterable[bytes | str], *, encoding: str = "utf-8") -> Iterator[bytes]:
@@ -316,8 +386,11 @@ def gated_stream(chunks: Iterable[bytes | str], *, encoding: str = "utf-8") -> I
     ctx.cache["gated_stream"] = True
     ctx.varies = True
     gate = RequestGate(ext, encoding)
+    gating: Gating = ext.services["gating"]
     return stream_with_context(
-        gate_stream(chunks, gate, encoding=encoding, matcher=ext.services["gating"].matcher)
+        gate_stream(chunks, gate, encoding=encoding, matcher=gating.matcher,
+                    hosts=gating.host_rules(ext), own=gating.own_host(request.environ),
+                    saw=_saw(ext))
     )
 
 

@@ -1,10 +1,34 @@
-"""Find and switch gated ``<script>`` and ``<iframe>`` tags in an HTML document.
+"""Find and switch the start tags of an HTML document that depend on consent.
 
 This is a careful scan, not a parse-and-serialise: the document is read the
-way a browser's tokenizer reads it (comments, raw-text elements such as
-``<style>``, ``<textarea>`` and ``<title>``, quoted attribute values, the
-script-data escape states), and only the start tags that must change are
-rewritten. Every other byte of the document stays exactly as it was.
+way Chromium's tokenizer and tree builder read it, and only the start tags that
+must change are rewritten. Every other byte of the document stays exactly as
+it was. What the scan follows:
+
+- the tokenizer's states: comments, bogus comments, quoted attribute values
+  (with ``>`` inside), the raw text of ``<style>``, ``<textarea>``, ``<title>``,
+  ``<xmp>``, ``<iframe>``, ``<noembed>``, ``<noframes>`` and ``<plaintext>``, and
+  script text with its ``<!-- <script>`` escape states;
+- foreign content: inside ``<svg>`` and ``<math>`` those elements are not raw
+  text, ``<![CDATA[ ]]>`` is a section, ``<image>`` is an SVG image; an HTML
+  breakout tag (``<img>``, ``<p>``, ``<div>`` …) or ``</p>``/``</br>`` ends it,
+  and ``foreignObject``, ``desc``, ``title``, ``mi`` … ``annotation-xml`` hold
+  HTML again (where ``<style>`` is raw text once more);
+- ``<noscript>``, both ways: for a browser with scripting on its content is raw
+  text up to the first ``</noscript``, for one with scripting off it is markup.
+  Both readings are gated. Where they part for good (markup inside a quoted
+  value that the raw reading ends early), the scripting-off reading is made to
+  the end of the document on its own;
+- URLs as the browser reads them: character references decoded (with the rule
+  for attribute values), then parsed by :func:`~flask_consentkit.urls.network_target`
+  (percent-encoded hosts, a trailing dot, ``:443``, backslashes, tabs and
+  newlines), every candidate of ``srcset`` / ``imagesrcset``, CSS ``url()``,
+  ``@import`` and ``image-set()`` with CSS escapes.
+
+The scan costs time linear in the size of the document, whatever it holds:
+every regular expression is possessive and is applied once where it starts,
+and nothing is read again from each candidate. Ordinary text and tags whose URL
+attributes are the page's own are passed over in one regular-expression match.
 
 The rules, for each element found:
 
@@ -16,14 +40,32 @@ The rules, for each element found:
 - ``<iframe data-consent="CAT" data-consent-src="URL">`` gets ``src="URL"``
   when ``CAT`` is granted; otherwise any ``src`` is taken away and a
   placeholder is put in front of it.
-- An unmarked runnable script or an iframe whose URL (or inline text) matches
-  a known tracker is neutralised into the same inert form, plus
-  ``data-consentkit-neutralised``, while the tracker's category is not granted;
-  so is a known tracking pixel (``<img>``, usually in ``<noscript>``): it loses
-  its ``src`` and ``srcset``.
+- With the app's vendor registry (:class:`HostRules`), any third-party URL in
+  an element that fetches it — ``script src``, ``iframe src``, ``img``
+  ``src``/``srcset``, ``<picture><source srcset>``, ``<video>``/``<audio>``
+  ``src``/``poster``, ``<source>``, ``<track>``, ``<input type=image>``,
+  ``<embed>``, ``<object data>``, SVG ``<image>``/``<script>``/``<use>``/
+  ``<feImage>`` ``href``, ``background``, a ``<link>`` that fetches or connects
+  (``preconnect``, ``dns-prefetch``, ``preload``, ``modulepreload``,
+  ``prefetch``, ``prerender``, ``stylesheet``, ``icon``, ``manifest``),
+  ``<base href>``, a ``style`` attribute or ``<style>`` element with ``url()``
+  or ``@import`` — is allowed when a category of the host's service(s) is
+  granted. Otherwise the element is neutralised: a script is made inert, an
+  iframe loses its ``src`` (and gets a placeholder unless it is invisible), any
+  other element its URL attributes (kept as ``data-consent-<name>``), a
+  ``<style>`` gets ``type="text/plain"``; each is marked
+  ``data-consentkit-neutralised``. A host that no service names is allowed for
+  nobody: ``data-consentkit-undeclared``, and its placeholder says so.
+- Known trackers (:mod:`.trackers`) refine that: an unmarked script, iframe,
+  pixel or link whose URL, or an inline script whose text, matches one needs
+  the tracker's category too (an ``AW-`` Google tag needs ``marketing`` though
+  its loader's host is allowed by ``analytics`` as well). Without a registry
+  they are all the rewrite knows.
 
 Decisions are asked of a :class:`Gate`, and only for elements that need one,
-so a page without gated markup never resolves the visitor's consent.
+so a page without gated markup never resolves the visitor's consent. A
+:class:`Site` carries the categories that would allow it, computed when the
+page is scanned, so a kept scan is decided for any set of granted categories.
 """
 
 from __future__ import annotations
@@ -33,98 +75,214 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from html.entities import html5 as _ENTITIES
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser as _sre_parser  # type: ignore[attr-defined]
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ..categories import NECESSARY
+from ..urls import Target, network_target
 from .trackers import TRACKERS, Tracker
 
+if TYPE_CHECKING:
+    from ..vendors import VendorRegistry
+
 __all__ = [
-    "Gate", "NoncedDocument", "ScanCache", "ScannedDocument", "Site", "TrackerMatcher", "apply",
-    "could_need_gating", "gate_stream", "rewrite", "scan",
+    "Gate", "HostRules", "NoncedDocument", "ScanCache", "ScannedDocument", "Site",
+    "TrackerMatcher", "apply", "could_need_gating", "gate_stream", "rewrite", "scan",
 ]
 
 # -- the tokenizer's pieces (all matched against the lower-cased document) -----
+#
+# Each is written so that a match is made in one pass: possessive repeats, and
+# alternatives that cannot both match at one place. An attribute value that
+# opens a quote must close it (else the tag runs to the end of the input, as
+# in the browser), and a name followed by "=" must have a value.
 
-_WS = rb"\t\n\f\r "
-#: The attributes of a start tag, exactly as the HTML tokenizer splits them.
-_ATTRS = (
-    rb"(?:[\t\n\f\r /]++"
-    rb"|[^\t\n\f\r />][^\t\n\f\r />=]*+"
-    rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+)*+"
-)
-#: Elements whose content is not markup, plus the three we gate.
-_SPECIAL = rb"script|iframe|img|link|style|textarea|title|xmp|noembed|noframes|plaintext"
+_NAME = rb"[^\t\n\f\r />][^\t\n\f\r />=]*+"
+_VALUE = rb"(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=>))"
+_EQ = rb"[\t\n\f\r ]*+=[\t\n\f\r ]*+"
+_NO_EQ = rb"(?![\t\n\f\r ]*+=)"
+_ANY_ATTR = _NAME + rb"(?:" + _EQ + _VALUE + rb"|" + _NO_EQ + rb")"
+#: The attributes of a tag, exactly as the HTML tokenizer splits them.
+_ATTRS = rb"(?:[\t\n\f\r /]++|" + _ANY_ATTR + rb")*+"
+#: after a tag name or an attribute name
+_END_OF_NAME = rb"(?=[\t\n\f\r />])"
+_END_OF_ATTR_NAME = rb"(?=[\t\n\f\r /=>])"
 
-#: Everything that needs no attention: text, ordinary tags, end tags, bogus
-#: comments, a lone ``<``. Stops at a comment, a special element or an
-#: incomplete tag at the end of the input.
-_WS_LOOK = rb"(?=[\t\n\f\r />])"
-#: Raw-text elements that are complete: start tag, text, end tag.
-_RAW_TEXT = b"".join(
-    rb"|<" + name + _WS_LOOK + _ATTRS + rb">(?:[^<]++|<(?!/" + name + rb"[\t\n\f\r />]))*+</"
-    + name + _WS_LOOK + _ATTRS + rb">"
-    for name in (b"style", b"textarea", b"title", b"xmp", b"noembed", b"noframes")
+#: attributes whose value is a URL (or a list of them) in some element
+_URL_ATTRS = rb"src|srcset|imagesrcset|href|xlink:href|data|poster|background"
+#: a URL that stays on the page's own origin whatever the element: no scheme, no
+#: "//" (nor "\\"), no character reference, tab or newline that could make one
+_OWN_URL = (
+    rb"(?:\"(?:[^\":&\\\t\n\r/]++|/(?!/))*+\"|'(?:[^':&\\\t\n\r/]++|/(?!/))*+'"
+    rb"|(?:[^\t\n\f\r >\"':&\\/]|/(?!/))(?:[^\t\n\f\r >:&\\/]++|/(?!/))*+(?=[\t\n\f\r >])"
+    rb"|(?=>))"
 )
-_SKIP_BODY = (
+#: a style attribute that loads nothing: no "(" (``url(``), no character reference
+_PLAIN_STYLE = (rb"(?:\"[^\"(&]*+\"|'[^'(&]*+'|[^\t\n\f\r >\"'(&][^\t\n\f\r >(&]*+(?=[\t\n\f\r >])"
+                rb"|(?=>))")
+_OWN_ATTR = (
+    rb"(?:(?:" + _URL_ATTRS + rb")" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _OWN_URL + rb"|"
+    + _NO_EQ + rb")"
+    rb"|style" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _PLAIN_STYLE + rb"|" + _NO_EQ + rb")"
+    rb"|(?!(?:" + _URL_ATTRS + rb"|style)" + _END_OF_ATTR_NAME + rb")" + _ANY_ATTR + rb")"
+)
+#: attributes none of which can fetch from another site
+_OWN_ATTRS = rb"(?:[\t\n\f\r /]++|" + _OWN_ATTR + rb")*+"
+#: :data:`_OWN_ATTRS` without a "<" anywhere: what is passed over without knowing
+#: the state there (see _Reader._jump) must hide no tag inside a value
+_OWN_ATTRS_NO_TAG = _OWN_ATTRS.replace(b"[^", b"[^<")
+#: an ``<a>``'s attributes: its ``href`` is not fetched, only a style may load
+_LINK_ATTRS = (
+    rb"(?:[\t\n\f\r /]++|style" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _PLAIN_STYLE + rb"|"
+    + _NO_EQ + rb")|(?!style" + _END_OF_ATTR_NAME + rb")" + _ANY_ATTR + rb")*+"
+)
+
+#: Elements that change how what follows is read, or that always need a look.
+_STATEFUL = (rb"script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext"
+             rb"|svg|math|base|image")
+_COMMENT = rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
+_TAG_NAME = rb"[a-z][^\t\n\f\r />]*+"
+
+#: In HTML content: text, comments, bogus comments and doctypes, a lone "<",
+#: end tags, and start tags of ordinary elements whose URLs are the page's own.
+#: Stops at anything else (and at a construct cut off by the end of the input).
+_SKIP_HTML = re.compile(
     rb"(?:[^<]++"
-    rb"|<(?!(?:" + _SPECIAL + rb")[\t\n\f\r />])[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
-    rb"|</[a-z][^\t\n\f\r />]*+" + _ATTRS + rb">"
-    rb"|<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
-    + _RAW_TEXT +
+    rb"|<a" + _END_OF_NAME + _LINK_ATTRS + rb">"
+    rb"|<(?!(?:" + _STATEFUL + rb")" + _END_OF_NAME + rb")" + _TAG_NAME + _OWN_ATTRS + rb">"
+    rb"|</" + _TAG_NAME + _ATTRS + rb">"
+    rb"|" + _COMMENT +
     rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
 )
-#: Everything that needs no attention — text, ordinary tags, end tags, comments,
-#: complete raw-text elements, bogus comments, a lone ``<`` — in one go, then
-#: what does:
-#:
-#: - a whole script without ``<!--`` in its text: attributes (1), text (2);
-#: - any other special element's start tag: name (3), attributes (4);
-#: - a comment that runs to the end of the input (5).
-#:
-#: None of them matches at the end of the input or before a tag cut off by it.
-_WHAT = (
-    rb"(?:<script" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
-    rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script" + _WS_LOOK + _ATTRS + rb">"
-    rb"|<(" + _SPECIAL + rb")" + _WS_LOOK + rb"(" + _ATTRS + rb")>"
-    rb"|(<!--))"
-)
-_NEXT = re.compile(_SKIP_BODY + _WHAT + rb"?")
-#: :data:`_NEXT` without the walk: what needs attention, right here (same groups)
-_HERE = re.compile(_WHAT)
-
 # -- the fast path: jump from one place that may need attention to the next ------
 #
-# Between two such places a document holds only text, tags and bogus comments,
-# and each of those ends at its first ">" that is not inside a quoted attribute
-# value. A ">" is inside one only when the nearest '"' (or "'") before it
-# opens one, so it follows "=" (and whitespace). When neither does, the data
-# state resumes after that ">", and a candidate is outside any tag when no "<"
-# that opens one comes between the two. Anything else takes the careful walk.
+# In HTML content, between two such places the document holds only text,
+# ordinary tags, end tags and bogus comments, each of which ends at its first
+# ">" that is not inside a quoted attribute value. A ">" is inside one only when
+# the nearest '"' (or "'") before it opens one, so it follows "=" (and
+# whitespace). When neither does, the data state resumes after that ">", and a
+# place is outside any tag when no "<" that opens one comes between the two;
+# otherwise the tag that holds it is read whole. Where a quote may open a value,
+# the text since the last known place is read by the careful walk. Each byte is
+# looked at a bounded number of times.
 
-#: where a special element (one of :data:`_SPECIAL`) or a comment may start; the
-#: lookahead lets most "<" fail on one test
+#: elements that fetch with a URL attribute (where it is the page's own they are
+#: passed over)
+_FETCHING = rb"img|link|source|video|audio|input|object|embed|track|frame"
+#: where an element that may need attention, or a comment, starts
 _CANDIDATE = re.compile(
-    rb"<(?=[sitxnpl!])(?:(?:s(?:cript|tyle)|i(?:frame|mg)|link|t(?:extarea|itle)|xmp"
-    rb"|no(?:embed|frames)|plaintext)[\t\n\f\r />]|!--)"
-)
+    rb"<(?:(" + _FETCHING + rb")[\t\n\f\r />]|(?:" + _STATEFUL + rb")[\t\n\f\r />]|!--)")
+#: a style attribute that may load something (a "(" or a character reference in it)
+_STYLE_CANDIDATE = re.compile(
+    rb"style(?<=[\t\n\f\r /\"']style)[\t\n\f\r ]*+=[\t\n\f\r ]*+"
+    rb"(?:\"[^\"(&]*+[(&]|'[^'(&]*+[(&]|[^\t\n\f\r >\"'(&=]*+[(&=])")
+#: a background attribute (``<body>``, ``<table>`` and its cells)
+_BACKGROUND_CANDIDATE = re.compile(
+    rb"background(?<=[\t\n\f\r /\"']background)[\t\n\f\r ]*+=")
+#: a fetching element none of whose URLs leaves the page's origin
+_OWN_FETCHING = re.compile(rb"<(?:" + _FETCHING + rb")" + _END_OF_NAME + _OWN_ATTRS + rb">")
 #: a "<" that opens a tag, an end tag or a bogus comment
 _OPENER = re.compile(rb"<[a-z/!?]")
-_COMMENT = re.compile(rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)")
-_ATTR = re.compile(
-    rb"([^\t\n\f\r />][^\t\n\f\r />=]*+)"
-    rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?+"
+_COMMENT_RE = re.compile(_COMMENT)
+_EQ_OR_SPACE = frozenset(b"=\t\n\f\r ")
+
+#: SVG elements an icon is drawn with: neither a breakout nor an integration point,
+#: nor one that loads or holds a style sheet (``<use>`` and filters with their own
+#: URLs only, as every attribute in :data:`_PLAIN_SVG`)
+_SVG_SHAPES = (rb"g|defs|symbol|path|circle|rect|line|polyline|polygon|ellipse|lineargradient"
+               rb"|radialgradient|stop|clippath|mask|pattern|marker|use|text|tspan|desc"
+               rb"|filter|fe[a-z]++|animate|animatetransform|animatemotion|set|metadata|view"
+               rb"|switch")
+#: a whole ``<svg>`` of only those and text, up to its ``</svg>``: read as foreign
+#: content it changes nothing and fetches nothing from another site; read as
+#: anything else (inside an attribute value) it hides no element that would
+_PLAIN_SVG = re.compile(
+    rb"<svg" + _END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
+    rb"(?:[^<]++"
+    rb"|<(?:" + _SVG_SHAPES + rb")" + _END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
+    rb"|</(?:" + _SVG_SHAPES + rb")" + _END_OF_NAME + _ATTRS + rb">"
+    rb"|<(?![a-z/!?]))*+"
+    rb"</svg" + _END_OF_NAME + _ATTRS + rb">")
+
+#: HTML elements that are void: no end tag, nothing pushed
+_VOID = frozenset({b"area", b"base", b"basefont", b"bgsound", b"br", b"col", b"embed",
+                   b"frame", b"hr", b"img", b"image", b"input", b"keygen", b"link", b"meta",
+                   b"param", b"source", b"track", b"wbr"})
+_VOID_NAMES = rb"area|br|col|embed|hr|img|input|link|meta|param|source|track|wbr"
+#: In HTML content whose elements are tracked (inside an integration point, or
+#: the scripting-off reading of ``<noscript>``): only text, comments and void
+#: elements pass; CDATA sections may be real here, so ``<![`` stops too.
+_SKIP_INNER = re.compile(
+    rb"(?:[^<]++"
+    rb"|<(?:" + _VOID_NAMES + rb")" + _END_OF_NAME + _OWN_ATTRS + rb">"
+    rb"|" + _COMMENT +
+    rb"|<(?:/(?![a-z])|!(?!--|\[)|\?)[^>]*+>"
+    rb"|<(?![a-z/!?])"
+    rb")*+"
 )
+#: The start tags that end foreign content (the HTML spec's list; ``font`` with
+#: ``color``, ``face`` or ``size`` too).
+_BREAKOUT = frozenset(
+    b"b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i "
+    b"img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt "
+    b"u ul var".split())
+_BREAKOUT_NAMES = b"|".join(sorted(_BREAKOUT | {b"font"}))
+#: In foreign content: text, comments, and self-closing elements that are not
+#: breakouts and fetch nothing from another site.
+_SKIP_FOREIGN = re.compile(
+    rb"(?:[^<]++"
+    rb"|<(?!(?:" + _BREAKOUT_NAMES + rb")" + _END_OF_NAME + rb")" + _TAG_NAME
+    + rb"(?:[\t\n\f\r /]*+" + _OWN_ATTR + rb")*+[\t\n\f\r ]*+/>"
+    rb"|" + _COMMENT +
+    rb"|<(?:/(?![a-z])|!(?!--|\[)|\?)[^>]*+>"
+    rb"|<(?![a-z/!?])"
+    rb")*+"
+)
+#: the careful walk over ordinary markup: every token, read exactly
+_WALK = re.compile(
+    rb"(?:[^<]++"
+    rb"|</?" + _TAG_NAME + _ATTRS + rb">"
+    rb"|" + _COMMENT +
+    rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
+    rb"|<(?![a-z/!?])"
+    rb")*+"
+)
+_START_TAG = re.compile(rb"<(" + _TAG_NAME + rb")(" + _ATTRS + rb")>")
+#: :data:`_START_TAG` for the common tag, in fewer steps: every "=" follows an
+#: attribute's name and is followed by a quote (so each quote opens or closes a
+#: value, as in the tokenizer). Where it does not match, :data:`_START_TAG` reads
+#: the tag; where it does, the two agree.
+_PLAIN_TAG = re.compile(
+    rb"<(" + _TAG_NAME + rb")((?:[^\"'>=]++|(?<=[^\t\n\f\r /\"'=])=(?:\"[^\"]*+\"|'[^']*+'))*+)>")
+#: :data:`_OWN_FETCHING` in fewer steps, for a plain tag (as :data:`_PLAIN_TAG`)
+#: without any ":", "//", "\\", "&", "(", tab or newline, which a URL that leaves
+#: the page's origin (or a style that loads) needs, nor a "<" (see _OWN_ATTRS_NO_TAG)
+_PLAIN_OWN_FETCHING = re.compile(
+    rb"<(?:" + _FETCHING + rb")(?=[\t\n\f\r />])(?:[^<\"'>=:&\\(\t\n\r/]++|/(?!/)"
+    rb"|(?<=[^\t\n\f\r /\"'=])=(?:\"(?:[^<\":&\\(\t\n\r/]++|/(?!/))*+\""
+    rb"|'(?:[^<':&\\(\t\n\r/]++|/(?!/))*+'))*+>")
+_END_TAG = re.compile(rb"</(" + _TAG_NAME + rb")" + _ATTRS + rb">")
 _END_TAG_REST = re.compile(_ATTRS + rb">")
+_ATTR = re.compile(rb"(" + _NAME + rb")(?:" + _EQ + rb"(" + _VALUE + rb")|" + _NO_EQ + rb")")
+#: the text of a script up to its end tag, when it holds no "<!--" (the common case)
+_SCRIPT_TEXT = re.compile(
+    rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script(?=[\t\n\f\r />])" + _ATTRS + rb">")
+#: a whole script with neither type, data-consent nor src: its text (1), end tag (2)
+_PLAIN_SCRIPT = re.compile(
+    rb"<script(?=[\t\n\f\r />])(?:[^\"'>=tds]++|[tds](?!ype|ata-consent|rc)"
+    rb"|(?<=[^\t\n\f\r /\"'=])=(?:\"[^\"]*+\"|'[^']*+'))*+>"
+    rb"()(?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+(</script(?=[\t\n\f\r />])" + _ATTRS + rb">)")
 _SCRIPT_DATA = re.compile(rb"</script(?=[\t\n\f\r />])|<!--")
 _SCRIPT_ESCAPED = re.compile(rb"</script(?=[\t\n\f\r />])|<script(?=[\t\n\f\r />])|-->")
 _SCRIPT_DOUBLE = re.compile(rb"</script(?=[\t\n\f\r />])|-->")
-_RAW_END = {
-    name: re.compile(rb"</" + name + rb"(?=[\t\n\f\r />])")
-    for name in (b"iframe", b"style", b"textarea", b"title", b"xmp", b"noembed", b"noframes")
-}
+#: the elements whose content is raw text or RCDATA in HTML content
+_RAW_TEXT = (b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes",
+             b"noscript")
+_RAW_END = {name: re.compile(rb"</" + name + rb"(?=[\t\n\f\r />])") for name in _RAW_TEXT}
 
 #: ``type`` values under which a browser runs a script (compared lower-cased,
 #: parameters ignored so that we rather gate too much than too little).
@@ -135,10 +293,61 @@ _RUNNABLE_TYPES = frozenset({
     b"text/javascript1.3", b"text/javascript1.4", b"text/javascript1.5", b"text/jscript",
     b"text/livescript", b"text/x-ecmascript", b"text/x-javascript",
 })
-_ANY_CASE = re.compile(rb"<(?i:script|iframe)")
 #: CSP nonces a page may be matched by with the nonce left out (URL-safe base64)
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,256}")
-_IMG_ANY_CASE = re.compile(rb"<(?i:img)")
+#: what any page that may need the rewrite holds (any case)
+_MAY_NEED = re.compile(
+    rb"<(?i:script|iframe|link|img|image|source|object|embed|video|audio|input|noscript|svg"
+    rb"|math|style|track|base|frame|body|table|t[dhr]|thead|tbody|tfoot)[\t\n\f\r />]"
+    rb"|(?i:style|background)[\t\n\f\r ]*+=")
+
+#: which element fetches which of its URL attributes (HTML content)
+_FETCH_HTML: dict[bytes, tuple[bytes, ...]] = {
+    b"img": (b"src", b"srcset"), b"source": (b"src", b"srcset"),
+    b"video": (b"src", b"poster"), b"audio": (b"src",), b"track": (b"src",),
+    b"embed": (b"src",), b"object": (b"data",), b"input": (b"src",), b"frame": (b"src",),
+    b"link": (b"href", b"imagesrcset"), b"base": (b"href",),
+    **{name: (b"background",) for name in (b"body", b"table", b"td", b"th", b"tr", b"thead",
+                                           b"tbody", b"tfoot")},
+}
+#: (SVG content)
+_FETCH_SVG: dict[bytes, tuple[bytes, ...]] = {
+    name: (b"href", b"xlink:href") for name in (b"image", b"script", b"use", b"feimage")
+}
+_SRCSETS = frozenset({b"srcset", b"imagesrcset"})
+#: what a fetch of each is, for the developer's log ("/page loads an image from …")
+_HOW = {
+    b"img": "loads an image from", b"source": "loads media from", b"video": "loads media from",
+    b"audio": "loads media from", b"track": "loads media from", b"embed": "embeds content from",
+    b"object": "embeds content from", b"input": "loads an image from",
+    b"frame": "embeds a frame from", b"base": "sets its base URL to",
+    b"image": "loads an image from", b"script": "loads a script from",
+    b"use": "loads SVG from", b"feimage": "loads an image from",
+}
+#: ``rel`` values under which a browser fetches a link's ``href`` or connects to its
+#: host before (or without) any script asking for it; what it does, for the log
+_LINK_RELS = {
+    "preconnect": "connects early to", "dns-prefetch": "looks up early",
+    "preload": "preloads from", "modulepreload": "preloads a script from",
+    "prefetch": "prefetches from", "prerender": "prerenders from",
+    "stylesheet": "loads a style sheet from", "icon": "loads an icon from",
+    "manifest": "loads a manifest from",
+}
+#: the relations the known trackers' patterns are tried on without a registry
+_TRACKER_RELS = frozenset({"preload", "modulepreload", "prefetch", "prerender", "stylesheet"})
+
+#: namespaces of the elements on the stack of foreign content
+_HTML_NS, _SVG_NS, _MATH_NS = 0, 1, 2
+#: kinds of integration point: HTML (start tags and text are HTML) and MathML text
+_HTML_POINT, _TEXT_POINT = 1, 2
+#: HTML elements in the "special" category: an end tag does not look past one
+_SPECIAL = frozenset(
+    b"address applet area article aside base basefont bgsound blockquote body br button "
+    b"caption center col colgroup dd details dir div dl dt embed fieldset figcaption figure "
+    b"footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img "
+    b"input keygen li link listing main marquee menu meta nav noembed noframes noscript "
+    b"object ol p param plaintext pre script search section select source style summary "
+    b"table tbody td template textarea tfoot th thead title tr track ul wbr xmp".split())
 
 
 class Gate(Protocol):
@@ -149,6 +358,9 @@ class Gate(Protocol):
 
     def placeholder(self, category: str, title: str | None) -> bytes:
         """The markup put in front of a blocked iframe (already encoded).
+
+        ``category`` is ``""`` for content from a host the site did not declare,
+        which no choice allows.
 
         A gate may have a ``placeholders_key()`` method: a hashable value (or
         ``None``) such that two gates with equal keys make equal placeholders for
@@ -162,6 +374,7 @@ class Gate(Protocol):
         key it was told for good (so a later gate with the same one need not be
         told it again).
         """
+
 
 
 class TrackerMatcher:
@@ -182,21 +395,12 @@ class TrackerMatcher:
         self.script = [self._prepare(t) for t in self.trackers if t.kind == "script"]
         self.iframe = [self._prepare(t) for t in self.trackers if t.kind == "iframe"]
         self.image = [self._prepare(t) for t in self.trackers if t.kind == "image"]
-        #: literals of which an image tracker's URL holds one (``()``: match every ``<img``)
-        self.image_needles: tuple[bytes, ...] | None = ()
-        needles: list[bytes] = []
-        for _, _, literals in self.image:
-            if not literals:
-                self.image_needles = None
-                break
-            needles.extend(literals)
-        else:
-            self.image_needles = tuple(needles)
         self._kinds = {"script": self.script, "iframe": self.iframe, "image": self.image}
         #: per kind, one pattern that finds any tracker's literal (``None``: some
         #: tracker has none, so every text is tried)
         self._any = {kind: _any_literal(entries) for kind, entries in self._kinds.items()}
-        self._caches: dict[str, dict[bytes, Tracker | None]] = {k: {} for k in self._kinds}
+        self._caches: dict[str, dict[bytes, tuple[Tracker, ...]]] = {
+            k: {} for k in self._kinds}
 
     @staticmethod
     def _prepare(tracker: Tracker) -> tuple[Tracker, re.Pattern[bytes], tuple[bytes, ...]]:
@@ -207,16 +411,23 @@ class TrackerMatcher:
         flags = (tracker.pattern.flags & ~re.UNICODE) | re.IGNORECASE
         return tracker, re.compile(source, flags), lowered
 
-    def _find(self, kind: str, low: bytes) -> Tracker | None:
-        """The first tracker of ``kind`` in ``low`` (lower-cased text; patterns ignore case)."""
+    def _find_all(self, kind: str, low: bytes) -> tuple[Tracker, ...]:
+        """The trackers of ``kind`` in ``low`` (lower-cased text; patterns ignore case).
+
+        Every tracker that is not generic, in the order of the data; the first
+        generic one only when there is none of those.
+        """
         cache = self._caches[kind]
-        found = cache.get(low, _MISS)
-        if found is not _MISS:
-            return found  # type: ignore[return-value]
-        found = None
+        found = cache.get(low)
+        if found is not None:
+            return found
+        out: list[Tracker] = []
+        generic: Tracker | None = None
         prefilter = self._any[kind]
         entries = self._kinds[kind] if prefilter is None or prefilter.search(low) else ()
         for tracker, pattern, needles in entries:
+            if tracker.generic and generic is not None:
+                continue
             if needles:
                 for needle in needles:
                     if needle in low:
@@ -224,13 +435,27 @@ class TrackerMatcher:
                 else:
                     continue
             if pattern.search(low) is not None:
-                found = tracker
-                break
+                if tracker.generic:
+                    generic = tracker
+                else:
+                    out.append(tracker)
+        if not out and generic is not None:
+            out.append(generic)
+        found = tuple(out)
         if len(low) <= self.cache_limit:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[low] = found
         return found
+
+    def _find(self, kind: str, low: bytes) -> Tracker | None:
+        """The first of :meth:`_find_all`."""
+        found = self._find_all(kind, low)
+        return found[0] if found else None
+
+    def scripts_in_lower(self, low: bytes) -> tuple[Tracker, ...]:
+        """Every tracker in a script's lower-cased text or URL (see :meth:`_find_all`)."""
+        return self._find_all("script", low)
 
     def script_in_lower(self, low: bytes) -> Tracker | None:
         """:meth:`find_script` for text that is lower-cased already."""
@@ -248,31 +473,10 @@ class TrackerMatcher:
         """The tracker whose pixel ``url`` is."""
         return self._find("image", url.lower() if low is None else low)
 
-    def may_be_pixel(self, tag: bytes) -> bool:
-        """Can the lower-cased ``tag`` (an ``<img`` start tag) be a known tracking pixel?"""
-        if not self.image:
-            return False
-        if self.image_needles is None:
-            return True
-        return self._find("image", tag) is not None
-
     def find_resource(self, url: bytes) -> Tracker | None:
         """The tracker whose script, embed or pixel ``url`` is (a ``<link>``'s ``href``)."""
         low = url.lower()
         return self._find("script", low) or self._find("iframe", low) or self._find("image", low)
-
-    def may_be_resource(self, tag: bytes) -> bool:
-        """Can the lower-cased ``tag`` (a ``<link`` start tag) fetch a tracker's resource?"""
-        return self.find_resource(tag) is not None
-
-    def may_hold_pixels(self, body: bytes) -> bool:
-        """Can ``body`` (without scripts or iframes) hold a known tracking pixel?"""
-        if not self.image or (b"<img" not in body and _IMG_ANY_CASE.search(body) is None):
-            return False
-        if self.image_needles is None:
-            return True
-        low = body.lower()
-        return any(needle in low for needle in self.image_needles)
 
 
 #: Bytes from the rarest to the commonest in the scripts and tags of web pages
@@ -381,7 +585,6 @@ _COMMON_WORDS = frozenset({
 })
 
 
-_MISS = object()
 _DEFAULT_MATCHER: TrackerMatcher | None = None
 
 
@@ -393,13 +596,47 @@ def default_matcher() -> TrackerMatcher:
 
 
 def could_need_gating(body: bytes, matcher: TrackerMatcher | None = None) -> bool:
-    """Cheap check: can ``body`` hold a script, an iframe or a known tracking pixel at all?"""
-    if b"<script" in body or b"<iframe" in body or _ANY_CASE.search(body) is not None:
-        return True
-    return (matcher or default_matcher()).may_hold_pixels(body)
+    """Cheap check: can ``body`` hold anything the rewrite may change at all?
+
+    A script, an iframe, a link, an image, media, an embed, ``<noscript>``,
+    ``<svg>``, a style (which may ``@import`` or use ``url()``), a ``background``
+    or ``<base>``, in any letter case. ``matcher`` is not needed (kept for callers).
+    """
+    return _MAY_NEED.search(body) is not None
 
 
 # -- attributes -----------------------------------------------------------------
+
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+
+def _attribute_reference(m: re.Match[str]) -> str:
+    """One character reference in an attribute value, decoded as a browser does.
+
+    As :func:`html.unescape`, except that a named reference without ``;``
+    followed by ``=`` or a letter or digit stays as it is (``?a=1&copy=2``).
+    """
+    ref = m.group(1)
+    if ref[0] == "#":
+        return html.unescape(m.group())
+    if ref in _ENTITIES:
+        if ref[-1] != ";":
+            after = m.string[m.end():m.end() + 1]
+            if after == "=" or (after.isascii() and after.isalnum()):
+                return m.group()
+        return _ENTITIES[ref]
+    for x in range(len(ref) - 1, 1, -1):
+        if ref[:x] in _ENTITIES:
+            after = ref[x]
+            if after == "=" or (after.isascii() and after.isalnum()):
+                return "&" + ref
+            return _ENTITIES[ref[:x]] + ref[x:]
+    return "&" + ref
+
+
+def unescape_attribute(text: str) -> str:
+    """An attribute value with its character references decoded (HTML's rules)."""
+    return _CHARREF.sub(_attribute_reference, text) if "&" in text else text
 
 
 class _Attr:
@@ -416,20 +653,34 @@ class _Attr:
             return ""
         if raw[:1] in (b'"', b"'"):
             raw = raw[1:-1]
-        text = raw.decode("utf-8", "replace")
-        return html.unescape(text) if "&" in text else text
+        return unescape_attribute(raw.decode("utf-8", "replace"))
 
 
 def _attributes(body: bytes, low: bytes, start: int, end: int) -> dict[bytes, _Attr]:
     """The attributes in ``body[start:end]``; the first of duplicates wins, as in browsers."""
     attrs: dict[bytes, _Attr] = {}
-    for m in _ATTR.finditer(low, start, end):
+    # not bounded by ``end``: a value written ``a=`` before the ">" needs to see it
+    for m in _ATTR.finditer(low, start):
+        if m.start() >= end:
+            break
         name = m.group(1)
         if name not in attrs:
             vstart = m.start(2)
             raw = body[vstart:m.end(2)] if vstart >= 0 else None
             attrs[name] = _Attr(m.start(), m.end(), raw)
     return attrs
+
+
+def _self_closing(low: bytes, a0: int, a1: int) -> bool:
+    """Does the tag whose attributes are ``low[a0:a1]`` end with ``/>`` (not a value's "/")?"""
+    if a1 <= a0 or low[a1 - 1] != 47:
+        return False
+    last = -1
+    for m in _ATTR.finditer(low, a0):
+        if m.start() >= a1:
+            break
+        last = m.end()
+    return last < a1
 
 
 def _quote(value: str) -> bytes:
@@ -446,6 +697,269 @@ def _edit_tag(body: bytes, tag_start: int, name_end: int, tag_end: int,
         pos = attr.end
     parts.append(body[pos:tag_end])
     return b"".join(parts)
+
+
+# -- URLs in attributes and style sheets ---------------------------------------------
+
+_SRCSET_URL = re.compile(r"[\t\n\f\r ,]*+([^\t\n\f\r ]++)")
+_SRCSET_DESCRIPTORS = re.compile(r"(?:[^,(]++|\([^)]*+\)?)*+,?")
+
+
+def srcset_urls(value: str) -> list[str]:
+    """The URL of every candidate of a ``srcset`` (HTML's parsing algorithm)."""
+    urls: list[str] = []
+    pos = 0
+    while True:
+        m = _SRCSET_URL.match(value, pos)
+        if m is None:
+            return urls
+        url = m.group(1)
+        pos = m.end()
+        if url.endswith(","):  # no descriptors
+            url = url.rstrip(",")
+            if url:
+                urls.append(url)
+            continue
+        urls.append(url)
+        pos = _SRCSET_DESCRIPTORS.match(value, pos).end()  # type: ignore[union-attr]
+
+
+_CSS_IDENT = r"(?:[-\w]|\\[0-9a-fA-F]{1,6}[ \t\r\n\f]?|\\[^\n0-9a-fA-F])++"
+#: CSS tokens that matter for what a sheet loads; each always matches where it
+#: starts (an unclosed comment or string runs on), so the search never goes back
+_CSS_TOKEN = re.compile(
+    r"/\*(?:[^*]++|\*(?!/))*+(?:\*/)?"
+    r"|\"(?:[^\"\\\n]++|\\.)*+\"?|'(?:[^'\\\n]++|\\.)*+'?"
+    r"|" + _CSS_IDENT + r"\(?"
+    r"|@" + _CSS_IDENT +
+    r"|[();]",
+    re.S,
+)
+#: an unquoted ``url(…)``: up to ")", a quote, a space or "(" (which make a bad URL)
+_CSS_BARE_URL = re.compile(r"[ \t\n\r\f]*+((?:[^()\"'\s\\]++|\\.)*+)", re.S)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(\n)|(.))", re.S)
+#: CSS functions whose strings are URLs
+_CSS_URL_FUNCTIONS = frozenset({"url", "src", "image-set", "-webkit-image-set", "image",
+                                "cross-fade", "-webkit-cross-fade"})
+
+
+def _css_escape(m: re.Match[str]) -> str:
+    if m.group(1):
+        code = int(m.group(1), 16)
+        return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+    return "" if m.group(2) else m.group(3)
+
+
+def _css_unescape(text: str) -> str:
+    return _CSS_ESCAPE.sub(_css_escape, text) if "\\" in text else text
+
+
+def css_urls(css: str) -> list[str]:
+    """The URLs a style sheet or ``style`` attribute loads: ``url()``, ``@import``,
+    ``image-set()`` … (CSS escapes decoded; comments skipped)."""
+    urls: list[str] = []
+    expect = 0  # 1: the string after @import; 2: strings until the function's ")"
+    depth = 0
+    for m in _CSS_TOKEN.finditer(css):
+        token = m.group()
+        first = token[0]
+        if first == '"' or first == "'":
+            if expect:
+                closed = len(token) > 1 and token[-1] == first
+                urls.append(_css_unescape(token[1:-1] if closed else token[1:]))
+                if expect == 1:
+                    expect = 0
+        elif first == "/":
+            continue  # a comment ("/" alone is no token)
+        elif first == "@":
+            expect = 1 if _css_unescape(token).lower() == "@import" else 0
+        elif token == "(":
+            depth += expect == 2
+        elif token == ")":
+            if expect == 2:
+                if depth:
+                    depth -= 1
+                else:
+                    expect = 0
+        elif token == ";":
+            expect = depth = 0
+        elif token[-1] == "(":
+            name = _css_unescape(token[:-1]).lower()
+            if name == "url":
+                bare = _CSS_BARE_URL.match(css, m.end())
+                if bare is not None and bare.group(1):
+                    urls.append(_css_unescape(bare.group(1)))
+            if expect == 2:
+                depth += 1
+            elif name in _CSS_URL_FUNCTIONS:
+                expect, depth = 2, 0
+    return urls
+
+
+# -- hosts ----------------------------------------------------------------------------
+
+#: a URL that may leave the page: a scheme, or "//" (slashes either way, with tabs)
+_SCHEME_RELATIVE = re.compile(r"[\x00-\x20]*+[/\\][\t\n\r]*+[/\\]")
+_UNKNOWN = object()
+
+
+class HostRules:
+    """The app's vendors as the rewrite asks about them: which categories allow a host.
+
+    Built on the app's :class:`~flask_consentkit.vendors.VendorRegistry`
+    (``ext.services["vendors"]``); the answers for URLs and hosts are kept, since
+    the pages of a site share most of them.
+    """
+
+    memo_size = 4096
+
+    def __init__(self, registry: VendorRegistry) -> None:
+        self.registry = registry
+        self.keys = frozenset(registry.category_keys) | {NECESSARY}
+        self._targets: dict[str, Target | None] = {}
+        self._hosts: dict[Target, tuple[frozenset[str], str]] = {}
+
+    def target(self, url: str) -> Target | None:
+        """Where a browser fetches ``url`` (references decoded) from; ``None``: its own origin."""
+        found = self._targets.get(url, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = (network_target(url)
+                     if ":" in url or _SCHEME_RELATIVE.match(url) is not None else None)
+            if len(self._targets) >= self.memo_size:
+                self._targets.clear()
+            self._targets[url] = found
+        return found  # type: ignore[return-value]
+
+    def decide(self, target: Target) -> tuple[frozenset[str], str]:
+        """``(categories any one of which allows target, the category to show)``.
+
+        ``({"necessary"}, …)`` for a host that is always allowed; ``(∅, "")`` for a
+        host of no service (or of one filed under a category the app lacks).
+        """
+        found = self._hosts.get(target)
+        if found is None:
+            services = self.registry.services_for(target)
+            allowed: frozenset[str] = frozenset().union(*(s.categories for s in services))
+            allowed &= self.keys
+            if NECESSARY in allowed:
+                allowed = frozenset({NECESSARY})
+            label = next((s.category for s in services if s.category in allowed), "")
+            found = (allowed, label if allowed else "")
+            if len(self._hosts) >= self.memo_size:
+                self._hosts.clear()
+            self._hosts[target] = found
+        return found
+
+
+# -- sites ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A start tag whose bytes depend on whether the visitor allows it."""
+
+    #: where the start tag is in the document
+    start: int
+    end: int
+    #: the category shown for it (its placeholder, ``data-consent``); ``""``: none
+    #: (content from a host the site did not declare)
+    category: str
+    #: the start tag when allowed / not allowed; ``None`` keeps it as it is
+    granted: bytes | None
+    denied: bytes | None
+    #: put a placeholder (for ``title``) in front of it when not allowed
+    placeholder: bool = False
+    title: str | None = None
+    #: ``(key, message)`` for the developer when not allowed
+    report: tuple[str, str] | None = None
+    #: the categories any one of which allows it (``None``: ``{category}``; an empty
+    #: set: nobody), computed when the page was scanned
+    categories: frozenset[str] | None = None
+    #: more such sets, each of which must allow it too (a tracker's own category
+    #: on a host that other categories allow as well)
+    also: tuple[frozenset[str], ...] = ()
+
+    @property
+    def needs(self) -> tuple[frozenset[str], ...]:
+        """Every set of categories of which one must be granted for it to be allowed."""
+        first = frozenset((self.category,)) if self.categories is None else self.categories
+        return (first, *self.also)
+
+
+def _site_allowed(site: Site, allows: Callable[[str], bool]) -> bool:
+    categories = site.categories
+    if categories is None:
+        if not allows(site.category):
+            return False
+    elif not any(allows(c) for c in categories):
+        return False
+    return all(any(allows(c) for c in clause) for clause in site.also)
+
+
+_ALWAYS = frozenset({NECESSARY})
+#: what a style sheet not allowed is wrapped in (see _Reader._style)
+_TEMPLATE = b"<template data-consentkit-neutralised>"
+_NOBODY: frozenset[str] = frozenset()
+
+
+def _simplify(clauses: Iterable[frozenset[str]]) -> tuple[frozenset[str], ...]:
+    """The sets that matter: those with ``necessary`` dropped, and each that holds another."""
+    kept: list[frozenset[str]] = []
+    for clause in clauses:
+        if NECESSARY not in clause and clause not in kept:
+            kept.append(clause)
+    return tuple(c for c in kept if not any(other < c for other in kept))
+
+
+def _make_site(start: int, end: int, clauses: tuple[frozenset[str], ...], label: str,
+               granted: bytes | None, denied: bytes | None, *, placeholder: bool = False,
+               title: str | None = None, report: tuple[str, str] | None = None) -> Site:
+    if not clauses:
+        clauses = (_ALWAYS,)
+    elif _NOBODY in clauses:
+        clauses, label = (_NOBODY,), ""
+    first, *rest = clauses
+    return Site(start, end, label, granted, denied, placeholder, title, report, first,
+                tuple(rest))
+
+
+def _marks(label: str, marked: bool, moved: Iterable[tuple[bytes, str]], undeclared: bool,
+           ) -> bytes:
+    """The attributes that mark a tag whose URL attributes ``moved`` were put aside."""
+    add = b" data-consent=" + _quote(label) if label and not marked else b""
+    for name, value in moved:
+        add += b" data-consent-" + name.replace(b":", b"-") + b"=" + _quote(value)
+    add += b" data-consentkit-neutralised"
+    if undeclared:
+        add += b" data-consentkit-undeclared"
+    return add
+
+
+def _size(attrs: dict[bytes, _Attr], name: bytes) -> float | None:
+    attr = attrs.get(name)
+    if attr is None:
+        return None
+    m = re.match(r"[\t\n\f\r ]*([0-9]*\.?[0-9]+)", attr.value)
+    return float(m.group(1)) if m else None
+
+
+_NO_SPACE = str.maketrans("", "", " \t\n\r\f")
+
+
+def _invisible(attrs: dict[bytes, _Attr]) -> bool:
+    """Is this iframe never seen: ``hidden``, 0 or 1 pixel wide or high, not displayed?"""
+    if b"hidden" in attrs:
+        return True
+    for name in (b"width", b"height"):
+        size = _size(attrs, name)
+        if size is not None and size <= 1:
+            return True
+    style = attrs.get(b"style")
+    if style is not None and style.raw:
+        css = _css_unescape(style.value).lower().translate(_NO_SPACE)
+        if "display:none" in css or "visibility:hidden" in css:
+            return True
+    return False
 
 
 # -- the scan ---------------------------------------------------------------------
@@ -491,22 +1005,961 @@ def _end_tag_end(low: bytes, pos: int, name_len: int) -> int:
     return m.end() if m else -1
 
 
-@dataclass(frozen=True, slots=True)
-class Site:
-    """A start tag whose bytes depend on whether ``category`` is granted."""
+class _Frame:
+    """An element on the stack of foreign content (or HTML inside it)."""
 
-    #: where the start tag is in the document
-    start: int
-    end: int
-    category: str
-    #: the start tag when granted / not granted; ``None`` keeps it as it is
-    granted: bytes | None
-    denied: bytes | None
-    #: put a placeholder (for ``title``) in front of it when not granted
-    placeholder: bool = False
-    title: str | None = None
-    #: ``(key, message)`` for the developer when not granted
-    report: tuple[str, str] | None = None
+    __slots__ = ("a0", "a1", "content", "name", "ns", "point", "start")
+
+    def __init__(self, name: bytes, ns: int, point: int, start: int, content: int,
+                 a0: int = 0, a1: int = 0) -> None:
+        self.name, self.ns, self.point = name, ns, point
+        #: where its start tag starts and ends; where its attributes are
+        self.start, self.content, self.a0, self.a1 = start, content, a0, a1
+
+
+#: below this, a <noscript> is read the other way at once to the end (see _noscript)
+_NOSCRIPT_DEPTH = 64
+_MATH_TEXT = frozenset({b"mi", b"mo", b"mn", b"ms", b"mtext"})
+_MGLYPH = frozenset({b"mglyph", b"malignmark"})
+_SVG_POINTS = frozenset({b"foreignobject", b"desc", b"title"})
+_FONT_BREAKS = (b"color", b"face", b"size")
+_counters: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def _tag_counter(name: bytes) -> re.Pattern[bytes]:
+    pattern = _counters.get(name)
+    if pattern is None:
+        if len(_counters) >= 512:
+            _counters.clear()
+        pattern = _counters[name] = re.compile(
+            rb"<(/?)" + re.escape(name) + rb"(?=[\t\n\f\r />])")
+    return pattern
+
+
+class _Context:
+    """What the readings of one document share."""
+
+    __slots__ = ("body", "final", "hosts", "low", "matcher", "n", "neutral", "off", "off_at",
+                 "own", "parted", "saw", "scripts")
+
+    def __init__(self, body: bytes, final: bool, matcher: TrackerMatcher,
+                 hosts: HostRules | None, own: str | None,
+                 saw: Callable[[str, str], None] | None,
+                 scripts: list[tuple[int, int]] | None) -> None:
+        self.body, self.low, self.n, self.final = body, body.lower(), len(body), final
+        self.matcher, self.hosts, self.own, self.saw = matcher, hosts, own, saw
+        self.scripts = scripts
+        #: the scripting-off reading, once it has parted from the other (see _noscript)
+        self.off: _Reader | None = None
+        #: where it goes on from (-1: it has read to the end)
+        self.off_at = -1
+        #: where the readings part (the <noscript> whose content they read two ways):
+        #: edits from there on change no quotes (see _Reader._edit)
+        self.neutral = self.n + 1
+        #: where the first <noscript> the readings part at starts
+        self.parted = -1
+
+
+def _same_frames(a: list[_Frame], b: list[_Frame]) -> bool:
+    return len(a) == len(b) and all(
+        x.name == y.name and x.ns == y.ns and x.point == y.point for x, y in zip(a, b, strict=True))
+
+
+class _Reader:
+    """One reading of the document: with scripting on (a browser with JavaScript) or off."""
+
+    __slots__ = ("barriers", "counts", "ctx", "cut", "foreign_named", "frames", "html_at",
+                 "html_named", "next", "points", "scripting", "sites")
+
+    #: read every tag of HTML content with the careful walk (the fast path's reference)
+    careful = False
+
+    def __init__(self, ctx: _Context, scripting: bool, frames: list[_Frame]) -> None:
+        self.ctx = ctx
+        self.scripting = scripting
+        #: the stack of foreign content and of the HTML elements inside it; empty in
+        #: plain HTML content (whose elements need not be tracked)
+        self.frames: list[_Frame] = []
+        #: where on the stack the HTML elements are, the integration points, and what
+        #: an end tag processed by the HTML rules does not look past (special elements,
+        #: integration points); the elements of each name: so no end tag walks the stack
+        self.html_at: list[int] = []
+        self.points: list[int] = []
+        self.barriers: list[int] = []
+        self.html_named: dict[bytes, list[int]] = {}
+        self.foreign_named: dict[bytes, list[int]] = {}
+        for frame in frames:
+            self._push(frame)
+        self.sites: list[Site] = []
+        #: where the first construct cut off by the end of the input starts (or -1)
+        self.cut = -1
+        #: per tag name: [up to where counted, start tags less end tags] (see _ancestor_open)
+        self.counts: dict[bytes, list[int]] = {}
+        #: the next place found by each search of the fast path (see _jump)
+        self.next = [-1, -1 if ctx.hosts is not None else ctx.n,
+                     -1 if ctx.hosts is not None else ctx.n, 0]
+
+    # -- the walk
+
+    def run(self, pos: int, stop: int = -1) -> int:
+        """Read from ``pos``; return where it ended (``len(body)``, or after the end tag
+        that left ``stop`` elements on the stack)."""
+        ctx = self.ctx
+        low, n = ctx.low, ctx.n
+        frames = self.frames
+        while True:
+            if not frames:
+                if self.careful:
+                    pos = _SKIP_HTML.match(low, pos).end()  # type: ignore[union-attr]
+                else:
+                    pos = self._jump(pos)
+            else:
+                top = frames[-1]
+                skip = _SKIP_FOREIGN if top.ns and not top.point else _SKIP_INNER
+                pos = skip.match(low, pos).end()  # type: ignore[union-attr]
+            if pos >= n:
+                return self._eof(n)
+            kind = low[pos + 1] if pos + 1 < n else 0
+            if kind == 47:  # "</"
+                m = _END_TAG.match(low, pos)
+                if m is None:
+                    return self._eof(pos)
+                pos = m.end()
+                if frames:
+                    self._end(m.group(1), m.start())
+                    if len(frames) <= stop:
+                        return pos
+            elif 97 <= kind <= 122:  # a start tag
+                m = _PLAIN_TAG.match(low, pos) or _START_TAG.match(low, pos)
+                if m is None:
+                    return self._eof(pos)
+                pos = self._start(m)
+                if pos < 0:
+                    return n
+            elif kind == 33:  # "<!"
+                if low.startswith(b"<!--", pos):
+                    return self._eof(pos)  # a comment that runs to the end
+                if (frames and frames[-1].ns and low.startswith(b"<![", pos)
+                        and ctx.body.startswith(b"<![CDATA[", pos)):
+                    end = low.find(b"]]>", pos + 9)
+                    if end < 0:
+                        return self._eof(pos)
+                    pos = end + 3
+                else:
+                    end = low.find(b">", pos)
+                    if end < 0:
+                        return self._eof(pos)
+                    pos = end + 1
+            else:
+                return self._eof(pos)
+
+    def _jump(self, pos: int) -> int:
+        """From ``pos`` (HTML content, the data state) to the next "<" that needs reading:
+        the start of a tag that may need attention (or of the tag that holds a style
+        or background attribute that may), or of a construct cut off by the end."""
+        low, n = self.ctx.low, self.ctx.n
+        found = self.next
+        gap = pos  # the searches go on from here; ``pos`` is in the data state
+        while True:
+            at = found[0]
+            if at < gap:
+                m = _CANDIDATE.search(low, gap)
+                at = found[0] = m.start() if m is not None else n
+                found[3] = m is not None and m.start(1) >= 0
+            hit = found[1]
+            if hit < n:
+                if hit < gap:
+                    m = _STYLE_CANDIDATE.search(low, gap)
+                    hit = found[1] = m.start() if m is not None else n
+                if hit < at:
+                    at = hit
+            hit = found[2]
+            if hit < n:
+                if hit < gap:
+                    m = _BACKGROUND_CANDIDATE.search(low, gap)
+                    hit = found[2] = m.start() if m is not None else n
+                if hit < at:
+                    at = hit
+            if at >= n:
+                if not self.ctx.final:  # where what follows is cut off by the end
+                    return _WALK.match(low, pos).end()  # type: ignore[union-attr]
+                return n
+            # Passed over whatever the state here, as ordinary markup: an image (or the
+            # like) whose URLs are the page's own, an icon, a comment with nothing
+            # inside that could matter (the checks below hold with them in the gap).
+            if found[3]:
+                m = _PLAIN_OWN_FETCHING.match(low, at)
+                if m is not None:
+                    gap = m.end()
+                    continue
+            elif low[at + 1] == 33:  # "<!--"
+                m = _COMMENT_RE.match(low, at)
+                if m is not None:
+                    end = m.end()
+                    if (found[1] >= end and found[2] >= end
+                            and _CANDIDATE.search(low, at + 4, end) is None):
+                        gap = end
+                        continue
+            elif low.startswith(b"<svg", at):
+                m = _PLAIN_SVG.match(low, at)
+                if m is not None:
+                    gap = m.end()
+                    continue
+            # what state is ``at`` in? [pos, at) holds only ordinary markup
+            close = low.rfind(b">", pos, at)
+            opener = -1
+            if close >= 0 and (
+                    ((q := low.rfind(b'"', pos, close)) >= 0
+                     and low[q - 1] in _EQ_OR_SPACE and _may_open(low, pos, close, b'"'))
+                    or ((q := low.rfind(b"'", pos, close)) >= 0
+                        and low[q - 1] in _EQ_OR_SPACE and _may_open(low, pos, close, b"'"))):
+                # that ">" may be inside a quoted value: read the tokens up to ``at``
+                walked = _WALK.match(low, pos, at).end()  # type: ignore[union-attr]
+                if walked < at:
+                    opener = walked
+            else:
+                m = _OPENER.search(low, close + 1 if close >= 0 else pos, at)
+                if m is not None:
+                    opener = m.start()
+            if opener >= 0:  # ``at`` is inside the tag (or bogus comment) that opens there
+                kind = low[opener + 1]
+                if kind == 47:  # an end tag
+                    m = _END_TAG.match(low, opener)
+                    if m is None:
+                        return opener
+                    pos = gap = m.end()
+                elif kind == 33 or kind == 63:  # a bogus comment
+                    end = low.find(b">", opener)
+                    if end < 0:
+                        return opener
+                    pos = gap = end + 1
+                else:
+                    return opener
+                continue
+            if low[at] != 60:  # a style or background attribute in text
+                pos, gap = at, at + 1
+                continue
+            if low[at + 1] == 33:  # "<!--"
+                m = _COMMENT_RE.match(low, at)
+                if m is None:
+                    return at  # it runs to the end
+                pos = gap = m.end()
+                continue
+            if not found[3]:
+                if low.startswith(b"<script", at):
+                    m = _PLAIN_SCRIPT.match(low, at)
+                    if m is not None and not self.ctx.matcher.scripts_in_lower(
+                            low[m.end(1):m.start(2)]):
+                        if self.ctx.scripts is not None:
+                            self.ctx.scripts.append((m.end(1), m.start(2)))
+                        pos = gap = m.end()  # runs as written: no tracker in it
+                        continue
+                return at  # one that changes how what follows is read
+            m = _OWN_FETCHING.match(low, at)
+            if m is None:
+                return at
+            pos = gap = m.end()
+
+    def _eof(self, at: int) -> int:
+        """The input ends in what starts at ``at``; the elements still open end with it."""
+        if self.cut < 0:
+            self.cut = self.frames[0].start if self.frames else at
+        if self.frames:
+            self._pop(0, self.ctx.n)
+        return self.ctx.n
+
+    # -- start tags
+
+    def _start(self, m: re.Match[bytes]) -> int:
+        frames = self.frames
+        if frames:
+            top = frames[-1]
+            name = m.group(1)
+            if top.ns and (not top.point or (top.point == _TEXT_POINT and name in _MGLYPH)):
+                if not (top.ns == _MATH_NS and top.name == b"annotation-xml"
+                        and name == b"svg"):
+                    if name in _BREAKOUT or (name == b"font" and self._font_breaks(m)):
+                        self._breakout(m.start())
+                    else:
+                        return self._foreign_start(m, top.ns)
+        return self._html_start(m)
+
+    def _font_breaks(self, m: re.Match[bytes]) -> bool:
+        a0, a1 = m.span(2)
+        attrs = _attributes(self.ctx.body, self.ctx.low, a0, a1)
+        return any(name in attrs for name in _FONT_BREAKS)
+
+    def _foreign_start(self, m: re.Match[bytes], ns: int) -> int:
+        ctx = self.ctx
+        low = ctx.low
+        name = m.group(1)
+        t0, t1 = m.span()
+        a0, a1 = m.span(2)
+        if (ns == _SVG_NS and name in _FETCH_SVG) or b"style" in low[a0:a1]:
+            self._check(name, ns, t0, a0, a1, t1)
+        if a1 > a0 and low[a1 - 1] == 47 and _self_closing(low, a0, a1):
+            return t1
+        point = 0
+        if ns == _SVG_NS:
+            if name in _SVG_POINTS:
+                point = _HTML_POINT
+        elif name in _MATH_TEXT:
+            point = _TEXT_POINT
+        elif name == b"annotation-xml":
+            encoding = _attributes(ctx.body, low, a0, a1).get(b"encoding")
+            if encoding is not None and encoding.value.lower() in ("text/html",
+                                                                   "application/xhtml+xml"):
+                point = _HTML_POINT
+        self._push(_Frame(name, ns, point, t0, t1, a0, a1))
+        return t1
+
+    def _html_start(self, m: re.Match[bytes]) -> int:
+        low = self.ctx.low
+        name = m.group(1)
+        t0, t1 = m.span()
+        a0, a1 = m.span(2)
+        if name == b"image":  # the tree builder makes it an <img>
+            name = b"img"
+        if name == b"script":
+            return self._script(t0, a0, a1, t1)
+        if name in _RAW_END:
+            if name == b"noscript":
+                if self.scripting:
+                    return self._noscript(t0, a0, a1, t1)
+                self._check(name, _HTML_NS, t0, a0, a1, t1)
+                self._push(_Frame(name, _HTML_NS, 0, t0, t1))
+                return t1
+            return self._raw(name, t0, a0, a1, t1)
+        self._check(name, _HTML_NS, t0, a0, a1, t1)
+        if name == b"plaintext":  # the rest of the document is text
+            self._eof(t0)
+            return -1
+        if name == b"svg" or name == b"math":
+            if not _self_closing(low, a0, a1):
+                ns = _SVG_NS if name == b"svg" else _MATH_NS
+                self._push(_Frame(name, ns, 0, t0, t1, a0, a1))
+        elif self.frames and name not in _VOID:
+            self._push(_Frame(name, _HTML_NS, 0, t0, t1))
+        return t1
+
+    def _raw(self, name: bytes, t0: int, a0: int, a1: int, t1: int) -> int:
+        """An element whose content is raw text (or RCDATA) up to its end tag."""
+        low, n = self.ctx.low, self.ctx.n
+        found = _RAW_END[name].search(low, t1)
+        close = found.start() if found is not None else n
+        after = _end_tag_end(low, close, len(name)) if found is not None else -1
+        if name == b"iframe":
+            site = self._iframe(t0, a0, a1, t1)
+            if site is not None:
+                self.sites.append(site)
+        elif name == b"style":
+            site = self._style(t0, a0, a1, t1, close, after, markup=False)
+            if site is not None:
+                self.sites.append(site)
+        else:
+            self._check(name, _HTML_NS, t0, a0, a1, t1)
+        if after < 0:
+            self._eof(t0)
+            return -1
+        return after
+
+    def _script(self, t0: int, a0: int, a1: int, t1: int) -> int:
+        ctx = self.ctx
+        low, n = ctx.low, ctx.n
+        whole = _SCRIPT_TEXT.match(low, t1)
+        if whole is not None:
+            close, after = whole.end(1), whole.end()
+        else:  # its text holds "<!--" (escape states), or it is cut off
+            close = _script_end(low, t1)
+            after = _end_tag_end(low, close, 6) if close >= 0 else -1
+            if close < 0:
+                close = n
+        if ctx.scripts is not None:
+            ctx.scripts.append((t1, close))
+        site = self._script_site(t0, a0, a1, t1, close)
+        if site is not None:
+            self.sites.append(site)
+        if after < 0:
+            self._eof(t0)
+            return -1
+        return after
+
+    def _noscript(self, t0: int, a0: int, a1: int, t1: int) -> int:
+        """``<noscript>`` with scripting on: raw text, and its content read as markup too.
+
+        The scripting-off reading starts inside it. When it ends the element
+        where this reading does (the usual case), its sites are this one's; when
+        not, the two readings have parted for good, and the scripting-off one
+        goes on to the end of the document on its own (:attr:`_Context.off`).
+        """
+        ctx = self.ctx
+        low, n = ctx.low, ctx.n
+        self._check(b"noscript", _HTML_NS, t0, a0, a1, t1)
+        found = _RAW_END[b"noscript"].search(low, t1)
+        close = found.start() if found is not None else n
+        after = _end_tag_end(low, close, 8) if found is not None else -1
+        if ctx.off is None:
+            depth = len(self.frames)
+            other = _Reader(ctx, False, [*self.frames, _Frame(b"noscript", _HTML_NS, 0, t0, t1)])
+            if depth > _NOSCRIPT_DEPTH:  # deep inside foreign content: part at once
+                end, closed = t1, True
+            else:
+                end = other.run(t1, depth)
+                closed = other.cut < 0 and len(other.frames) <= depth  # not at the end
+            if (closed and end == after and depth <= _NOSCRIPT_DEPTH
+                    and _same_frames(other.frames, self.frames)):
+                self.sites.extend(other.sites)
+            else:
+                ctx.off, ctx.off_at = other, end if closed and end < n else -1
+                ctx.parted = t0
+                if not ctx.final:  # wait for the whole document
+                    self._eof(t0)
+                    return -1
+        if after < 0:
+            self._eof(t0)
+            return -1
+        return after
+
+    # -- end tags
+
+    def _end(self, name: bytes, at: int) -> None:
+        """An end tag inside foreign content or tracked HTML (the tree builder's rules)."""
+        frames = self.frames
+        if not frames[-1].ns:
+            self._html_end(name, at)
+            return
+        if name == b"br" or name == b"p":  # these end foreign content as breakouts do
+            self._breakout(at)
+            if name == b"p":
+                self._html_end(name, at)
+            return
+        # the nearest foreign element of that name above the nearest HTML element
+        named = self.foreign_named.get(name)
+        if named and named[-1] > (self.html_at[-1] if self.html_at else -1):
+            self._pop(named[-1], at)
+            return
+        self._html_end(name, at)
+
+    def _html_end(self, name: bytes, at: int) -> None:
+        """An end tag processed by the HTML rules: it closes the nearest open element of
+        its name, unless a special element comes first."""
+        frames = self.frames
+        if not frames:
+            return
+        barrier = self.barriers[-1] if self.barriers else -1
+        named = self.html_named.get(name)
+        if named and named[-1] >= barrier:
+            self._pop(named[-1], at)
+            return
+        if barrier >= 0:
+            return
+        # the element may be open outside the foreign content (not tracked there)
+        if name not in (b"body", b"html", b"br") and self._ancestor_open(name, frames[0].start):
+            self._pop(0, at)
+
+    def _ancestor_open(self, name: bytes, before: int) -> bool:
+        """Is an element ``name`` open before ``before``? Told by counting its start and
+        end tags (at most 16 names per reading; any other is taken as open)."""
+        entry = self.counts.get(name)
+        if entry is None:
+            if len(self.counts) >= 16:
+                return True
+            entry = self.counts[name] = [0, 0]
+        if before > entry[0]:
+            balance = entry[1]
+            for m in _tag_counter(name).finditer(self.ctx.low, entry[0], before):
+                balance += -1 if m.group(1) else 1
+            entry[0], entry[1] = before, balance
+        return entry[1] > 0
+
+    def _breakout(self, at: int) -> None:
+        """Pop foreign elements up to an integration point or an HTML element."""
+        keep = max(self.html_at[-1] if self.html_at else -1,
+                   self.points[-1] if self.points else -1)
+        if keep + 1 < len(self.frames):
+            self._pop(keep + 1, at)
+
+    def _pop(self, i: int, at: int) -> None:
+        """Close ``frames[i:]`` at ``at``: an SVG ``<style>`` among them is read now."""
+        frames = self.frames
+        for frame in frames[i:]:
+            if frame.name == b"style" and frame.ns == _SVG_NS:
+                site = self._style(frame.start, frame.a0, frame.a1, frame.content, at, at,
+                                   markup=True)
+                if site is not None:
+                    self.sites.append(site)
+            (self.foreign_named if frame.ns else self.html_named)[frame.name].pop()
+        for at_stack in (self.html_at, self.points, self.barriers):
+            while at_stack and at_stack[-1] >= i:
+                at_stack.pop()
+        del frames[i:]
+
+    def _push(self, frame: _Frame) -> None:
+        at = len(self.frames)
+        self.frames.append(frame)
+        if frame.ns:
+            self.foreign_named.setdefault(frame.name, []).append(at)
+            if frame.point:
+                self.points.append(at)
+            if frame.point or frame.name == b"annotation-xml":
+                self.barriers.append(at)
+        else:
+            self.html_named.setdefault(frame.name, []).append(at)
+            self.html_at.append(at)
+            if frame.name in _SPECIAL:
+                self.barriers.append(at)
+
+    # -- decisions
+
+    def _edit(self, t0: int, a0: int, t1: int, remove: list[_Attr], add: bytes) -> bytes:
+        """The start tag ``body[t0:t1]`` with ``remove`` put aside and ``add`` after its name.
+
+        Where two readings of the document part (see :func:`scan`), a tag that is real
+        in one may lie inside an attribute value in the other: there nothing is taken
+        out and no quote put in (which would change how the other reads on), each
+        attribute is renamed where it is (``src`` → ``data-consent-src``) and the
+        added ones are written without quotes.
+        """
+        if t0 < self.ctx.neutral:
+            return _edit_tag(self.ctx.body, t0, a0, t1, remove, add)
+        body = self.ctx.body
+        parts = [body[t0:a0], _NEUTRAL_ATTR.sub(_neutral_attr, add)]
+        pos = a0
+        for attr in sorted(remove, key=lambda a: a.start):
+            parts += [body[pos:attr.start], b"data-consent-"]
+            pos = attr.start
+        parts.append(body[pos:t1])
+        return b"".join(parts)
+
+    def _decide(self, url: str, kind: str, how: str,
+                ) -> tuple[tuple[frozenset[str], ...], str, Tracker | None] | None:
+        """What must be granted for ``url`` to be fetched by an element of ``kind``.
+
+        ``(sets of categories, one of each must be granted; the category to show;
+        the known tracker it is)``, or ``None`` when nothing needs consent.
+        """
+        ctx = self.ctx
+        hosts, matcher = ctx.hosts, ctx.matcher
+        url = url.strip("\t\n\f\r ")
+        if not url:
+            return None
+        target = hosts.target(url) if hosts is not None else None
+        text = url
+        if target is not None or ":" in url or _SCHEME_RELATIVE.match(url) is not None:
+            normal = _normal_form(url)
+            if normal and normal != url:
+                text = url + "\n" + normal
+        low = text.lower().encode("utf-8", "replace")
+        if kind == "script":
+            found = matcher.scripts_in_lower(low)
+        else:
+            tracker = matcher.find_resource(low) if kind == "resource" else matcher._find(kind, low)
+            found = (tracker,) if tracker is not None else ()
+        needs = tuple(frozenset((t.category,)) for t in found)
+        first = found[0] if found else None
+        if hosts is None:
+            return (needs, first.category, first) if first is not None else None
+        if target is not None and target.host == ctx.own:
+            target = None
+        if target is None:
+            return (needs, first.category, first) if first is not None else None
+        if ctx.saw is not None:
+            ctx.saw(target.host, how)
+        allowed, label = hosts.decide(target)
+        if first is not None:
+            return (allowed, *needs), first.category if allowed else "", first
+        if NECESSARY in allowed:
+            return None
+        return (allowed,), label, None
+
+    def _check(self, name: bytes, ns: int, t0: int, a0: int, a1: int, t1: int) -> None:
+        """The site of an element that may fetch with its URL attributes or its style."""
+        ctx = self.ctx
+        fetched = (_FETCH_HTML if ns == _HTML_NS else _FETCH_SVG if ns == _SVG_NS
+                   else {}).get(name, ())
+        if ctx.hosts is None:
+            if name != b"img" and name != b"link" or ns != _HTML_NS:
+                return  # without the app's hosts only known trackers are looked for
+        elif not fetched and b"style" not in ctx.low[a0:a1]:
+            return
+        site = self._element(name, fetched, t0, a0, a1, t1)
+        if site is not None:
+            self.sites.append(site)
+
+    def _element(self, name: bytes, fetched: tuple[bytes, ...], t0: int, a0: int, a1: int,
+                 t1: int) -> Site | None:
+        ctx = self.ctx
+        body, hosts = ctx.body, ctx.hosts
+        attrs = _attributes(body, ctx.low, a0, a1)
+        marked = attrs.get(b"data-consent")
+        if marked is not None and hosts is None:
+            return None  # the app's own gate
+        how = _HOW.get(name, "loads from")
+        kind = "image"
+        if name == b"input":
+            input_type = attrs.get(b"type")
+            if input_type is None or input_type.value.strip().lower() != "image":
+                fetched = ()
+        elif name == b"link":
+            rel = attrs.get(b"rel")
+            rels = rel.value.lower().split() if rel is not None else []
+            wanted = _LINK_RELS if hosts is not None else _TRACKER_RELS
+            fetching = [r for r in rels if r in wanted]
+            if not fetching:
+                fetched = ()
+            else:
+                how, kind = _LINK_RELS[fetching[0]], "resource"
+        needs: list[frozenset[str]] = []
+        moved: list[tuple[bytes, str]] = []
+        remove: list[_Attr] = []
+        label = ""
+        tracker: Tracker | None = None
+        for attr_name in fetched:
+            attr = attrs.get(attr_name)
+            if attr is None or not attr.raw:
+                continue
+            value = attr.value
+            blocked = False
+            for url in srcset_urls(value) if attr_name in _SRCSETS else (value,):
+                decided = self._decide(url, kind, how)
+                if decided is not None:
+                    needs.extend(decided[0])
+                    label = label or decided[1]
+                    tracker = tracker or decided[2]
+                    blocked = True
+            if blocked:
+                moved.append((attr_name, value))
+                remove.append(attr)
+        style = attrs.get(b"style")
+        if (hosts is not None and style is not None and style.raw
+                and (b"(" in style.raw or b"&" in style.raw)):
+            value = style.value
+            blocked = False
+            for url in css_urls(value) if "(" in value else ():
+                decided = self._decide(url, "image", "loads a style's images or fonts from")
+                if decided is not None:
+                    needs.extend(decided[0])
+                    label = label or decided[1]
+                    blocked = True
+            if blocked:
+                moved.append((b"style", value))
+                remove.append(style)
+        if not moved:
+            return None
+        if marked is not None:
+            label = marked.value.strip()
+            needs.append(frozenset((label,)))
+        clauses = _simplify(needs)
+        if not clauses:
+            return None  # all it loads is always allowed
+        undeclared = _NOBODY in clauses
+        denied = self._edit(t0, a0, t1, remove, _marks(label, marked is not None, moved,
+                                                      undeclared))
+        report = None
+        if tracker is not None:
+            if name == b"link":
+                rel_text = attrs[b"rel"].value
+                report = (f"tracker:{tracker.name}:link",
+                          f"a <link rel={rel_text!r}> fetched a resource of {tracker.name}; its "
+                          f"href was taken away until {tracker.category!r} is granted. Leave "
+                          "the loading to the gated script.")
+            else:
+                report = (f"tracker:{tracker.name}",
+                          f"a tracking pixel of {tracker.name} was blocked until "
+                          f"{tracker.category!r} is granted; load it only when "
+                          f"current_consent.allows({tracker.category!r}).")
+        return _make_site(t0, t1, clauses, label, None, denied, report=report)
+
+    def _style(self, t0: int, a0: int, a1: int, t1: int, close: int, end: int, *,
+               markup: bool) -> Site | None:
+        """The site of a ``<style>`` whose sheet loads from a host not always allowed."""
+        ctx = self.ctx
+        if ctx.hosts is None:
+            return None
+        body = ctx.body
+        attrs = _attributes(body, ctx.low, a0, a1)
+        site = self._element(b"style", (), t0, a0, a1, t1)  # its own style attribute
+        css = body[t1:close].decode("utf-8", "replace")
+        if markup:  # SVG: the text of its children, references decoded
+            css = html.unescape(css.replace("<![CDATA[", "").replace("]]>", ""))
+        if "(" not in css and "@" not in css:
+            return site
+        needs: list[frozenset[str]] = list(site.needs) if site is not None else []
+        label = site.category if site is not None else ""
+        blocked = False
+        for url in css_urls(css):
+            decided = self._decide(url, "image", "loads a style sheet's resources from")
+            if decided is not None:
+                needs.extend(decided[0])
+                label = label or decided[1]
+                blocked = True
+        if not blocked:
+            return site
+        marked = attrs.get(b"data-consent")
+        if marked is not None:
+            label = marked.value.strip()
+            needs.append(frozenset((label,)))
+        clauses = _simplify(needs)
+        if not clauses:
+            return site
+        type_attr = attrs.get(b"type")
+        remove = [type_attr] if type_attr is not None else []
+        add = b' type="text/plain"' + _marks(label, marked is not None, (), _NOBODY in clauses)
+        if type_attr is not None and type_attr.value.strip():
+            add += b" data-type=" + _quote(type_attr.value.strip())
+        style = attrs.get(b"style")
+        if site is not None and style is not None:  # its style attribute is put aside too
+            remove.append(style)
+            add += b" data-consent-style=" + _quote(style.value)
+        # The type stops the sheet; Chromium's preload scanner fetches an @import of any
+        # <style> (it reads no type, nor whether the element is SVG), but none inside a
+        # <template>: so the element is put in one until it is allowed.
+        denied = _TEMPLATE + self._edit(t0, a0, t1, remove, add)
+        if end >= 0:  # (one that runs to the end of the input is closed by it)
+            self.sites.append(_make_site(end, end, clauses, label, None, b"</template>"))
+        return _make_site(t0, t1, clauses, label, None, denied)
+
+    def _script_site(self, t0: int, a0: int, a1: int, t1: int, close: int) -> Site | None:
+        """The site of the script ``body[t0:t1]`` (attributes ``a0:a1``, text ``t1:close``).
+
+        ``None`` when the script never depends on consent.
+        """
+        ctx = self.ctx
+        body, low, matcher = ctx.body, ctx.low, ctx.matcher
+        tag_low = low[a0:a1]
+        if (b"type" not in tag_low and b"data-consent" not in tag_low and b"src" not in tag_low
+                and not matcher.scripts_in_lower(low[t1:close])):
+            # runnable, unmarked, its own text and no tracker in it: the common script
+            return None
+        attrs = _attributes(body, low, a0, a1)
+        type_attr = attrs.get(b"type")
+        type_value = type_attr.value.strip().lower() if type_attr else ""
+        runnable = type_value.split(";", 1)[0].strip().encode() in _RUNNABLE_TYPES
+        marked = attrs.get(b"data-consent")
+        if not runnable and (marked is None or type_value != "text/plain"):
+            return None
+        src = attrs.get(b"src")
+        needs: tuple[frozenset[str], ...] = ()
+        label = ""
+        tracker: Tracker | None = None
+        if src is not None:
+            decided = self._decide(src.value, "script", "loads a script from")
+            if decided is not None:
+                needs, label, tracker = decided
+        else:
+            found = matcher.scripts_in_lower(low[t1:close])
+            if found:
+                needs = tuple(frozenset((t.category,)) for t in found)
+                label, tracker = found[0].category, found[0]
+        if marked is not None:
+            category = marked.value.strip()
+            clauses = _simplify((frozenset((category,)), *needs))
+            if type_value == "text/plain":
+                data_type = attrs.get(b"data-type")
+                add = b" type=" + _quote(data_type.value) if data_type and data_type.value else b""
+                assert type_attr is not None
+                granted = self._edit(t0, a0, t1, [type_attr], add)
+                return _make_site(t0, t1, clauses, category, granted, None)
+            return _make_site(
+                t0, t1, clauses, category, None,
+                _neutralise_script(self._edit, t0, a0, t1, attrs, type_attr, category, b""),
+                report=(f"runnable:{category}",
+                        f'a <script data-consent="{category}"> has a runnable type; it was '
+                        'made inert until consent. Write type="text/plain" (and '
+                        'data-type="module" for modules).'))
+        clauses = _simplify(needs)
+        if not clauses:
+            return None
+        flag = b" data-consentkit-neutralised"
+        if _NOBODY in clauses:
+            flag += b" data-consentkit-undeclared"
+            label = ""
+        report = None
+        if tracker is not None:
+            report = (f"tracker:{tracker.name}",
+                      f"an unmarked script of {tracker.name} was neutralised until "
+                      f'{tracker.category!r} is granted; mark it type="text/plain" '
+                      f'data-consent="{tracker.category}".')
+        return _make_site(t0, t1, clauses, label, None,
+                          _neutralise_script(self._edit, t0, a0, t1, attrs, type_attr, label,
+                                             flag),
+                          report=report)
+
+    def _iframe(self, t0: int, a0: int, a1: int, t1: int) -> Site | None:
+        """The site of this iframe, or ``None`` when it never depends on consent."""
+        body = self.ctx.body
+        attrs = _attributes(body, self.ctx.low, a0, a1)
+        src = attrs.get(b"src")
+        marked = attrs.get(b"data-consent")
+        title_attr = attrs.get(b"title")
+        title = title_attr.value.strip() if title_attr else None
+        how = "embeds a frame from"
+        if marked is not None:
+            category = marked.value.strip()
+            consent_src = attrs.get(b"data-consent-src")
+            needs: list[frozenset[str]] = [frozenset((category,))]
+            for attr in (consent_src, src):
+                if attr is not None and self.ctx.hosts is not None:
+                    decided = self._decide(attr.value, "iframe", how)
+                    if decided is not None:
+                        needs.extend(decided[0])
+            granted = None
+            if consent_src is not None and t0 < self.ctx.neutral:
+                granted = _edit_tag(body, t0, a0, t1, [src] if src is not None else [],
+                                    b" src=" + _quote(consent_src.value))
+            denied = None
+            if src is not None and src.value.strip().lower() not in ("", "about:blank"):
+                add = b" data-consent-src=" + _quote(src.value) if consent_src is None else b""
+                denied = self._edit(t0, a0, t1, [src], add)
+            return _make_site(t0, t1, _simplify(needs), category, granted, denied,
+                              placeholder=t0 < self.ctx.neutral and not _invisible(attrs),
+                              title=title)
+        if src is None or not src.raw:
+            return None
+        decided = self._decide(src.value, "iframe", how)
+        if decided is None:
+            return None
+        clauses = _simplify(decided[0])
+        if not clauses:
+            return None
+        label, tracker = decided[1], decided[2]
+        undeclared = _NOBODY in clauses
+        add = _marks(label, False, [(b"src", src.value)], undeclared)
+        report = None
+        if tracker is not None:
+            report = (f"tracker:{tracker.name}",
+                      f"an unmarked iframe of {tracker.name} was blocked until "
+                      f"{tracker.category!r} is granted; write it as <iframe "
+                      f'data-consent="{tracker.category}" data-consent-src="…"> or use '
+                      "consent_iframe().")
+        return _make_site(t0, t1, clauses, label, None, self._edit(t0, a0, t1, [src], add),
+                          placeholder=t0 < self.ctx.neutral and not _invisible(attrs),
+                          title=title, report=report)
+
+
+def _neutralise_script(edit: Callable[[int, int, int, list[_Attr], bytes], bytes], t0: int,
+                       a0: int, t1: int, attrs: dict[bytes, _Attr], type_attr: _Attr | None,
+                       category: str, flag: bytes) -> bytes:
+    add = b' type="text/plain"'
+    if b"data-consent" not in attrs and category:
+        add += b" data-consent=" + _quote(category)
+    add += flag
+    if type_attr is not None and type_attr.value.strip() and b"data-type" not in attrs:
+        add += b" data-type=" + _quote(type_attr.value.strip())
+    remove = [type_attr] if type_attr is not None else []
+    return edit(t0, a0, t1, remove, add)
+
+
+def _may_open(low: bytes, pos: int, end: int, quote: bytes) -> bool:
+    """May the last ``quote`` in ``low[pos:end]`` open an attribute value (follow "=")?"""
+    at = low.rfind(quote, pos, end)
+    if at <= pos:
+        return at == pos
+    before = at - 1
+    if low[before] not in _EQ_OR_SPACE:  # the common case: it closes one
+        return False
+    while before >= pos and low[before] in b"\t\n\f\r ":
+        before -= 1
+    return before < pos or low[before] == 61  # "=" (or it follows the last known place)
+
+
+_normal_forms: dict[str, str | None] = {}
+
+
+def _normal_form(url: str) -> str | None:
+    """``host/path?query`` of an absolute URL as the browser reads it (known trackers are
+    matched on it too: a host spelt ``googletagmanager%2Ecom`` or with ``:443``)."""
+    found = _normal_forms.get(url, "\0")
+    if found != "\0":
+        return found
+    target = network_target(url)
+    normal = None
+    if target is not None:
+        query = url.partition("?")[2].partition("#")[0]
+        normal = target.host + target.path + ("?" + query if query else "")
+    if len(_normal_forms) >= 4096:
+        _normal_forms.clear()
+    _normal_forms[url] = normal
+    return normal
+
+
+_NEUTRAL_ATTR = re.compile(rb' ([a-z-]+)="([^"]*)"')
+_TOKEN = re.compile(rb"[A-Za-z0-9_./+-]+")
+
+
+def _neutral_attr(m: re.Match[bytes]) -> bytes:
+    name, value = m.group(1), m.group(2)
+    if name.startswith(b"data-consent-") or _TOKEN.fullmatch(value) is None:
+        return b""  # renamed where it is (or no value that needs no quotes)
+    return b" " + name + b"=" + value
+
+
+def _conflict(body: bytes, a: Site, b: Site) -> Site:
+    """Two readings of the document see different tags here (markup inside a value that
+    one of them ends early): neither is let through until both are allowed."""
+    start, end = min(a.start, b.start), max(a.end, b.end)
+    return Site(start, end, a.category or b.category, None,
+                body[start:end].replace(b"<", b"&lt;"), a.placeholder or b.placeholder,
+                a.title or b.title,
+                ("conflict", "markup that a browser reads one way with JavaScript on and "
+                 "another with it off was taken apart until consent; write the <noscript> "
+                 "content without '</noscript' inside attribute values."),
+                a.needs[0], (*a.needs[1:], *b.needs))
+
+
+def _merge(body: bytes, *readings: list[Site]) -> list[Site]:
+    """The sites of every reading, in order; one site where readings saw the same tag."""
+    merged = sorted((site for sites in readings for site in sites),
+                    key=lambda s: (s.start, s.end))
+    out: list[Site] = []
+    for site in merged:
+        if out and site.start < out[-1].end:
+            if site != out[-1]:
+                out[-1] = _conflict(body, out[-1], site)
+            continue
+        out.append(site)
+    return out
+
+
+def scan(body: bytes, *, matcher: TrackerMatcher | None = None, final: bool = True,
+         scripts: list[tuple[int, int]] | None = None, hosts: HostRules | None = None,
+         own: str | None = None, saw: Callable[[str, str], None] | None = None,
+         ) -> tuple[list[Site], int]:
+    """Find every start tag of ``body`` that depends on consent.
+
+    :param scripts: when given, the span of every script's text is appended to it.
+    :param hosts: the app's hosts; without them only known trackers are looked for.
+    :param own: the page's own host (its URLs need no consent).
+    :param saw: told ``(host, how)`` for every third-party host a fetching element names.
+    :return: ``(sites, consumed)``; with ``final=False`` an element cut off at
+        the end is not scanned and ``consumed`` is where it starts.
+    """
+    spans: list[tuple[int, int]] | None = [] if scripts is not None else None
+    ctx = _Context(body, final, matcher or default_matcher(), hosts, own, saw, spans)
+    main = _Reader(ctx, True, [])
+    main.run(0)
+    if ctx.off is not None and final:
+        # The readings part: read again (both), with edits that keep either from
+        # changing how the other goes on.
+        parted = ctx.parted
+        ctx = _Context(body, final, ctx.matcher, hosts, own, None, scripts)
+        ctx.neutral = parted
+        main = _Reader(ctx, True, [])
+        main.run(0)
+    elif scripts is not None and spans:
+        scripts.extend(spans)
+    consumed = ctx.n if final or main.cut < 0 else main.cut
+    sites = main.sites
+    off = ctx.off
+    if off is not None and final:
+        if ctx.off_at >= 0:
+            off.run(ctx.off_at)
+        sites = _merge(body, sites, off.sites)
+    else:
+        sites.sort(key=lambda s: s.start)
+    if consumed < ctx.n:  # (a style sheet's closing </template> at the cut is kept)
+        sites = [s for s in sites if s.start < consumed or s.start == s.end == consumed]
+    return sites, consumed
 
 
 def rewrite(
@@ -517,8 +1970,11 @@ def rewrite(
     final: bool = True,
     cache: ScanCache | None = None,
     nonce: Callable[[], str | None] | None = None,
+    hosts: HostRules | None = None,
+    own: str | None = None,
+    saw: Callable[[str, str], None] | None = None,
 ) -> tuple[bytes, int]:
-    """Gate the scripts and iframes of an HTML document.
+    """Gate the elements of an HTML document that depend on consent.
 
     :param body: the document, in an ASCII-compatible encoding (UTF-8, Latin-1 …).
     :param final: ``False`` when more of the document follows (streaming): an
@@ -527,12 +1983,15 @@ def rewrite(
     :param nonce: gives the request's CSP nonce, asked only when ``body`` was not
         seen before: a page that differs only by its nonce is then not scanned
         again (see :meth:`ScanCache.entry`).
+    :param hosts: the app's hosts (:class:`HostRules`); ``own`` the page's host;
+        ``saw`` is told each third-party host when the page is scanned (see :func:`scan`).
     :return: ``(output, consumed)``: the rewritten bytes of ``body[:consumed]``.
         With ``final=True`` everything is consumed.
     """
     if cache is not None and final:
-        return cache.entry(body, matcher, nonce).apply(gate), len(body)
-    sites, consumed = scan(body, matcher=matcher, final=final)
+        doc = cache.entry(body, matcher, nonce, hosts=hosts, own=own, saw=saw)
+        return doc.apply(gate), len(body)
+    sites, consumed = scan(body, matcher=matcher, final=final, hosts=hosts, own=own, saw=saw)
     return apply(body, sites, gate, consumed), consumed
 
 
@@ -541,8 +2000,9 @@ def apply(body: bytes, sites: Iterable[Site], gate: Gate, consumed: int | None =
     end = len(body) if consumed is None else consumed
     out: list[bytes] = []
     copied = 0
+    allows = gate.allows
     for site in sites:
-        if gate.allows(site.category):
+        if _site_allowed(site, allows):
             new, prefix = site.granted, b""
         else:
             new = site.denied
@@ -591,18 +2051,22 @@ class ScannedDocument:
     placeholder, plus a few whole outputs keyed by the placeholders that went in.
     """
 
-    __slots__ = ("body", "cache", "categories", "outputs", "scripts", "sites")
+    __slots__ = ("body", "cache", "categories", "outputs", "own", "scripts", "sites")
 
     #: output plans kept per document (one per combination of decisions seen)
     max_outputs = 8
     #: whole outputs kept per plan (one per language and link seen)
     max_finals = 4
 
-    def __init__(self, body: bytes, sites: list[Site], cache: ScanCache | None = None) -> None:
+    def __init__(self, body: bytes, sites: list[Site], cache: ScanCache | None = None,
+                 own: str | None = None) -> None:
         self.body = body
         self.sites = sites
         #: the categories the sites depend on, each once, in order of first use
-        self.categories = tuple(dict.fromkeys(site.category for site in sites))
+        self.categories = tuple(dict.fromkeys(
+            category for site in sites for clause in site.needs for category in clause))
+        #: the page's own host it was scanned for (its URLs need no consent)
+        self.own = own
         #: the cache that holds this document and bounds the bytes its outputs take
         self.cache = cache
         #: where the texts of its scripts are (kept for documents with a nonce stand-in)
@@ -614,7 +2078,8 @@ class ScannedDocument:
         """The output for ``gate``: :func:`apply` of the sites, reusing what was made before."""
         if not self.sites:
             return self.body
-        decisions = tuple([gate.allows(category) for category in self.categories])
+        allows = gate.allows
+        decisions = tuple([allows(category) for category in self.categories])
         output = self.outputs.get(decisions)
         if output is None:
             output = self._output(decisions)
@@ -661,14 +2126,14 @@ class ScannedDocument:
         return final
 
     def _output(self, decisions: tuple[bool, ...]) -> _Output:
-        allowed_by = dict(zip(self.categories, decisions, strict=True))
+        allowed_by = dict(zip(self.categories, decisions, strict=True)).__getitem__
         body = self.body
         out: list[bytes | int] = []
         pending: list[bytes] = []  # bytes since the last placeholder gap
         reports: list[tuple[str, str]] = []
         copied = 0
         for index, site in enumerate(self.sites):
-            allowed = allowed_by[site.category]
+            allowed = _site_allowed(site, allowed_by)
             if not allowed and site.report is not None:
                 reports.append(site.report)
             gap = not allowed and site.placeholder
@@ -717,20 +2182,26 @@ class ScanCache:
         return self._count
 
     def __contains__(self, body: object) -> bool:
-        return isinstance(body, bytes) and self._find(body, self._key(body)) is not None
+        return isinstance(body, bytes) and any(
+            doc.body == body for doc in self._scans.get(self._key(body), ()))
 
-    def known(self, body: bytes) -> ScannedDocument | None:
-        """The scanned document ``body`` if it was scanned before (no scan, no nonce)."""
-        return self._find(body, self._key(body))
+    def known(self, body: bytes, own: str | None = None) -> ScannedDocument | None:
+        """The scanned document ``body`` if it was scanned before for the page's host
+        ``own`` (no scan, no nonce)."""
+        return self._find(body, self._key(body), own)
 
-    def _find(self, body: bytes, key: tuple[int, bytes, bytes]) -> ScannedDocument | None:
+    def _find(self, body: bytes, key: tuple[int, bytes, bytes],
+              own: str | None = None) -> ScannedDocument | None:
         for doc in self._scans.get(key, ()):
-            if doc.body is body or doc.body == body:
+            if (doc.body is body or doc.body == body) and doc.own == own:
                 return doc
         return None
 
     def entry(self, body: bytes, matcher: TrackerMatcher | None = None,
-              nonce: Callable[[], str | None] | None = None) -> ScannedDocument | NoncedDocument:
+              nonce: Callable[[], str | None] | None = None, *,
+              hosts: HostRules | None = None, own: str | None = None,
+              saw: Callable[[str, str], None] | None = None,
+              ) -> ScannedDocument | NoncedDocument:
         """The scanned document ``body``, scanned now unless it was before.
 
         :param nonce: gives the request's CSP nonce. A page that differs from
@@ -740,17 +2211,18 @@ class ScanCache:
             depend on those bytes (see :class:`NoncedDocument`).
         """
         key = self._key(body)
-        found = self._find(body, key)
+        found = self._find(body, key, own)
         if found is not None:
             return found
+        scan_with = _ScanWith(matcher, hosts, own, saw)
         if nonce is not None and len(body) <= self.limit:
-            nonced = self._nonced(body, nonce(), matcher)
+            nonced = self._nonced(body, nonce(), scan_with)
             if nonced is not None:
                 return nonced
-        return self._scan(body, key, matcher)
+        return self._scan(body, key, scan_with)
 
     def _nonced(self, body: bytes, nonce: str | None,
-                matcher: TrackerMatcher | None) -> NoncedDocument | None:
+                scan_with: _ScanWith) -> NoncedDocument | None:
         if not nonce or _NONCE.fullmatch(nonce) is None:
             return None
         value = nonce.encode("ascii")
@@ -767,22 +2239,24 @@ class ScanCache:
         stand_in = b"\0" * size
         canonical = body.replace(value, stand_in)
         key = self._key(canonical)
-        doc = self._find(canonical, key) or self._scan(canonical, key, matcher, scripts=True)
+        doc = (self._find(canonical, key, scan_with.own)
+               or self._scan(canonical, key, scan_with, scripts=True))
         for position in positions:
             for start, end in doc.scripts:
                 if start <= position < end:
                     return None  # in a script's text, where trackers are looked for
         return NoncedDocument(doc, stand_in, value)
 
-    def _scan(self, body: bytes, key: tuple[int, bytes, bytes], matcher: TrackerMatcher | None,
+    def _scan(self, body: bytes, key: tuple[int, bytes, bytes], scan_with: _ScanWith,
               *, scripts: bool = False) -> ScannedDocument:
         spans: list[tuple[int, int]] | None = [] if scripts else None
-        sites, _ = scan(body, matcher=matcher, scripts=spans)
+        sites, _ = scan(body, matcher=scan_with.matcher, scripts=spans, hosts=scan_with.hosts,
+                        own=scan_with.own, saw=scan_with.saw)
         if len(body) > self.limit:
-            doc = ScannedDocument(body, sites)
+            doc = ScannedDocument(body, sites, own=scan_with.own)
             doc.scripts = spans or []
             return doc
-        doc = ScannedDocument(body, sites, self)
+        doc = ScannedDocument(body, sites, self, scan_with.own)
         doc.scripts = spans or []
         with self._lock:
             if self._count >= self.size or self._bytes + len(body) > self.total:
@@ -805,9 +2279,10 @@ class ScanCache:
             self._bytes += size
             return True
 
-    def sites(self, body: bytes, matcher: TrackerMatcher | None = None) -> list[Site]:
+    def sites(self, body: bytes, matcher: TrackerMatcher | None = None, *,
+              hosts: HostRules | None = None, own: str | None = None) -> list[Site]:
         """The sites of ``body`` (see :func:`scan`), scanned now unless it was before."""
-        doc = self.entry(body, matcher)
+        doc = self.entry(body, matcher, hosts=hosts, own=own)
         assert isinstance(doc, ScannedDocument)
         return doc.sites
 
@@ -818,8 +2293,8 @@ class NoncedDocument:
     The kept document has each occurrence of the nonce replaced by as many NUL
     bytes (the page holds none of its own). Inside an attribute value the
     tokenizer treats a NUL, a letter, a digit, ``-`` and ``_`` alike; the
-    only attributes whose values the scan reads are ``type``, ``src``,
-    ``srcset``, ``title`` and the ``data-consent`` ones, never ``nonce``; and
+    scan reads the values of URL attributes, ``type``, ``rel``, ``style``,
+    ``title``, sizes and the ``data-consent`` ones, never ``nonce``; and
     the only text where trackers are looked for, a script's, holds no
     occurrence. So the sites are those of the real page, and its output is the
     kept document's output with the NULs turned back into the nonce.
@@ -834,338 +2309,44 @@ class NoncedDocument:
         return self.base.apply(gate).replace(self.stand_in, self.nonce)
 
 
-def scan(body: bytes, *, matcher: TrackerMatcher | None = None,
-         final: bool = True, scripts: list[tuple[int, int]] | None = None,
-         ) -> tuple[list[Site], int]:
-    """Find every start tag of ``body`` that depends on consent.
-
-    :param scripts: when given, the span of every script's text is appended to it.
-    :return: ``(sites, consumed)``; with ``final=False`` an element cut off at
-        the end is not scanned and ``consumed`` is where it starts.
-    """
-    matcher = matcher or default_matcher()
-    find_script = matcher.script_in_lower
-    low = body.lower()
-    n = len(body)
-    sites: list[Site] = []
-    pos = 0
-    while True:
-        m = _jump(low, pos, matcher)
-        if m is None:
-            if final:
-                return sites, n  # nothing from here needs attention (or it is cut off)
-            m = _NEXT.match(low, pos)  # the careful walk tells where the cut is
-            assert m is not None  # every part of the pattern may be empty
-        t1, close = m.span(2)
-        if t1 >= 0:  # a whole script
-            if scripts is not None:
-                scripts.append((t1, close))
-            a0, a1 = m.span(1)
-            tag_low = low[a0:a1]
-            if (b"type" in tag_low or b"data-consent" in tag_low
-                    or find_script(low[t1:close]) is not None
-                    or (b"src" in tag_low and find_script(tag_low) is not None)):
-                site = _script_site(body, low, a0 - 7, a0, a1, t1, close, matcher)
-                if site is not None:
-                    sites.append(site)
-            # else: runnable and unmarked, and no tracker in its text nor anywhere in
-            # its tag (so none in its src): the common script, nothing to decide
-            pos = m.end()
-            continue
-        name = m.group(3)
-        if name is None:
-            # the end of the input, a cut-off tag or a comment that runs to the end
-            start = m.start(5) if m.start(5) >= 0 else m.end()
-            if start < n and not final:
-                return sites, start
-            return sites, n
-        t0, a0, a1, t1 = m.start(3) - 1, m.start(4), m.end(4), m.end()
-        if name == b"script":  # one whose text holds "<!--", or is cut off
-            close = _script_end(low, t1)
-            after = _end_tag_end(low, close, 6) if close >= 0 else -1
-            if after < 0:
-                if not final:
-                    return sites, t0
-                close = n if close < 0 else close
-                after = n
-            if scripts is not None:
-                scripts.append((t1, close))
-            site = _script_site(body, low, t0, a0, a1, t1, close, matcher)
-            if site is not None:
-                sites.append(site)
-            pos = after
-            continue
-        if name == b"img" or name == b"link":  # void elements: the start tag is all
-            site_of = _image_site if name == b"img" else _link_site
-            site = site_of(body, low, t0, a0, a1, t1, matcher)
-            if site is not None:
-                sites.append(site)
-            pos = t1
-            continue
-        if name == b"plaintext":
-            return sites, n  # the rest of the document is text
-        found = _RAW_END[name].search(low, t1)
-        after = _end_tag_end(low, found.start(), len(name)) if found is not None else -1
-        if after < 0:
-            if not final:
-                return sites, t0
-            after = n
-        if name == b"iframe":
-            site = _iframe_site(body, low, t0, a0, a1, t1, matcher)
-            if site is not None:
-                sites.append(site)
-        pos = after
 
 
-def _jump(low: bytes, pos: int, matcher: TrackerMatcher) -> re.Match[bytes] | None:
-    """What needs attention next from ``pos`` (in the data state), found without a walk.
+class _ScanWith:
+    """What a document is scanned with (a cache scans it for the app it belongs to)."""
 
-    Comments are skipped on the way, and so are images that cannot be tracking
-    pixels.
+    __slots__ = ("hosts", "matcher", "own", "saw")
 
-    :return: a match of :data:`_HERE` (or of :data:`_NEXT`, when the fast path
-        cannot vouch for the text before it); ``None`` when nothing needs
-        attention up to the end, or the next thing is cut off by it.
-    """
-    gap = pos
-    while True:
-        candidate = _CANDIDATE.search(low, gap)
-        if candidate is None:
-            return None
-        at = candidate.start()
-        kind = low[at + 1]
-        if (kind == 105 and low[at + 2] == 109) or kind == 108:  # "<im", "<l": img, link
-            # Neither a pixel nor a tracker's resource whatever the state here: no
-            # tracker in the tag (its quotes balanced, so the first ">" ends it).
-            # Skipped like any other tag.
-            end = low.find(b">", at)
-            if end > 0:
-                tag = low[at:end]
-                if (tag.count(b'"') % 2 == 0 and tag.count(b"'") % 2 == 0
-                        and not (matcher.may_be_pixel(tag) if kind == 105
-                                 else matcher.may_be_resource(tag))):
-                    gap = end
-                    continue
-        elif kind == 33:  # "<!--": a comment (if it is in the data state)
-            # One that holds no candidate reads like text to what follows: the checks
-            # below hold for the gap with it inside (its end is a ">"; a quote in it
-            # at worst sends the gap to the careful walk).
-            comment = _COMMENT.match(low, at)
-            if comment is not None and _CANDIDATE.search(low, at + 4, comment.end()) is None:
-                gap = comment.end()
-                continue
-        close = low.rfind(b">", pos, at)
-        if close >= 0:
-            double, single = low.rfind(b'"', pos, close), low.rfind(b"'", pos, close)
-            # the common case inline: a quote that follows neither "=" nor whitespace
-            if ((double > pos and low[double - 1] not in _EQ_OR_SPACE) or double < 0
-                    or not _opens_value(low, pos, double)) and (
-                    (single > pos and low[single - 1] not in _EQ_OR_SPACE) or single < 0
-                    or not _opens_value(low, pos, single)):
-                start = close + 1
-            else:
-                return _NEXT.match(low, pos)  # that ">" may be inside a quoted value
-        else:
-            start = pos
-        if _OPENER.search(low, start, at) is not None:
-            gap = at + 1  # inside a tag: no element starts here
-            continue
-        if kind == 33:  # "<!--"
-            comment = _COMMENT.match(low, at)
-            if comment is None:
-                return None
-            pos = gap = comment.end()
-            continue
-        return _HERE.match(low, at)
-
-
-_EQ_OR_SPACE = frozenset(b"=\t\n\f\r ")
-
-
-def _opens_value(low: bytes, pos: int, quote: int) -> bool:
-    """Does the quote at ``quote`` (``-1``: none) follow ``=`` and whitespace after ``pos``?"""
-    if quote < 0:
-        return False
-    before = quote - 1
-    while before >= pos and low[before] in b"\t\n\f\r ":
-        before -= 1
-    return before >= pos and low[before] == 61  # "="
-
-
-def _script_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int, close: int,
-                 matcher: TrackerMatcher) -> Site | None:
-    """The site of the script ``body[t0:t1]`` (attributes ``a0:a1``, text ``t1:close``).
-
-    ``None`` when the script never depends on consent.
-    """
-    tag_low = low[a0:a1]
-    if (b"type" not in tag_low and b"data-consent" not in tag_low
-            and matcher.script_in_lower(low[t1:close]) is None
-            and (b"src" not in tag_low or matcher.script_in_lower(tag_low) is None)):
-        # runnable and unmarked, and no tracker in its text nor anywhere in its tag
-        # (so none in its src): the common script, nothing to decide
-        return None
-    attrs = _attributes(body, low, a0, a1)
-    type_attr = attrs.get(b"type")
-    type_value = type_attr.value.strip().lower() if type_attr else ""
-    runnable = type_value.split(";", 1)[0].strip().encode() in _RUNNABLE_TYPES
-    marked = attrs.get(b"data-consent")
-    if marked is not None:
-        category = marked.value.strip()
-        if type_value == "text/plain":
-            data_type = attrs.get(b"data-type")
-            add = b" type=" + _quote(data_type.value) if data_type and data_type.value else b""
-            assert type_attr is not None
-            return Site(t0, t1, category, _edit_tag(body, t0, a0, t1, [type_attr], add), None)
-        if not runnable:
-            return None
-        return Site(
-            t0, t1, category, None,
-            _neutralise_script(body, t0, a0, t1, attrs, type_attr, category, b""),
-            report=(f"runnable:{category}",
-                    f'a <script data-consent="{category}"> has a runnable type; it was made '
-                    'inert until consent. Write type="text/plain" (and data-type="module" '
-                    "for modules)."),
-        )
-    if not runnable:
-        return None
-    src = attrs.get(b"src")
-    if src is not None:
-        tracker = matcher.find_script(src.raw or b"")
-    else:
-        tracker = matcher.script_in_lower(low[t1:close])
-    if tracker is None:
-        return None
-    return Site(
-        t0, t1, tracker.category, None,
-        _neutralise_script(body, t0, a0, t1, attrs, type_attr, tracker.category,
-                           b" data-consentkit-neutralised"),
-        report=(f"tracker:{tracker.name}",
-                f"an unmarked script of {tracker.name} was neutralised until "
-                f'{tracker.category!r} is granted; mark it type="text/plain" '
-                f'data-consent="{tracker.category}".'),
-    )
-
-
-def _neutralise_script(body: bytes, t0: int, a0: int, t1: int, attrs: dict[bytes, _Attr],
-                       type_attr: _Attr | None, category: str, flag: bytes) -> bytes:
-    add = b' type="text/plain"'
-    if b"data-consent" not in attrs:
-        add += b" data-consent=" + _quote(category)
-    add += flag
-    if type_attr is not None and type_attr.value.strip() and b"data-type" not in attrs:
-        add += b" data-type=" + _quote(type_attr.value.strip())
-    remove = [type_attr] if type_attr is not None else []
-    return _edit_tag(body, t0, a0, t1, remove, add)
-
-
-def _neutralised(category: str, name: bytes, url: str) -> bytes:
-    """The attributes that mark a tag whose URL attribute ``name`` was moved aside."""
-    return (b" data-consent=" + _quote(category) + b" data-consent-" + name + b"="
-            + _quote(url) + b" data-consentkit-neutralised")
-
-
-def _iframe_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
-                 matcher: TrackerMatcher) -> Site | None:
-    """The site of this iframe, or ``None`` when it never depends on consent."""
-    attrs = _attributes(body, low, a0, a1)
-    src = attrs.get(b"src")
-    marked = attrs.get(b"data-consent")
-    title_attr = attrs.get(b"title")
-    title = title_attr.value.strip() if title_attr else None
-    if marked is not None:
-        category = marked.value.strip()
-        consent_src = attrs.get(b"data-consent-src")
-        granted = None
-        if consent_src is not None:
-            granted = _edit_tag(body, t0, a0, t1, [src] if src is not None else [],
-                                b" src=" + _quote(consent_src.value))
-        denied = None
-        if src is not None and src.value.strip().lower() not in ("", "about:blank"):
-            add = b" data-consent-src=" + _quote(src.value) if consent_src is None else b""
-            denied = _edit_tag(body, t0, a0, t1, [src], add)
-        return Site(t0, t1, category, granted, denied, placeholder=True, title=title)
-    if src is None or not src.raw:
-        return None
-    tracker = matcher.find_iframe(src.raw)
-    if tracker is None:
-        return None
-    add = _neutralised(tracker.category, b"src", src.value)
-    return Site(
-        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [src], add),
-        placeholder=True, title=title,
-        report=(f"tracker:{tracker.name}",
-                f"an unmarked iframe of {tracker.name} was blocked until "
-                f"{tracker.category!r} is granted; write it as <iframe "
-                f'data-consent="{tracker.category}" data-consent-src="…"> or use '
-                "consent_iframe()."),
-    )
-
-
-def _image_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
-                matcher: TrackerMatcher) -> Site | None:
-    """The site of a known tracking pixel, or ``None`` for any other image."""
-    tag_low = low[a0:a1]
-    if b"src" not in tag_low or matcher.find_image(body[a0:a1], tag_low) is None:
-        return None  # no tracker anywhere in the tag, so none in its src
-    attrs = _attributes(body, low, a0, a1)
-    src = attrs.get(b"src")
-    if src is None or not src.raw or b"data-consent" in attrs:
-        return None
-    tracker = matcher.find_image(src.raw)
-    if tracker is None:
-        return None
-    remove = [a for a in (src, attrs.get(b"srcset")) if a is not None]
-    add = _neutralised(tracker.category, b"src", src.value)
-    return Site(
-        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, remove, add),
-        report=(f"tracker:{tracker.name}",
-                f"a tracking pixel of {tracker.name} was blocked until {tracker.category!r} "
-                "is granted; load it only when current_consent.allows("
-                f"{tracker.category!r})."),
-    )
-
-
-#: ``rel`` values under which a browser fetches a link's ``href`` before (or
-#: without) any script asking for it
-_FETCHING_RELS = frozenset({"preload", "modulepreload", "prefetch", "prerender", "stylesheet"})
-
-
-def _link_site(body: bytes, low: bytes, t0: int, a0: int, a1: int, t1: int,
-               matcher: TrackerMatcher) -> Site | None:
-    """The site of a ``<link>`` that fetches a tracker's resource, or ``None``."""
-    attrs = _attributes(body, low, a0, a1)
-    href, rel = attrs.get(b"href"), attrs.get(b"rel")
-    if (href is None or not href.raw or rel is None or b"data-consent" in attrs
-            or _FETCHING_RELS.isdisjoint(rel.value.lower().split())):
-        return None
-    tracker = matcher.find_resource(href.raw)
-    if tracker is None:
-        return None
-    add = _neutralised(tracker.category, b"href", href.value)
-    return Site(
-        t0, t1, tracker.category, None, _edit_tag(body, t0, a0, t1, [href], add),
-        report=(f"tracker:{tracker.name}:link",
-                f"a <link rel={rel.value!r}> fetched a resource of {tracker.name}; its href "
-                f"was taken away until {tracker.category!r} is granted. Leave the loading "
-                "to the gated script."),
-    )
+    def __init__(self, matcher: TrackerMatcher | None, hosts: HostRules | None,
+                 own: str | None, saw: Callable[[str, str], None] | None) -> None:
+        self.matcher, self.hosts, self.own, self.saw = matcher, hosts, own, saw
 
 
 def gate_stream(chunks: Iterable[bytes | str], gate: Gate, *, encoding: str = "utf-8",
-                matcher: TrackerMatcher | None = None) -> Iterator[bytes]:
+                matcher: TrackerMatcher | None = None, hosts: HostRules | None = None,
+                own: str | None = None, saw: Callable[[str, str], None] | None = None,
+                ) -> Iterator[bytes]:
     """Gate an HTML document that is produced in pieces.
 
     Each piece is rewritten as soon as it is complete; an element cut by a
-    chunk boundary waits for the next chunk. Used by
+    chunk boundary waits for the next chunk (and so does foreign content or a
+    ``<noscript>`` not yet closed: what follows depends on how it ends). What
+    waits is read again only once as much again has come, so a long element
+    arriving in many chunks costs linear time. Used by
     :func:`flask_consentkit.gating.gated_stream` for streamed responses.
     """
-    pending = b""
+    pending: list[bytes] = []
+    size = 0
+    #: what was left over by the last scan: scan again once the buffer is twice that
+    held = 0
     for chunk in chunks:
         data = chunk.encode(encoding) if isinstance(chunk, str) else chunk
         if not data:
             continue
-        buffer = pending + data
+        pending.append(data)
+        size += len(data)
+        if size < 2 * held:
+            continue
+        buffer = b"".join(pending) if len(pending) > 1 else pending[0]
         # Never scan into the last "<": it may open an element the next chunk completes.
         cut = buffer.rfind(b"<")
         if cut < 0:
@@ -1173,9 +2354,13 @@ def gate_stream(chunks: Iterable[bytes | str], gate: Gate, *, encoding: str = "u
         elif cut == 0:
             out, consumed = b"", 0
         else:
-            out, consumed = rewrite(buffer[:cut], gate, matcher=matcher, final=False)
-        pending = buffer[consumed:]
+            out, consumed = rewrite(buffer[:cut], gate, matcher=matcher, final=False,
+                                    hosts=hosts, own=own, saw=saw)
+        rest = buffer[consumed:]
+        pending = [rest] if rest else []
+        size = held = len(rest)
         if out:
             yield out
     if pending:
-        yield rewrite(pending, gate, matcher=matcher)[0]
+        yield rewrite(b"".join(pending), gate, matcher=matcher, hosts=hosts, own=own,
+                      saw=saw)[0]

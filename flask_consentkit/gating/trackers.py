@@ -8,6 +8,12 @@ vendor, the consent category it needs, a ``kind`` and a regular expression:
 - ``"image"`` is matched against an ``<img>``'s ``src`` URL (tracking pixels, which
   the vendors put in ``<noscript>`` for visitors without JavaScript).
 
+An entry may say ``"generic": true``: a pattern that every snippet of a vendor's
+tag holds whatever it configures (``gtag('js', …)``). An inline script is
+gated under every category of the trackers it holds, a generic one only when
+no other tracker is found in it (so a Google Ads snippet, which also calls
+``gtag('js', …)``, needs ``marketing`` and not ``analytics`` too).
+
 Patterns are ASCII and matched case-insensitively. To extend the list for one
 app, pass more :class:`Tracker` objects to :func:`flask_consentkit.gating.install`
 (``extra_trackers``), or add an entry to the JSON file for everyone.
@@ -29,12 +35,14 @@ DATA_FILE = "trackers.json"
 @dataclass(frozen=True)
 class Tracker:
     """One known tracker: ``name`` of the vendor, the ``category`` it needs,
-    the compiled ``pattern`` and the ``kind`` of element it is found in."""
+    the compiled ``pattern`` and the ``kind`` of element it is found in;
+    ``generic`` when it only counts where no other tracker is found."""
 
     name: str
     category: str
     pattern: re.Pattern[str]
     kind: str
+    generic: bool = False
 
 
 def parse_trackers(data: Any) -> tuple[Tracker, ...]:
@@ -67,7 +75,11 @@ def parse_trackers(data: Any) -> tuple[Tracker, ...]:
             raise ValueError(f"{where} ({name}): bad pattern: {e}") from e
         if compiled.search(""):
             raise ValueError(f"{where} ({name}): the pattern matches the empty string")
-        out.append(Tracker(name=name, category=category, pattern=compiled, kind=kind))
+        generic = entry.get("generic", False)
+        if not isinstance(generic, bool):
+            raise ValueError(f"{where} ({name}): 'generic' must be true or false")
+        out.append(Tracker(name=name, category=category, pattern=compiled, kind=kind,
+                           generic=generic))
     return tuple(out)
 
 

@@ -1,4 +1,9 @@
-"""``flask consent scan``: the example app passes; a leaky app fails with names."""
+"""``flask consent scan``: the example app passes; a leaky app fails with names.
+
+Hosts, pages and the sitemap have tests of their own (``test_scan_hosts.py``,
+``test_scan_pages.py``); the catalogue keys used here are ``youtube``,
+``google-tag``, ``meta-pixel`` and ``hotjar``.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ from flask_consentkit.cli.scan import scan_paths
 from flask_consentkit.signals import technical_data_collected
 from tests.conftest import make_app
 
-# the extension neutralises scripts, iframes and pixels; a preload still fetches
+# the extension sets this aside until consent: with Meta undeclared, it is still a finding
 META_PRELOAD = ('<link rel="preload" as="script" '
                 'href="https://connect.facebook.net/en_US/fbevents.js">')
+# a page streamed without gated_stream() is not rewritten: its script reaches Meta
+META_SCRIPT = '<script async src="https://connect.facebook.net/en_US/fbevents.js"></script>'
+SETTINGS_LINK = '<a href="/consent/">Cookie settings</a>'  # no banner is put in a stream
 
 
 def run_scan(app: Flask, *args: str) -> Result:
@@ -29,25 +37,46 @@ def page(body: str) -> str:
     return f"<!doctype html><html><head><title>t</title></head><body>{body}</body></html>"
 
 
+EXAMPLE = {"TESTING": True, "CONSENTKIT_LEDGER_URL": None,
+           "SECRET_KEY": "test-secret-key-that-is-long-enough"}
+
+
 @pytest.fixture
 def example(tmp_path: Path) -> Flask:
-    return create_app({"TESTING": True, "CONSENTKIT_LEDGER_URL": None,
-                       "SECRET_KEY": "test-secret-key-that-is-long-enough"})
+    # the example's marketing embed is YouTube's: declared, so the preferences name it
+    return create_app({**EXAMPLE, "CONSENTKIT_SERVICES": ["youtube"]})
 
 
 def test_example_app_passes(example: Flask) -> None:
     result = run_scan(example, "--path", "/story/lighthouse", "--path", "/story/caravan")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Scanned ")
+    assert "browser policy: enforce" in result.output.splitlines()[0]
     assert "OK: nothing but necessary cookies" in result.output
+    assert "ok   www.youtube-nocookie.com [marketing] — declared: YouTube" in result.output
+    assert "Not visited" not in result.output
 
     result = run_scan(example, "--format", "json", "--path", "/story/lighthouse")
     data = json.loads(result.stdout)
     assert data["ok"] is True and data["leaks"] == 0 and result.exit_code == 0
+    assert data["failures"] == 0 and data["unvisited"] == [] and data["csp"] == "enforce"
     assert {"/", "/about", "/consent/", "/story/lighthouse"} <= set(data["paths"])
     assert "/beacon" not in data["paths"]  # POST only
     assert not any(p.startswith(("/static", "/consent/static", "/consent/state"))
                    for p in data["paths"])
+    embed = [f for f in data["findings"] if f["kind"] == "host"]
+    assert {(f["name"], f["status"], f["vendor"]) for f in embed} == {
+        ("www.youtube-nocookie.com", "ok", "youtube")}
+    assert {f["path"] for f in embed} == {"/story/lighthouse", "/watch"}
+
+
+def test_example_app_without_its_embed_declared(tmp_path: Path) -> None:
+    result = run_scan(create_app(EXAMPLE), "--path", "/story/lighthouse")
+    assert result.exit_code == 1
+    assert ("UNDECLARED www.youtube-nocookie.com [marketing] — catalogue: YouTube embeds and "
+            'IFrame API, not declared: add "youtube" to CONSENTKIT_SERVICES') in result.output
+    assert "in <iframe src> (gated)" in result.output
+    assert "1 undeclared host(s): www.youtube-nocookie.com" in result.output.splitlines()[-1]
 
 
 def test_routes_scanned(tmp_path: Path) -> None:
@@ -75,6 +104,7 @@ def leaky(tmp_path: Path) -> Flask:
     app = make_app(
         tmp_path,
         CONSENTKIT_COOKIES={"necessary": ["csrftoken"], "marketing": ["promo"]},
+        CONSENTKIT_CSP=False,  # so that the preload reaches Meta
     )
 
     @app.get("/leaky")
@@ -87,6 +117,11 @@ def leaky(tmp_path: Path) -> Flask:
         response.set_cookie("promo", "z")  # declared marketing: the extension drops it
         response.delete_cookie("old_tracker")  # removing a cookie is no leak
         return response
+
+    @app.get("/streamed")
+    def streamed() -> Response:
+        return app.response_class(iter([page(META_SCRIPT + SETTINGS_LINK)]),
+                                  mimetype="text/html")
 
     @app.get("/signed-in")
     def signed_in() -> str:
@@ -115,11 +150,19 @@ def test_leaky_route_fails_with_names(leaky: Flask) -> None:
     assert "ok   csrftoken [necessary] — declared" in out
     assert "ok   XSRF-TOKEN [security]" in out
     assert "promo" not in out and "old_tracker" not in out
-    assert "LEAK Meta Pixel [marketing] — active <link>: https://connect.facebook.net/en_US/" \
-        "fbevents.js" in out
+    assert "LEAK connect.facebook.net [marketing] — catalogue: Meta Pixel (Facebook/Instagram " \
+        "ads), not declared: the page has no browser policy (CONSENTKIT_CSP = False) and its " \
+        "<script src> is active: the browser fetches it before consent; mark the script " \
+        'type="text/plain" data-consent="marketing" or set CONSENTKIT_CSP = "enforce"; and add ' \
+        '"meta-pixel" to CONSENTKIT_SERVICES' in out
+    assert "       in <script src>\n       on /streamed\n" in out
+    # the preload the server set aside is no leak, but Meta is still not declared
+    assert "UNDECLARED connect.facebook.net [marketing] — catalogue: Meta Pixel" in out
+    assert "       in <link rel=preload> (gated)\n       on /leaky\n" in out
     assert "LEAK _fbp [marketing]" in out and "on /gpc-only (GPC)" in out
     assert "ok   session [necessary] — the app's session cookie" in out
     assert "FAIL:" in out and "_ga_ABC123" in out.splitlines()[-2]
+    assert "connect.facebook.net" in out.splitlines()[-2]
     assert "Declare each cookie in CONSENTKIT_COOKIES" in out
 
 
@@ -131,17 +174,24 @@ def test_leaky_route_json(leaky: Flask) -> None:
     leaks = {(f["kind"], f["name"]) for f in data["findings"] if f["leak"]}
     assert ("cookie", "_ga_ABC123") in leaks
     assert ("cookie", "zz_visitor") in leaks
-    assert ("tracker", "Meta Pixel") in leaks
+    meta = {f["path"]: (f["status"], f["leak"], f["vendor"]) for f in data["findings"]
+            if f["name"] == "connect.facebook.net"}
+    assert meta == {"/leaky": ("undeclared", False, "meta-pixel"),
+                    "/streamed": ("leak", True, "meta-pixel")}
     ga = next(f for f in data["findings"] if f["name"] == "_ga_ABC123" and not f["gpc"])
     assert ga == {"kind": "cookie", "name": "_ga_ABC123", "path": "/leaky", "gpc": False,
                   "category": "analytics",
                   "source": "Open Cookie Database: Google Analytics (prefix '_ga_')",
-                  "leak": True, "detail": ""}
+                  "leak": True, "detail": "", "status": "leak"}
+    csrf = next(f for f in data["findings"] if f["name"] == "csrftoken")
+    assert csrf["status"] == "ok" and csrf["leak"] is False
     assert data["leaks"] == len([f for f in data["findings"] if f["leak"]])
+    assert data["failures"] == len([f for f in data["findings"] if f["status"] != "ok"])
 
 
-def test_gated_and_neutralised_trackers_pass(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+@pytest.mark.parametrize("csp", ["enforce", "report-only", False])
+def test_gated_and_neutralised_trackers_pass(tmp_path: Path, csp: Any) -> None:
+    app = make_app(tmp_path, CONSENTKIT_SERVICES=["google-tag", "youtube"], CONSENTKIT_CSP=csp)
 
     @app.get("/gated")
     def gated() -> str:
@@ -157,15 +207,23 @@ def test_gated_and_neutralised_trackers_pass(tmp_path: Path) -> None:
     result = run_scan(app)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Scanned 4 path(s)")
+    # what waits for consent is still listed: after consent the browser loads it
+    assert "ok   www.googletagmanager.com [analytics] — declared: Google tag" in result.output
+    assert "in <script src> (gated)" in result.output
+    assert "ok   www.youtube.com [marketing]" in result.output
 
 
-def test_active_trackers_the_extension_does_not_see(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+@pytest.mark.parametrize("csp, status", [
+    (False, "LEAK"), ("report-only", "LEAK"), ("enforce", "UNDECLARED")])
+def test_active_trackers_the_extension_does_not_see(tmp_path: Path, csp: Any,
+                                                    status: str) -> None:
+    app = make_app(tmp_path, CONSENTKIT_CSP=csp)
 
     @app.get("/preload")
-    def preload() -> str:
-        return page('<link rel="preload" as="script" '
-                    'href="https://static.hotjar.com/c/hotjar-1.js">')
+    def preload() -> Response:  # streamed without gated_stream(): not rewritten
+        return app.response_class(iter([page(
+            '<link rel="preload" as="script" href="https://static.hotjar.com/c/hotjar-1.js">'
+            + SETTINGS_LINK)]), mimetype="text/html")
 
     @app.get("/feed.xml")
     def feed() -> Response:  # not HTML: the scanner only reads pages
@@ -174,8 +232,9 @@ def test_active_trackers_the_extension_does_not_see(tmp_path: Path) -> None:
 
     result = run_scan(app)
     assert result.exit_code == 1
-    assert "LEAK Hotjar [analytics] — active <link>: https://static.hotjar.com/c/hotjar-1.js" \
+    assert f"{status} static.hotjar.com [analytics] — catalogue: Hotjar, not declared" \
         in result.output
+    assert "in <link rel=preload>" in result.output
     assert "/feed.xml" not in result.output
 
 

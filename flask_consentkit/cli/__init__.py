@@ -78,3 +78,4 @@ from . import ledger as _ledger  # noqa: E402,F401  (export, erase, verify, prun
 
 # The commands live in modules of their own; importing them registers them on ``cli``.
 from . import report, scan  # noqa: E402, F401
+from . import vendors as _vendors  # noqa: E402, F401  (flask consent vendors)

@@ -4,10 +4,22 @@
 message catalogs (``flask_consentkit/i18n/<lang>.json``, one flat JSON object
 per language), registers the ``translate`` and ``banner_fingerprint`` services,
 the Jinja globals ``consent_banner()`` and ``consentkit_ui()``, and the response
-processor that puts the banner before ``</body>`` of HTML pages.
+processors that put the banner into HTML pages and remember a language the
+visitor asked for.
+
+The banner goes into every full HTML document: before the last ``</body>``,
+else before the last ``</html>``, else at the end of a body that starts like a
+document (``<!doctype`` or ``<html``, after any comments). A fragment is left
+alone: an htmx request (``HX-Request: true``, unless it is a boosted or a
+history-restore request, which swap in whole pages), a Turbo frame request
+(``Turbo-Frame``), or a body that does not start like a document. An HTML page
+that cannot take the banner (streamed, compressed, sent as a file) is logged
+once per endpoint on the ``flask_consentkit.banner`` logger.
 
 The language of a request is, in order: ``?lang=`` (when it is one of
-``CONSENTKIT_LANGUAGES``), the app's locale (a callable the app puts at
+``CONSENTKIT_LANGUAGES``), the language the visitor asked for earlier with
+``?lang=`` (the session cookie ``<CONSENTKIT_COOKIE_NAME>_lang``, see
+:meth:`Banner.remember_language`), the app's locale (a callable the app puts at
 ``app.extensions["consentkit"].services["locale_selector"]``, else Flask-Babel's
 locale selector), the browser's ``Accept-Language``, then
 ``CONSENTKIT_DEFAULT_LANGUAGE``.
@@ -19,7 +31,9 @@ import functools
 import hashlib
 import html
 import json
+import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +44,7 @@ from flask import Flask, Response, current_app, has_request_context, render_temp
 from flask import url_for as _url_for
 from jinja2 import TemplateNotFound
 from markupsafe import Markup, escape
+from werkzeug.routing import BuildError
 
 from .categories import Category, Text, pick_text
 from .config import Settings
@@ -47,6 +62,8 @@ from .views import privacy_signal, safe_next
 if TYPE_CHECKING:
     from .extension import ConsentKitState
 
+logger = logging.getLogger("flask_consentkit.banner")
+
 #: Where the catalogs live; adding a language is adding ``<code>.json`` here.
 I18N_FOLDER = Path(__file__).parent / "i18n"
 #: The catalog every other one falls back to for a missing message.
@@ -54,11 +71,18 @@ BASE_LANGUAGE = "en"
 
 #: Flask's own Content-Type for HTML, the common case
 _HTML = "text/html; charset=utf-8"
-_BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
+#: how a whole document starts: a doctype or an <html> tag, after a BOM, spaces, comments
+_DOC_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?(?:\s|<!--.*?-->)*<(?:!doctype[\s>]|html[\s>/]|\?xml\s)",
+    re.IGNORECASE | re.DOTALL)
+#: where a body has no place for the banner (a fragment)
+_NOWHERE = -1
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
 _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
+#: the language this request asked for with ``?lang=`` (to remember it)
+_CACHE_ASKED = "banner.asked"
 _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
 #: stand-ins in a cached rendering for what changes on every request
 _NEXT = "/consentkit-stand-in-next-7f3a"
@@ -153,6 +177,22 @@ class CategoryView:
         return f"consentkit-cat-{self.key}"
 
 
+#: why an HTML page got no banner: (log level, what to do)
+_NO_BANNER: dict[str, tuple[int, str]] = {
+    # a streamed template may place it by hand: only known once the stream has run
+    "streamed": (logging.INFO, "it is streamed; put {{ consent_banner() }} in its "
+                 "template (and wrap the stream with gated_stream())"),
+    "file": (logging.WARNING, "it is sent as a file (send_file); serve it through a "
+             "template, or put {{ consent_banner() }} in it"),
+    # the gating already warns of a compressed page
+    "compressed": (logging.INFO, "it was compressed before the extension saw it; "
+                   "register ConsentKit after the compression extension"),
+    "fragment": (logging.INFO, "its body does not start like a document (no <!doctype "
+                 "or <html>) and has no </body> or </html>, so it is taken for a fragment; "
+                 "if it is a whole page, start it with <!doctype html>"),
+}
+
+
 class Banner:
     """Per-app banner state: settings, catalogs and the cached text fingerprints."""
 
@@ -168,14 +208,19 @@ class Banner:
         #: finished markup (the same ``str`` object each time) -> its bytes, per charset
         self._encoded: dict[tuple[str, str], bytes] = {}
         #: pages seen by :meth:`inject`, by the page object's ``id`` (kept in the
-        #: entry, so the ``id`` is not reused while it is here): the page, where its
-        #: last ``</body>`` is, and its outputs by the banner object's ``id``
-        self._pages: dict[int, tuple[bytes, int, dict[int, tuple[bytes, bytes]]]] = {}
+        #: entry, so the ``id`` is not reused while it is here): the page, where the
+        #: banner goes, where its ``</head>`` is, and its outputs by the banner's ``id``
+        self._pages: dict[int, tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]]] = {}
         self._pages_bytes = 0
         self._own: bool | None = None
         #: Accept-Language header → banner language ("" for none); browsers send few values
         self._accept_cache: dict[str, str] = {}
         self._asks = bool(self.settings.optional_keys)
+        #: the session cookie that keeps a language asked for with ``?lang=``
+        self.language_cookie = f"{self.settings.cookie_name}_lang"
+        #: (endpoint, reason) of the pages already logged as unable to take the banner
+        self._logged: set[tuple[str, str]] = set()
+        self._log_lock = threading.Lock()
 
     # -- language ------------------------------------------------------------
 
@@ -192,14 +237,32 @@ class Banner:
 
     def _pick_language(self) -> str:
         languages = self.settings.languages
-        app, environ = request_parts()
+        _, environ = request_parts()
         query = environ.get("QUERY_STRING", "")
         # parse the query only when it can name "lang" (a key may be percent-encoded)
         asked = request.args.get("lang") if "lang" in query or "%" in query else None
         if asked:
             found = _match_language(asked, languages)
             if found:
+                request_consent().cache[_CACHE_ASKED] = found
                 return found
+        remembered = self._remembered(environ)
+        if remembered:
+            return remembered
+        return self._inferred_language()
+
+    def _remembered(self, environ: Mapping[str, Any]) -> str | None:
+        """The language kept in the language cookie, when it is one of ours."""
+        name = self.language_cookie
+        if name not in environ.get("HTTP_COOKIE", ""):
+            return None
+        value = request.cookies.get(name)
+        return _match_language(value, self.settings.languages) if value else None
+
+    def _inferred_language(self) -> str:
+        """The language when the visitor has not asked for one: app, browser, default."""
+        languages = self.settings.languages
+        app, environ = request_parts()
         selector = self.ext.services.get("locale_selector")
         if selector is None:
             babel = app.extensions.get("babel")
@@ -221,6 +284,39 @@ class Banner:
             if found:
                 return found
         return self.settings.default_language
+
+    def remember_language(self, response: Response, ext: ConsentKitState) -> Response:
+        """The response processor that keeps a language asked for with ``?lang=``.
+
+        A visitor who picks a language in the banner's or the preferences' menu
+        (or follows a ``?lang=`` link) keeps it on the next page, whose links do
+        not carry ``?lang=``: the choice goes into a session cookie (no
+        ``Max-Age``, ``HttpOnly``, ``SameSite=Lax``) that holds the language code
+        and nothing else. It is set only on such an explicit request, and only
+        when the language differs from the one the visitor would get anyway
+        (else an earlier one is removed): a user-interface preference the
+        visitor asked for, which needs no consent (the Article 29 Working
+        Party's opinion 04/2012 on cookie consent exemption, section 3.6). It is
+        no category's cookie, so a withdrawal leaves it alone.
+        """
+        ctx = peek_request_consent()
+        if ctx is None:
+            return response
+        asked = ctx.cache.get(_CACHE_ASKED)
+        if asked is None:
+            return response
+        name = self.language_cookie
+        current = request.cookies.get(name)
+        kit = ext.kit
+        secure = kit.cookie_secure(self.settings) or name.startswith("__Host-")
+        if asked == self._inferred_language():
+            if current is not None:
+                response.delete_cookie(name, path="/", secure=secure, httponly=True,
+                                       samesite="Lax")
+        elif current != asked:
+            response.set_cookie(name, asked, path="/", secure=secure, httponly=True,
+                                samesite="Lax")
+        return response
 
     def _from_accept_language(self) -> str:
         """The best banner language the browser accepts, or ``""``."""
@@ -338,11 +434,13 @@ class Banner:
         """:meth:`render` as a plain string (markup, escaped where it must be)."""
         return self._finished()[0]
 
-    def _finished(self) -> tuple[str, bool]:
+    def _finished(self, head: bool = False) -> tuple[str, bool]:
         """``(markup, kept)``: :meth:`_render`, and whether the string is a kept one.
 
         Without a CSP nonce the finished string is kept per language, choice and
-        page, and is the same object on every such request.
+        page, and is the same object on every such request. ``head``: the
+        stylesheet goes into the page's ``<head>`` (:meth:`inject`), so the
+        banner's own ``<link>`` is left out.
         """
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
@@ -358,16 +456,16 @@ class Banner:
         if nonce is None:
             final_key = (lang, signal, state.decided, state.granted if state.decided else None,
                          id(mode), environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""),
-                         environ.get("QUERY_STRING", ""))
+                         environ.get("QUERY_STRING", ""), head)
             found = self._finals.get(final_key)
             if found is not None and found[0] is mode:
                 return found[1], True
         key = (lang, signal, state.decided, state.granted if state.decided else None,
                nonce is None, request.script_root,
-               tuple((k, tuple(v)) for k, v in dict(mode).items()))
+               tuple((k, tuple(v)) for k, v in dict(mode).items()), head)
         cached = self._rendered.get(key)
         if cached is None:
-            view = BannerView(self, _NEXT, stand_ins=nonce is not None)
+            view = BannerView(self, _NEXT, stand_ins=nonce is not None, style_in_head=head)
             rendered = render_template("consentkit/banner.html", ui=view)
             # split at the stand-ins once, so a request only joins the pieces
             cached = (tuple(_STAND_INS.split(rendered)), _url_for("consentkit.preferences"))
@@ -388,9 +486,9 @@ class Banner:
             self._finals[final_key] = (mode, text)
         return text, final_key is not None
 
-    def _encoded_banner(self, charset: str) -> bytes:
+    def _encoded_banner(self, charset: str, head: bool = False) -> bytes:
         """This request's banner, encoded for the page; kept when its markup is."""
-        text, kept = self._finished()
+        text, kept = self._finished(head)
         if not kept:
             return text.encode(charset, "xmlcharrefreplace")
         key = (text, charset)
@@ -430,25 +528,35 @@ class Banner:
     # -- the response processor ---------------------------------------------------
 
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
-        """Put the banner before the last ``</body>`` of a plain HTML response."""
+        """Put the banner into a plain HTML response that is a whole document.
+
+        Before the last ``</body>``, else before the last ``</html>``, else at
+        the end of a body that starts like a document; a fragment is left alone
+        (see the module's docstring).
+        """
         content_type = first_header(response.headers, "Content-Type") or ""
         if content_type != _HTML and content_type.split(";", 1)[0].strip() != "text/html":
             return response  # checked first: most responses of an API end here
-        endpoint = current_request().endpoint
+        req = current_request()
+        endpoint = req.endpoint
         if endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
             return response
         if not self.settings.auto_inject or not self._asks:
             return response
-        if (
-            response.is_streamed
-            or response.direct_passthrough
-            or first_header(response.headers, "Content-Encoding") not in (None, "identity")
-            or (endpoint is not None and endpoint.startswith("consentkit."))  # our own views
-        ):
-            return response
+        if endpoint is not None and endpoint.startswith("consentkit."):
+            return response  # our own views
+        environ = req.environ
+        if _partial_request(environ):
+            return response  # an htmx or Turbo partial: the page around it has the banner
         ctx = peek_request_consent()
         if ctx is not None and ctx.cache.get(_CACHE_PLACED):
+            return response
+        if response.is_streamed or response.direct_passthrough:
+            self._cannot_place(req, "file" if response.direct_passthrough else "streamed")
+            return response
+        if first_header(response.headers, "Content-Encoding") not in (None, "identity"):
+            self._cannot_place(req, "compressed")
             return response
         body = response_body(response)
         charset = "utf-8"
@@ -458,18 +566,28 @@ class Banner:
         # gating), and so is the banner (kept by _render): then so is the result.
         page = self._pages.get(id(body))
         if page is None or page[0] is not body:
-            page = (body, _last_body_end(body), {})
+            end = insertion_point(body)
+            page = (body, end, _head_end(body, end), {})
             if len(body) <= _KEEP_PAGE:
                 self._keep(id(body), page, len(body))
-        end, outputs = page[1], page[2]
-        if end < 0:
-            return response  # no </body> to put it before
-        banner = self._encoded_banner(charset)
+        end, head, outputs = page[1], page[2], page[3]
+        if end == _NOWHERE:
+            if body.strip():
+                self._cannot_place(req, "fragment")
+            return response
+        head = head if self._own_templates() else _NOWHERE
+        banner = self._encoded_banner(charset, head != _NOWHERE)
         found = outputs.get(id(banner))
         if found is not None and found[0] is banner:
             out = found[1]
         else:
-            out = b"".join((body[:end], banner, body[end:]))
+            if head != _NOWHERE:
+                # the stylesheet in the head: the page's first paint already has the
+                # banner and the blocked embeds styled (no flash, no layout shift)
+                out = b"".join((body[:head], self._stylesheet(charset), body[head:end],
+                                banner, body[end:]))
+            else:
+                out = b"".join((body[:end], banner, body[end:]))
             if len(body) <= _KEEP_PAGE and len(outputs) < 8:
                 # the entry keeps the banner, so its id is not reused while it is here
                 outputs[id(banner)] = (banner, out)
@@ -478,7 +596,28 @@ class Banner:
         add_vary(response, "Accept-Language")
         return response
 
-    def _keep(self, key: int, page: tuple[bytes, int, dict[int, tuple[bytes, bytes]]],
+    def _cannot_place(self, req: Any, reason: str) -> None:
+        """Log, once per endpoint and reason, an HTML page that got no banner."""
+        where = req.endpoint or req.path
+        key = (where, reason)
+        if key in self._logged:
+            return
+        with self._log_lock:
+            if key in self._logged:
+                return
+            self._logged.add(key)
+        level, why = _NO_BANNER[reason]
+        logger.log(level, "flask-consentkit: %s %s (endpoint %r) got no consent banner: %s.",
+                   req.method, req.path, where, why)
+
+    def _stylesheet(self, charset: str) -> bytes:
+        """The ``<link>`` of the banner's stylesheet for the page's head (with the nonce)."""
+        href = escape(_url_for("consentkit.static", filename="consentkit.css"))
+        nonce = self.ext.kit.csp_nonce()
+        extra = f' nonce="{escape(nonce)}"' if nonce else ""
+        return f'<link rel="stylesheet" href="{href}"{extra}>'.encode(charset, "xmlcharrefreplace")
+
+    def _keep(self, key: int, page: tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]],
               size: int) -> None:
         if len(self._pages) >= 64 or self._pages_bytes + size > _KEEP_TOTAL:
             self._pages = {}
@@ -492,9 +631,12 @@ class BannerView:
     """The banner and preferences of one request: language, texts, URLs, toggles."""
 
     def __init__(self, banner: Banner, next_url: str | None = None, *,
-                 undecided: bool = False, stand_ins: bool = False) -> None:
+                 undecided: bool = False, stand_ins: bool = False,
+                 style_in_head: bool = False) -> None:
         settings = banner.settings
         self.banner = banner
+        #: the page's head links the stylesheet: the banner leaves its own ``<link>`` out
+        self.style_in_head = style_in_head
         self.lang = banner.language()
         state = get_state()
         self.decided = state.decided and not undecided
@@ -507,6 +649,10 @@ class BannerView:
         self.purposes = self.t(
             "banner.purposes_separator"
         ).join(banner.category_purpose(c, self.lang) for c in optional)
+        #: what a decided visitor allowed, as the reopened banner says it
+        allowed = [banner.category_label(c, self.lang) for c in optional
+                   if self.decided and c.key in state.granted]
+        self.choice = ", ".join(allowed)
         self.policy_url = settings.privacy_policy_url
         #: the browser asks not to be tracked: "Accept all" leaves marketing off
         self.privacy_signal = _signal(settings)
@@ -536,6 +682,31 @@ class BannerView:
         """Message ``key`` in this view's language."""
         return self.banner.translate(key, self.lang, **params)
 
+    def label(self, key: str) -> str:
+        """A button's label: :meth:`t`, with a soft hyphen in each long word (see
+        :func:`soft_hyphens`), so that a narrow button breaks it between syllables."""
+        return soft_hyphens(self.t(key))
+
+    @property
+    def lead(self) -> str:
+        """The first layer's text: the purposes, then what is on and how to change it."""
+        text = self.t("banner.lead", purposes=self.purposes)
+        if not self.decided:
+            return f"{text} {self.t('banner.undecided')}"
+        if self.choice:
+            return f"{text} {self.t('banner.decided', choice=self.choice)}"
+        return f"{text} {self.t('banner.decided_none')}"
+
+    @property
+    def keeps_records(self) -> bool:
+        """True when the app keeps consent records (a ledger), which the visitor may get."""
+        return self.banner.ext.services.get("ledger") is not None
+
+    @property
+    def records(self) -> Records | None:
+        """The visitor's consent records (download, erase, receipt); ``None`` without a ledger."""
+        return Records.of(self)
+
     @property
     def data(self) -> dict[str, Any]:
         """What the banner script needs, handed over as JSON (``|tojson``)."""
@@ -555,22 +726,165 @@ class BannerView:
         return data
 
 
-def _last_body_end(body: bytes, tail: int = 4096) -> int:
-    """Where the last ``</body>`` of ``body`` starts (any case, spaces before ``>``), or -1.
+@dataclass
+class Records:
+    """What the preferences page offers for the visitor's consent records, without JavaScript.
 
-    It is almost always near the end, so the last ``tail`` bytes are searched
-    first; a match there is the last one of the whole body (one that straddles
-    the boundary starts earlier), else the whole body is searched.
+    ``export_url`` downloads them (``GET /consent/export``); ``erase_url`` asks
+    for a confirmation first (``confirm_url``, the preferences page with
+    ``?erase=confirm``), whose form posts to ``POST /consent/erase`` and comes
+    back to ``erased_url``; ``receipt_url`` is the signed receipt, when the app
+    has a ``"receipt"`` service.
+    """
+
+    #: the visitor has a consent id (a cookie): there may be records
+    known: bool
+    export_url: str
+    erase_url: str
+    confirm_url: str
+    cancel_url: str
+    erased_url: str
+    receipt_url: str | None
+    #: this request is the confirmation step, or comes back from an erasure
+    confirming: bool
+    erased: bool
+
+    @classmethod
+    def of(cls, view: BannerView) -> Records | None:
+        ext = view.banner.ext
+        if ext.services.get("ledger") is None:
+            return None
+        from .ledger.views import cookie_consent_id
+
+        receipt_url = None
+        if "receipt" in ext.services:
+            try:
+                receipt_url = _url_for("consentkit.receipt")
+            except BuildError:  # the signed receipt's endpoint is not there yet
+                receipt_url = (view.banner.settings.url_prefix or "") + "/receipt"
+        args = request.args if has_request_context() else {}
+
+        def page(**extra: Any) -> str:
+            return _url_for("consentkit.preferences", next=view.next, lang=view.lang, **extra)
+
+        return cls(
+            known=cookie_consent_id(ext) is not None,
+            export_url=_url_for("consentkit.export"),
+            erase_url=_url_for("consentkit.erase", lang=view.lang),
+            confirm_url=page(erase="confirm") + "#consentkit-records",
+            cancel_url=page() + "#consentkit-records",
+            erased_url=page(erased="1") + "#consentkit-records",
+            receipt_url=receipt_url,
+            confirming=args.get("erase") == "confirm",
+            erased=args.get("erased") == "1",
+        )
+
+
+_VOWELS = frozenset("aeiouyəıöüAEIOUYƏIİÖÜаеёиоуыэюяАЕЁИОУЫЭЮЯ")
+_LONG_WORD = re.compile(r"\w{12,}")
+
+
+def soft_hyphens(text: str) -> str:
+    """``text`` with a soft hyphen (U+00AD) in every word of 12 letters or more.
+
+    It goes before the consonant that starts a syllable (a consonant followed by
+    a vowel) nearest the middle of the word, where a browser may break the word
+    and show a hyphen: ``Tənzimləmələr`` becomes ``Tənzim­ləmələr``. Nothing
+    changes where the word fits.
+    """
+
+    def split(match: re.Match[str]) -> str:
+        word = match.group(0)
+        cuts = [i for i in range(3, len(word) - 3)
+                if word[i] not in _VOWELS and word[i + 1] in _VOWELS]
+        if not cuts:
+            return word
+        cut = min(cuts, key=lambda i: abs(i - len(word) / 2))
+        return word[:cut] + "\u00ad" + word[cut:]
+
+    return _LONG_WORD.sub(split, text)
+
+
+_SPACE_BYTES = b" \t\n\r\f"
+
+
+def _tag_end(text: bytes, at: int, tag: bytes) -> bool:
+    """True when ``text[at:]`` is the end tag ``tag`` (``b"</body"``): spaces, then ``>``."""
+    end = at + len(tag)
+    while end < len(text) and text[end] in _SPACE_BYTES:
+        end += 1
+    return end < len(text) and text[end] == 0x3E  # ">"
+
+
+def _rfind_tag(text: bytes, tag: bytes) -> int:
+    """The start of the last end tag ``tag`` in ``text`` (lower case), or -1."""
+    at = text.rfind(tag)
+    while at >= 0 and not _tag_end(text, at, tag):
+        at = text.rfind(tag, 0, at)
+    return at
+
+
+def _last_ends(body: bytes, tail: int = 4096) -> tuple[int, int]:
+    """Where the last ``</body>`` and the last ``</html>`` of ``body`` start (any
+    case, spaces before ``>``), -1 for none.
+
+    They are almost always near the end, so the last ``tail`` bytes are searched
+    first; a ``</body>`` there is the last one of the whole body (one that
+    straddles the boundary starts earlier), else the whole body is searched.
+    Plain searches in a lower-cased copy: far faster than a case-blind pattern.
     """
     start = max(len(body) - tail, 0)
-    end = -1
-    for match in _BODY_END.finditer(body, start):
-        end = match.start()
-    if end >= 0 or start == 0:
-        return end
-    for match in _BODY_END.finditer(body):
-        end = match.start()
-    return end
+    text = body[start:].lower()
+    found = _rfind_tag(text, b"</body")
+    if found < 0 and start:
+        start, text = 0, body.lower()
+        found = _rfind_tag(text, b"</body")
+    if found >= 0:
+        return start + found, -1  # the </html> after it does not matter
+    found = _rfind_tag(text, b"</html")
+    return -1, (start + found if found >= 0 else -1)
+
+
+def _head_end(body: bytes, before: int) -> int:
+    """Where the first ``</head>`` of ``body`` starts, when it comes before ``before``; else -1.
+
+    Only the first 64 KB are searched (the lower-case tag; another spelling in
+    the first 8 KB): past that, the banner brings its own link.
+    """
+    limit = min(max(before, 0), 65536)
+    for text, end in ((body, limit), (body[:min(limit, 8192)].lower(), limit)):
+        at = text.find(b"</head", 0, end)
+        while at >= 0:
+            if _tag_end(text, at, b"</head"):
+                return at
+            at = text.find(b"</head", at + 1, end)
+    return _NOWHERE
+
+
+def insertion_point(body: bytes) -> int:
+    """Where the banner goes in ``body``: before the last ``</body>`` (any case,
+    spaces before ``>``), else before the last ``</html>``, else at the end of a
+    body that starts like a document; ``-1`` for a fragment."""
+    body_end, html_end = _last_ends(body)
+    if body_end >= 0:
+        return body_end
+    if html_end >= 0:
+        return html_end
+    return len(body) if _DOC_START.match(body) else _NOWHERE
+
+
+def _partial_request(environ: Mapping[str, Any]) -> bool:
+    """True for a request whose answer replaces a part of a page (htmx, Turbo frames).
+
+    A boosted htmx request and an htmx history restore swap in a whole page,
+    so they get the banner like any other.
+    """
+    if "HTTP_TURBO_FRAME" in environ:
+        return True
+    if environ.get("HTTP_HX_REQUEST", "").strip().lower() != "true":
+        return False
+    return not any(environ.get(key, "").strip().lower() == "true"
+                   for key in ("HTTP_HX_BOOSTED", "HTTP_HX_HISTORY_RESTORE_REQUEST"))
 
 
 def _signal(settings: Settings) -> bool:
@@ -608,5 +922,6 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ext.services["language"] = banner.language
     ext.services["banner_fingerprint"] = banner.fingerprint
     ext.processors.append(banner.inject)
+    ext.processors.append(banner.remember_language)  # after inject, which picks the language
     app.jinja_env.globals["consent_banner"] = banner.render
     app.jinja_env.globals["consentkit_ui"] = banner.view

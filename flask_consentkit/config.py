@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_HONOR_DNT": False,
     "CONSENTKIT_GPC_LAST_UPDATE": "2026-11-01",
     "CONSENTKIT_LEDGER_URL": INSTANCE_SQLITE,
+    "CONSENTKIT_LEDGER_TIMEOUT": 5,
     "CONSENTKIT_RETENTION_DAYS": 365,
     "CONSENTKIT_GEOIP_DATABASE": None,
     "CONSENTKIT_GEOIP_ACCOUNT_ID": None,
@@ -124,6 +125,8 @@ class Settings:
     geoip_host: str = "geoip.maxmind.com"
     geoip_timeout: float = 2.0
     ua_parser: str = "auto"
+    #: seconds any ledger statement, lock wait or receipt write may take
+    ledger_timeout: float = 5.0
     #: the browser policy: ``"enforce"``, ``"report-only"`` or ``False``
     csp: str | bool = "enforce"
     #: catalogue vendors the app did not declare: ``"catalogue"`` (their catalogue
@@ -484,6 +487,13 @@ def load_settings(app: Flask) -> Settings:
                     "'sqlite:////var/lib/app/ledger.db' or 'postgresql+psycopg://user@host/db', "
                     "or None to turn receipts off.")
 
+    ledger_timeout = config["CONSENTKIT_LEDGER_TIMEOUT"]
+    if isinstance(ledger_timeout, bool) or not isinstance(ledger_timeout, int | float) \
+            or not 0 < ledger_timeout <= 600:
+        raise _fail("CONSENTKIT_LEDGER_TIMEOUT", f"{ledger_timeout!r} must be a number of "
+                    "seconds above 0 and at most 600 (default 5): how long a receipt's write "
+                    "may wait for the ledger before the choice goes on without it.")
+
     rules_raw = config["CONSENTKIT_COLLECTION_RULES"]
     if not isinstance(rules_raw, Mapping):
         raise _fail("CONSENTKIT_COLLECTION_RULES", "must map 'ip', 'geo' and 'user_agent' to a "
@@ -559,6 +569,7 @@ def load_settings(app: Flask) -> Settings:
         gpc_last_update=str(gpc_date),
         ledger_url=ledger_url,
         retention_days=_positive_int(config, "CONSENTKIT_RETENTION_DAYS"),
+        ledger_timeout=float(ledger_timeout),
         **_collect_settings(config),
         anonymize_ip=_bool(config, "CONSENTKIT_ANONYMIZE_IP"),
         collection_rules=rules,

@@ -15,7 +15,9 @@ from werkzeug.serving import make_server
 from flask_consentkit import ConsentKit
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTDATA = ROOT.parent / "shared" / "testdata"
+#: real-world test data (MaxMind test databases, uap-core's corpus, the Open Cookie
+#: Database) with their licences: tests/testdata/SOURCES.txt
+TESTDATA = ROOT / "tests" / "testdata"
 CHROMIUM = os.environ.get("CONSENTKIT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -76,7 +78,8 @@ SAME_ORIGIN = {"Origin": "http://localhost"}
 @pytest.fixture
 def testdata() -> Path:
     if not TESTDATA.is_dir():
-        pytest.skip(f"the shared test data is not at {TESTDATA}")
+        pytest.skip(f"the test data is not at {TESTDATA} (it ships with the repository: "
+                    "check out the whole tree)")
     return TESTDATA
 
 
@@ -135,7 +138,8 @@ def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright; skipped where it is not installed."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser

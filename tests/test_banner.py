@@ -111,7 +111,9 @@ def test_auto_inject_off_and_placed_by_hand(app_factory):
 
 def test_banner_processor_runs_after_the_others(app):
     ext = app.extensions["consentkit"]
-    assert ext.processors[-1] == ext.services["banner"].inject
+    banner = ext.services["banner"]
+    # the page is gated before the banner goes in; the language it used is kept last
+    assert ext.processors[-2:] == [banner.inject, banner.remember_language]
 
 
 def test_only_necessary_categories_means_no_banner(app_factory):
@@ -142,8 +144,8 @@ def test_undecided_visitor_gets_the_open_banner_with_nothing_ticked(tmp_path):
     assert '<a href="/privacy">Privacy policy</a>' in html
     # the first layer names every optional purpose
     text = visible_text(html)
-    for purpose in ("saved settings and embedded content", "visit statistics",
-                    "speed and error measurement", "personalised advertising"):
+    for purpose in ("features such as chat and maps", "visit statistics",
+                    "speed and error measurement", "ads, social media and YouTube videos"):
         assert purpose in text
 
 
@@ -296,7 +298,7 @@ def test_preferences_page_lists_categories_services_and_cookies(tmp_path):
     assert "Accept-Language" in client.get("/consent/").vary
     for label in ("Strictly necessary", "Functional", "Analytics", "Performance", "Marketing"):
         assert f">{label}" in html
-    assert "Help us understand how the site is used" in html
+    assert "Count visits and show how the site is used" in html
     assert "<strong>Plausible</strong>: Counts visits without profiles" in html
     assert '<a href="/privacy" rel="noopener noreferrer">Plausible privacy policy</a>' in html
     for cookie in ("_pl", "_ga", "_ga_*", "_vh_*"):
@@ -408,7 +410,7 @@ def test_an_overridden_template_is_rendered_on_every_request(tmp_path):
 def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
     app = banner_app(tmp_path)
     client = app.test_client()
-    note = "Your browser asks websites not to track you"
+    note = "Your browser asks not to be tracked"
     assert note not in client.get("/page").get_data(as_text=True)
     assert note in client.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
     fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]
@@ -428,3 +430,27 @@ def test_shipped_js_and_css_stay_within_six_kilobytes_gzipped(client):
         total += len(gzip.compress(response.get_data(), 9))
         response.close()
     assert total <= 6 * 1024
+
+
+def test_a_decided_visitors_reopened_banner_says_what_they_chose(tmp_path):
+    client = banner_app(tmp_path).test_client()
+    undecided = visible_text(banner_of(client.get("/page").get_data(as_text=True)))
+    assert "Nothing optional is on until you choose" in undecided
+    client.post("/consent/", json={"action": "save", "categories": ["analytics", "marketing"]},
+                headers={"Origin": "http://localhost"})
+    text = visible_text(banner_of(client.get("/page").get_data(as_text=True)))
+    assert "You have allowed: Analytics, Marketing. Change it below or, category by " \
+           "category, in “Settings”." in text
+    assert "Nothing optional is on until you choose" not in text
+    client.post("/consent/", json={"action": "reject_all"}, headers={"Origin": "http://localhost"})
+    text = visible_text(banner_of(client.get("/page?lang=ru").get_data(as_text=True)))
+    assert "Вы разрешили только строго необходимые cookie." in text
+
+
+def test_long_button_labels_may_break_between_syllables():
+    from flask_consentkit.banner import soft_hyphens
+
+    assert soft_hyphens("Tənzimləmələr") == "Tənzim\u00adləmələr"
+    assert soft_hyphens("Hamısını qəbul et") == "Hamısını qəbul et"  # short words: unchanged
+    assert soft_hyphens("Seçimimi yadda saxla") == "Seçimimi yadda saxla"
+    assert soft_hyphens("aaaaaaaaaaaaaa") == "aaaaaaaaaaaaaa"  # no syllable start: unchanged

@@ -144,3 +144,101 @@ def test_bad_cookie_paths_are_refused(tmp_path, value, message):
     with pytest.raises(ConsentConfigError, match=message):
         make_app(tmp_path, CONSENTKIT_COOKIE_PATHS=value)
 
+
+
+# -- cookies nobody declared: the vendor catalogue and the known-cookie table ------------
+
+#: what GA4, the Meta pixel, Yandex Metrica and Hotjar write on the site (none declared)
+VENDOR = ("_ga", "_ga_X", "_gid", "_fbp", "_ym_uid", "_hjSessionUser_1")
+#: never touched: the consent, language and session cookies, the app's own unknown
+#: cookie, generic names the table files under some vendor's own domain, and a
+#: "functional" name of the table that is a common platform's session cookie
+KEPT = ("consentkit", "consentkit_lang", "session", "theme", "token", "locale", "PHPSESSID")
+
+
+@pytest.fixture
+def bare(tmp_path):
+    """The README's quick start: nothing declared."""
+    app = make_app(tmp_path)
+    app.config["SERVER_NAME"] = None
+    return app
+
+
+def _send(client, names, domain="localhost"):
+    for name in names:
+        if name != "consentkit":
+            client.set_cookie(name, "x", domain=domain)
+
+
+def test_withdrawal_expires_undeclared_cookies_the_catalogue_and_table_know(bare):
+    client = bare.test_client()
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    _send(client, VENDOR + KEPT)
+    response = client.post("/consent/", json={"action": "reject_all"}, headers=SAME_ORIGIN)
+    expired = {e[0] for e in _expired(response)}
+    assert expired == set(VENDOR)
+    for name in VENDOR:
+        assert client.get_cookie(name) is None, name
+    for name in KEPT:
+        assert client.get_cookie(name) is not None, name
+
+
+def test_a_category_still_granted_keeps_its_cookies(bare):
+    client = bare.test_client()
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    _send(client, VENDOR)
+    response = client.post("/consent/", json={"action": "save", "categories": ["marketing"]},
+                           headers=SAME_ORIGIN)
+    expired = {e[0] for e in _expired(response)}
+    assert expired == set(VENDOR) - {"_fbp"}  # the Meta pixel is marketing, still granted
+    assert client.get_cookie("_fbp") is not None
+
+
+def test_a_declaration_wins_over_the_catalogue(tmp_path):
+    app = make_app(tmp_path, CONSENTKIT_COOKIES={"necessary": ["_ym_uid"],
+                                                 "functional": ["_gid"]})
+    client = app.test_client()
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    _send(client, VENDOR)
+    response = client.post("/consent/", json={"action": "save", "categories": ["functional"]},
+                           headers=SAME_ORIGIN)
+    expired = {e[0] for e in _expired(response)}
+    assert "_ym_uid" not in expired  # declared necessary: never expired
+    assert "_gid" not in expired  # declared functional, which is still granted
+    assert {"_ga", "_ga_X", "_fbp", "_hjSessionUser_1"} <= expired
+
+
+def test_erasure_expires_the_cookies_of_every_category_granted(bare):
+    client = bare.test_client()
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    _send(client, VENDOR + ("theme",))
+    response = client.post("/consent/erase", headers=SAME_ORIGIN)
+    assert {e[0] for e in _expired(response)} >= set(VENDOR)
+    assert all(client.get_cookie(name) is None for name in VENDOR)
+    assert client.get_cookie("theme") is not None
+
+
+def test_undeclared_cookies_are_expired_on_the_host_and_its_parent_domains(tmp_path):
+    app = make_app(tmp_path, CONSENTKIT_COOKIE_DOMAINS=[".cdn.example.org"])
+    client = app.test_client()
+    site = "http://www.shop.example.com"
+    origin = {"Origin": site}
+    client.post(f"{site}/consent/", json={"action": "accept_all"}, headers=origin)
+    client.set_cookie("_ga", "x", domain="www.shop.example.com")
+    response = client.post(f"{site}/consent/", json={"action": "reject_all"}, headers=origin)
+    assert {e for e in _expired(response) if e[0] == "_ga"} == {
+        ("_ga", "/", None), ("_ga", "/", "cdn.example.org"), ("_ga", "/", "www.shop.example.com"),
+        ("_ga", "/", "shop.example.com"), ("_ga", "/", "example.com"),
+    }
+    assert client.get_cookie("_ga", domain="www.shop.example.com") is None
+
+
+def test_an_ip_host_gets_no_parent_domains(tmp_path):
+    app = make_app(tmp_path)
+    client = app.test_client()
+    site = "http://127.0.0.1:5000"
+    client.post(f"{site}/consent/", json={"action": "accept_all"}, headers={"Origin": site})
+    client.set_cookie("_ga", "x", domain="127.0.0.1")
+    response = client.post(f"{site}/consent/", json={"action": "reject_all"},
+                           headers={"Origin": site})
+    assert [e for e in _expired(response) if e[0] == "_ga"] == [("_ga", "/", None)]

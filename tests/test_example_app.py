@@ -31,3 +31,21 @@ def test_choice_round_trip(example):
                             headers={"Origin": "http://localhost"})
     assert response.status_code == 303 and response.headers["Location"] == "/about"
     assert b"analytics, necessary" in example.get("/about").data
+
+
+def test_your_data_page_offers_the_visitors_records(example):
+    html = example.get("/about/data").get_data(as_text=True)
+    assert 'id="consentkit-records"' in html and "keeps no record" in html
+    example.post("/consent/", data={"action": "reject_all", "next": "/about/data"},
+                 headers={"Origin": "http://localhost"})
+    html = example.get("/about/data").get_data(as_text=True)
+    assert '<a href="/consent/export" download="consent-records.json">' in html
+    assert 'href="/consent/?next=/about/data&amp;lang=en&amp;erase=confirm#consentkit-records"' \
+        in html
+    confirm = example.get("/consent/?next=/about/data&lang=en&erase=confirm")
+    assert b'action="/consent/erase?lang=en"' in confirm.data
+    response = example.post("/consent/erase?lang=en", headers={"Origin": "http://localhost"},
+                            data={"next": "/consent/?next=/about/data&lang=en&erased=1"})
+    assert response.status_code == 303
+    assert "have been erased" in example.get(response.headers["Location"]).get_data(
+        as_text=True)

@@ -61,6 +61,29 @@ def test_erase_asks_then_erases_and_verify_still_passes(ledger_app: Flask) -> No
     assert "ledger OK: 3 receipts" in verify.output and "(2 erased)" in verify.output
 
 
+def test_erase_of_an_id_without_receipts_fails_and_writes_no_tombstone(
+        ledger_app: Flask) -> None:
+    ledger = ledger_of(ledger_app)
+    ledger.append(draft())
+    runner = ledger_app.test_cli_runner()
+    before = ledger.count()
+    unknown = runner.invoke(cli, ["erase", OTHER, "--yes"])
+    assert unknown.exit_code == 1
+    assert f"no receipts for {OTHER}: nothing to erase" in unknown.output
+    assert "no tombstone was written" in unknown.output
+    assert ledger.count() == before
+    # erasing an id twice: the second time there is nothing left
+    assert runner.invoke(cli, ["erase", CONSENT_ID, "--yes"]).exit_code == 0
+    after_first = ledger.count()
+    again = runner.invoke(cli, ["erase", CONSENT_ID], input="y\n")
+    assert again.exit_code == 1 and "nothing to erase" in again.output
+    assert "Erase every receipt" not in again.output  # refused before asking
+    assert ledger.count() == after_first
+    report = json.loads(runner.invoke(cli, ["report", "--format", "json", "--min-count", "0"]
+                                      ).stdout)
+    assert report["erasures"] == 1
+
+
 def test_verify_exits_1_naming_the_first_bad_receipt(ledger_app: Flask, store_url: str
                                                      ) -> None:
     ledger = ledger_of(ledger_app)

@@ -231,20 +231,32 @@ def test_small_groups_are_not_shown_exactly(ledger: Ledger,
     data = report_json(app, *WINDOW)  # default --min-count 5
     assert data["window"]["min_count"] == 5
     assert data["decisions"] == 8
-    assert data["categories"]["analytics"] == {"granted": 6, "denied": "<5",
+    # a small group is withheld: null, never a string among the numbers, and listed
+    assert data["categories"]["analytics"] == {"granted": 6, "denied": None,
                                                "opt_in_rate": None}
-    assert data["by_method"]["gpc"] == "<5"
+    assert data["by_method"]["gpc"] is None
     assert data["by_method"]["banner"] == 6
-    assert data["erasures"] == "<5"
+    assert data["suppressed"] == ["/categories/functional/denied",
+                                  "/categories/analytics/denied",
+                                  "/categories/performance/denied",
+                                  "/categories/marketing/denied", "/by_method/gpc"]
+    # nobody is singled out by a zero: empty groups and empty days are 0
+    assert data["erasures"] == 0 and data["withdrawals"] == 0
+    assert data["by_method"]["api"] == 0
+    assert data["by_period"][0] == {"period": "2026-11-01", "decisions": 0}
+    assert all(isinstance(p["decisions"], int) or f"/by_period/{n}/decisions"
+               in data["suppressed"] for n, p in enumerate(data["by_period"]))
 
     data = report_json(app, *WINDOW, "--min-count", "2")
     assert data["categories"]["analytics"] == {"granted": 6, "denied": 2, "opt_in_rate": 0.75}
-    assert data["erasures"] == "<2"
+    assert data["erasures"] == 0 and data["suppressed"] == []
 
     table = report(app, *WINDOW).stdout
     assert "<5" in table
     assert "Counts under 5 are shown as <5." in table
     assert not any(line.split()[-2:] == ["2"] for line in table.splitlines())
+    erasures = next(line for line in table.splitlines() if line.startswith("erasures"))
+    assert erasures.split() == ["erasures", "0"]
 
 
 def test_min_count_must_be_a_whole_number(ledger: Ledger,
@@ -342,7 +354,7 @@ def test_ledger_file_without_a_receipts_table(tmp_path: Path) -> None:
     result = report(app, "--format", "json")
     assert result.exit_code == 0
     assert "The ledger is empty" in result.stderr
-    assert json.loads(result.stdout)["decisions"] == "<5"
+    assert json.loads(result.stdout)["decisions"] == 0
 
 
 def test_window_without_data(ledger: Ledger, app_for: Callable[[Ledger], Flask]) -> None:

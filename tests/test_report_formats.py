@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -49,11 +50,20 @@ def test_table_is_aligned(filled: Flask) -> None:
 def test_json_has_stable_keys(filled: Flask) -> None:
     data = json.loads(report(filled, *WINDOW, "--format", "json").stdout)
     assert list(data) == ["window", "decisions", "visitors", "categories", "by_period",
-                          "by_policy_version", "by_method", "withdrawals", "erasures"]
+                          "by_policy_version", "by_method", "withdrawals", "erasures",
+                          "suppressed"]
     assert data["categories"]["analytics"] == {"granted": 14, "denied": 5,
                                                "opt_in_rate": round(14 / 19, 4)}
-    assert data["by_policy_version"] == {"1": 12, "<b>v3</b>": "<5",
+    assert data["by_policy_version"] == {"1": 12, "<b>v3</b>": None,
                                          '=HYPERLINK("http://evil.example","x")': 6}
+    # every count is a number or null; the nulls are listed as JSON Pointers
+    assert "/by_policy_version/<b>v3<~1b>" in data["suppressed"]  # "/" is "~1" in a pointer
+    assert "/by_method/gpc" in data["suppressed"]
+    assert data["erasures"] == 0 and data["withdrawals"] == 0
+    counts = [data["decisions"], data["visitors"], *data["by_method"].values(),
+              *(p["decisions"] for p in data["by_period"])]
+    assert all(n is None or type(n) is int for n in counts)
+    assert all(p["decisions"] == 0 for p in data["by_period"] if p["period"] != "2026-11-02")
 
 
 def test_csv_reads_back_and_is_safe_in_a_spreadsheet(filled: Flask) -> None:
@@ -64,7 +74,11 @@ def test_csv_reads_back_and_is_safe_in_a_spreadsheet(filled: Flask) -> None:
     assert values[("total", "decisions", "count")] == "19"
     assert values[("category", "analytics", "granted")] == "14"
     assert values[("category", "analytics", "opt_in_rate")] == str(round(14 / 19, 4))
-    assert values[("method", "gpc", "decisions")] == "<5"
+    assert values[("method", "gpc", "decisions")] == ""  # withheld: no number, a note
+    notes = {(r["section"], r["key"], r["metric"]): r["note"] for r in rows}
+    assert notes[("method", "gpc", "decisions")] == "suppressed: under 5"
+    assert notes[("method", "api", "decisions")] == ""
+    assert values[("period", "2026-11-01", "decisions")] == "0"
     assert values[("period", "2026-11-02", "decisions")] == "19"
     versions = [r["key"] for r in rows if r["section"] == "policy_version"]
     assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in versions
@@ -132,7 +146,7 @@ def test_output_to_an_unwritable_place(filled: Flask, tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt, check", [
     ("json", lambda text: json.loads(text)["decisions"] == 19),
     ("csv", lambda text: next(csv.reader(io.StringIO(text))) == ["section", "key", "metric",
-                                                                 "value"]),
+                                                                 "value", "note"]),
     ("table", lambda text: text.startswith("Consent report")),
 ])
 def test_output_file_every_format(filled: Flask, tmp_path: Path, fmt: str,
@@ -188,3 +202,31 @@ def test_html_opens_in_a_browser_without_network(filled: Flask, tmp_path: Path,
     assert all(box is not None and box["width"] > 300 and box["height"] > 100 for box in boxes)
     bar = page.locator("#chart-opt-in rect.bar").nth(1).bounding_box()  # type: ignore[attr-defined]
     assert bar is not None and bar["width"] > 250  # analytics: 73.7 % of 400 px
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme, background", [("light", "rgb(255, 255, 255)"),
+                                                ("dark", "rgb(24, 24, 28)")])
+def test_html_follows_the_colour_scheme_and_fits_a_small_phone(
+        filled: Flask, tmp_path: Path, browser: Any, axe_source: str, scheme: str,
+        background: str) -> None:
+    out = tmp_path / "report.html"
+    assert report(filled, *WINDOW, "--format", "html", "-o", str(out)).exit_code == 0
+    context = browser.new_context(viewport={"width": 320, "height": 568}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.goto(out.as_uri())
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
+        text = page.evaluate("getComputedStyle(document.querySelector('svg text')).fill")
+        assert text == ("rgb(27, 27, 27)" if scheme == "light" else "rgb(236, 236, 239)")
+        # nothing wider than the screen: no sideways scrolling of the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        # withheld counts read "<5"; empty days read 0
+        assert "<5" in page.locator("table[aria-label='Collection method']").inner_text()
+        assert "2026-11-01\t0" in page.locator("table[aria-label='Decisions over time']"
+                                             ).inner_text()
+        page.evaluate(axe_source)
+        result = page.evaluate("axe.run(document, {runOnly: ['color-contrast']})")
+        assert result["violations"] == []
+    finally:
+        context.close()

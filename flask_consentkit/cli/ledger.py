@@ -49,10 +49,21 @@ def export_command(consent_id: str) -> None:
 @click.argument("consent_id", metavar="ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase_command(consent_id: str, yes: bool) -> None:
-    """Erase the receipts of consent id ID (a tombstone keeps the chain verifiable)."""
+    """Erase the receipts of consent id ID (a tombstone keeps the chain verifiable).
+
+    An id without receipts (never recorded, or erased already) is refused with
+    exit status 1, and no tombstone is written: there is nothing to erase.
+    """
     consent_id = _consent_id(consent_id)
+    ledger = _ledger()
+    found = len(ledger.export(consent_id))
+    if not found:
+        raise click.ClickException(
+            f"no receipts for {consent_id}: nothing to erase, so no tombstone was written "
+            "(the id was never recorded, or its receipts were erased already; `flask consent "
+            "export ID` shows what the ledger holds).")
     if not yes:
-        click.confirm(f"Erase every receipt of {consent_id}?", abort=True)
+        click.confirm(f"Erase every receipt of {consent_id} ({found})?", abort=True)
     settings = kit_state().settings
     tombstone = Draft(
         action="erase",
@@ -62,7 +73,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
         policy_version=settings.policy_version,
         method="api",
     )
-    count, row = _ledger().erase(consent_id, tombstone)
+    count, row = ledger.erase(consent_id, tombstone)
     click.echo(f"erased {count} receipt(s) of {consent_id}; tombstone {row['receipt_id']}")
 
 

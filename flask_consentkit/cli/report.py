@@ -17,9 +17,11 @@ What it counts, for receipts whose ``created_at`` lies in the window:
 - *withdrawals*: decisions that took back a category granted before;
   *erasures*: tombstones.
 
-Small groups are never shown exactly: a count under ``min_count`` is rendered
-as ``"<5"`` (and a rate computed from one is withheld), so a report cannot
-single out a visitor.
+Small groups are never shown exactly: a count from 1 to ``min_count - 1`` is
+withheld — ``null`` in JSON, listed under ``"suppressed"``, ``<5`` in the other
+formats — and so is a rate computed from one, so a report cannot single out a
+visitor. A count of 0 (an empty day, a method nobody used) singles out nobody
+and is shown as 0.
 """
 
 from __future__ import annotations
@@ -641,45 +643,64 @@ class Progress:
 # -- output ------------------------------------------------------------------------
 
 
-Cell = int | str
+Cell = int | None
 
 
 def suppress(value: int, min_count: int) -> Cell:
-    """``value``, or ``"<min_count>"`` when it is smaller than ``min_count``."""
-    return value if value >= min_count else f"<{min_count}"
+    """``value``, or ``None`` when it is a small group (from 1 to ``min_count - 1``)."""
+    return value if value == 0 or value >= min_count else None
 
 
 def opt_in_rate(count: CategoryCount, min_count: int) -> float | None:
-    """granted / (granted + denied); ``None`` when a part is suppressed or there is none."""
+    """granted / (granted + denied); ``None`` when a part is withheld or there is none."""
     total = count.granted + count.denied
-    if not total or count.granted < min_count or count.denied < min_count:
+    if not total or suppress(count.granted, min_count) is None \
+            or suppress(count.denied, min_count) is None:
         return None
     return round(count.granted / total, 4)
 
 
 def to_json(report: Report, min_count: int) -> dict[str, Any]:
-    """The report as the ``--format json`` document (stable keys)."""
-    w = report.window
+    """The report as the ``--format json`` document (stable keys).
 
-    def c(n: int) -> Cell:
-        return suppress(n, min_count)
+    A withheld count is ``null``, and ``"suppressed"`` lists where, as JSON
+    Pointers (``"/categories/analytics/denied"``, ``"/by_period/3/decisions"``).
+    """
+    w = report.window
+    withheld: list[str] = []
+
+    def c(n: int, *where: str | int) -> Cell:
+        value = suppress(n, min_count)
+        if value is None:
+            withheld.append("/" + "/".join(
+                str(p).replace("~", "~0").replace("/", "~1") for p in where))
+        return value
 
     return {
         "window": {"since": w.since.isoformat(), "until": w.until.isoformat(), "by": w.by,
                    "min_count": min_count},
-        "decisions": c(report.decisions),
-        "visitors": c(report.visitors),
+        "decisions": c(report.decisions, "decisions"),
+        "visitors": c(report.visitors, "visitors"),
         "categories": {
-            key: {"granted": c(n.granted), "denied": c(n.denied),
+            key: {"granted": c(n.granted, "categories", key, "granted"),
+                  "denied": c(n.denied, "categories", key, "denied"),
                   "opt_in_rate": opt_in_rate(n, min_count)}
             for key, n in report.categories.items()
         },
-        "by_period": [{"period": p, "decisions": c(n)} for p, n in report.by_period],
-        "by_policy_version": {v: c(n) for v, n in report.by_policy_version.items()},
-        "by_method": {m: c(n) for m, n in report.by_method.items()},
-        "withdrawals": c(report.withdrawals),
-        "erasures": c(report.erasures),
+        "by_period": [{"period": p, "decisions": c(n, "by_period", i, "decisions")}
+                      for i, (p, n) in enumerate(report.by_period)],
+        "by_policy_version": {v: c(n, "by_policy_version", v)
+                              for v, n in report.by_policy_version.items()},
+        "by_method": {m: c(n, "by_method", m) for m, n in report.by_method.items()},
+        "withdrawals": c(report.withdrawals, "withdrawals"),
+        "erasures": c(report.erasures, "erasures"),
+        "suppressed": withheld,
     }
+
+
+def _count(value: Cell, min_count: int) -> str:
+    """A count as the table, CSV and HTML formats show it: ``<5`` when withheld."""
+    return f"<{min_count}" if value is None else str(value)
 
 
 def _pct(rate: float | None) -> str:
@@ -703,26 +724,31 @@ def render_table(report: Report, min_count: int) -> str:
     """Aligned plain-text tables for a terminal."""
     data = to_json(report, min_count)
     w = report.window
+
+    def n(value: Cell) -> str:
+        return _count(value, min_count)
+
     out = [f"Consent report {w.since} to {w.until} (UTC), by {w.by}"]
-    if min_count:
+    if min_count > 1:
         out.append(f"Counts under {min_count} are shown as <{min_count}.")
     out.append("")
     out += _table(["Total", ""], [
-        ("decisions", data["decisions"]), ("visitors", data["visitors"]),
-        ("withdrawals", data["withdrawals"]), ("erasures", data["erasures"]),
+        ("decisions", n(data["decisions"])), ("visitors", n(data["visitors"])),
+        ("withdrawals", n(data["withdrawals"])), ("erasures", n(data["erasures"])),
     ])
     out.append("")
     out += _table(["Category", "granted", "denied", "opt-in"], [
-        (key, v["granted"], v["denied"], _pct(v["opt_in_rate"]))
+        (key, n(v["granted"]), n(v["denied"]), _pct(v["opt_in_rate"]))
         for key, v in data["categories"].items()
     ])
     out.append("")
-    out += _table(["Method", "decisions"], list(data["by_method"].items()))
+    out += _table(["Method", "decisions"], [(k, n(v)) for k, v in data["by_method"].items()])
     out.append("")
-    out += _table(["Policy version", "decisions"], list(data["by_policy_version"].items()))
+    out += _table(["Policy version", "decisions"],
+                  [(k, n(v)) for k, v in data["by_policy_version"].items()])
     out.append("")
     out += _table([f"{w.by.capitalize()} starting", "decisions"],
-                  [(p["period"], p["decisions"]) for p in data["by_period"]])
+                  [(p["period"], n(p["decisions"])) for p in data["by_period"]])
     return "\n".join(out) + "\n"
 
 
@@ -736,25 +762,36 @@ def csv_safe(value: object) -> str:
 
 
 def render_csv(report: Report, min_count: int) -> str:
-    """Long-format CSV: ``section,key,metric,value`` — one number per row."""
+    """Long-format CSV: ``section,key,metric,value,note`` — one number per row.
+
+    A withheld count has an empty ``value`` and ``note`` says why, so that the
+    column holds numbers only.
+    """
     data = to_json(report, min_count)
-    rows: list[tuple[object, ...]] = [("section", "key", "metric", "value")]
+    withheld = f"suppressed: under {min_count}"
+    rows: list[tuple[object, ...]] = [("section", "key", "metric", "value", "note")]
+
+    def row(section: str, key: str, metric: str, value: object) -> tuple[object, ...]:
+        if value is None and metric != "opt_in_rate":
+            return (section, key, metric, "", withheld)
+        return (section, key, metric, "" if value is None else value, "")
+
     for key in ("since", "until", "by", "min_count"):
-        rows.append(("window", key, "", data["window"][key]))
+        rows.append(row("window", key, "", data["window"][key]))
     for key in ("decisions", "visitors", "withdrawals", "erasures"):
-        rows.append(("total", key, "count", data[key]))
+        rows.append(row("total", key, "count", data[key]))
     for cat, v in data["categories"].items():
-        rows += [("category", cat, "granted", v["granted"]),
-                 ("category", cat, "denied", v["denied"]),
-                 ("category", cat, "opt_in_rate", "" if v["opt_in_rate"] is None
-                  else v["opt_in_rate"])]
-    rows += [("period", p["period"], "decisions", p["decisions"]) for p in data["by_period"]]
-    rows += [("policy_version", k, "decisions", n) for k, n in data["by_policy_version"].items()]
-    rows += [("method", k, "decisions", n) for k, n in data["by_method"].items()]
+        rows += [row("category", cat, "granted", v["granted"]),
+                 row("category", cat, "denied", v["denied"]),
+                 row("category", cat, "opt_in_rate", v["opt_in_rate"])]
+    rows += [row("period", p["period"], "decisions", p["decisions"]) for p in data["by_period"]]
+    rows += [row("policy_version", k, "decisions", n)
+             for k, n in data["by_policy_version"].items()]
+    rows += [row("method", k, "decisions", n) for k, n in data["by_method"].items()]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    for row in rows:
-        writer.writerow([csv_safe(v) for v in row])
+    for line in rows:
+        writer.writerow([csv_safe(v) for v in line])
     return buf.getvalue()
 
 
@@ -772,7 +809,8 @@ def _rate_chart(data: dict[str, Any]) -> dict[str, Any]:
 def _time_chart(data: dict[str, Any]) -> dict[str, Any]:
     """Geometry of the vertical bar chart of decisions per period (600 × 200 px plot)."""
     periods = data["by_period"]
-    values = [p["decisions"] if isinstance(p["decisions"], int) else 0 for p in periods]
+    shown = data["window"]["min_count"]
+    values = [p["decisions"] or 0 for p in periods]
     top = max(values, default=0) or 1
     step = 600 / max(len(periods), 1)
     bars = []
@@ -780,7 +818,7 @@ def _time_chart(data: dict[str, Any]) -> dict[str, Any]:
         h = round(value / top * 200, 1)
         bars.append({"x": round(60 + n * step, 2), "y": round(220 - h, 1), "height": h,
                      "width": round(max(step * 0.8, 0.5), 2),
-                     "title": f"{p['period']}: {p['decisions']}"})
+                     "title": f"{p['period']}: {_count(p['decisions'], shown)}"})
     return {"bars": bars, "max": top if any(values) else 0,
             "first": periods[0]["period"] if periods else "",
             "last": periods[-1]["period"] if periods else ""}
@@ -795,7 +833,7 @@ def render_html(report: Report, min_count: int) -> str:
     data = to_json(report, min_count)
     return env.get_template("report.html").render(
         data=data, min_count=min_count, rates=_rate_chart(data), timeline=_time_chart(data),
-        pct=_pct,
+        pct=_pct, n=lambda value: _count(value, min_count),
     )
 
 
@@ -829,7 +867,8 @@ def _maybe_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True)
 @click.option("--min-count", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Counts below this are shown as '<N' (0 shows every count).")
+              help="Counts from 1 to N-1 are withheld: '<N', null in JSON (0 and 1 show "
+                   "every count).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output.")
 def report_command(since: dt.datetime | None, until: dt.datetime | None, by: str, fmt: str,

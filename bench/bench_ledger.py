@@ -1,19 +1,31 @@
-"""Decisions per second through the full ``POST /consent/`` endpoint, with receipts.
+"""Decisions per second through ``POST /consent/`` over real HTTP, with receipts.
 
-Compares, in the same run: bare Flask answering a JSON POST, the choice endpoint
-with the ledger off, with the default SQLite file (WAL, synchronous=FULL) and with
-PostgreSQL (``CONSENTKIT_TEST_POSTGRES_URL``, a fresh schema dropped afterwards).
+A threaded werkzeug server on 127.0.0.1 serves the app; clients (threads of a
+separate process, each with its own keep-alive HTTP/1.1 connection and its own
+visitor's cookie) send decisions as fast as they are answered, at 1, 8 and 32
+concurrent clients. Compared in the same run, interleaved round by round: bare
+Flask answering a JSON POST, the choice endpoint with the ledger off, with a
+SQLite file (WAL, synchronous=FULL) and with PostgreSQL
+(``CONSENTKIT_TEST_POSTGRES_URL``, a fresh schema dropped afterwards). Every
+receipt is durable before its decision is answered; decisions that arrive
+together share one commit (group commit).
 
-    python bench/bench_ledger.py [--decisions 400] [--rounds 5] [--prune-rows 200000]
+    python bench/bench_ledger.py [--clients 1,8,32] [--seconds 3] [--rounds 3]
+                                 [--prune-rows 200000]
 
-With ``--prune-rows N`` it also fills the SQLite ledger with N receipts past
-retention, prunes them while decisions keep arriving, and prints the prune rate
-and the slowest decision during the prune (batches keep the table usable).
+It prints the median decisions per second of each case and client count, and
+its ratio to the ledger off at the same count. With ``--prune-rows N`` it also
+fills a SQLite ledger with N receipts past retention, prunes them while
+decisions keep arriving, and prints the prune rate and the slowest decision
+during the prune (batches keep the table usable).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -25,11 +37,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, request  # noqa: E402
 from sqlalchemy import create_engine, insert, text, update  # noqa: E402
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
 from flask_consentkit.ledger import chain  # noqa: E402
@@ -54,24 +68,86 @@ def bare_app() -> Flask:
 def kit_app(instance: str, ledger_url: str | None) -> Flask:
     app = Flask(__name__, instance_path=instance)
     app.config.update(SECRET_KEY="bench-secret-key-long-enough", CONSENTKIT_LEDGER_URL=ledger_url,
-                      TESTING=True)
+                      TESTING=True, CONSENTKIT_RATELIMIT=None)
     ConsentKit(app)
     return app
 
 
-def rate(app: Flask, decisions: int, rounds: int) -> float:
-    """Median decisions per second; 20 visitors, each deciding repeatedly."""
-    clients = [app.test_client() for _ in range(20)]
-    for c in clients:  # warm up: schema, pool, first receipt of each visitor
-        assert c.post("/consent/", json=BODY, headers=HEADERS).status_code == 200
-    results = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for i in range(decisions):
-            response = clients[i % 20].post("/consent/", json=BODY, headers=HEADERS)
-            assert response.status_code == 200
-        results.append(decisions / (time.perf_counter() - start))
-    return statistics.median(results)
+class KeepAlive(WSGIRequestHandler):
+    """HTTP/1.1 (keep-alive), without a log line per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Served:
+    """``app`` on a threaded werkzeug server on 127.0.0.1, in a thread of this process."""
+
+    def __init__(self, app: Flask) -> None:
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True,
+                                                  request_handler=KeepAlive)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def drive(port: int, clients: int, seconds: float) -> tuple[int, int]:
+    """In a client process: ``clients`` threads deciding for ``seconds``; (answered, errors)."""
+    body = json.dumps(BODY).encode()
+    ready = threading.Barrier(clients + 1)
+    counts = [0] * clients
+    errors = [0] * clients
+    stop = time.monotonic() + 3600.0
+    bounds = {"stop": stop}
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json", "Connection": "keep-alive",
+                   "Origin": f"http://127.0.0.1:{port}"}
+
+        def post() -> bool:
+            conn.request("POST", "/consent/", body=body, headers=headers)
+            response = conn.getresponse()
+            cookie = response.getheader("Set-Cookie")
+            response.read()
+            if cookie and "Cookie" not in headers:  # this client's visitor from now on
+                headers["Cookie"] = cookie.split(";", 1)[0]
+            return response.status == 200
+
+        for _ in range(3):  # warm up: a connection, a visitor, a first receipt
+            post()
+        ready.wait()
+        while time.monotonic() < bounds["stop"]:
+            if post():
+                counts[n] += 1
+            else:
+                errors[n] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    start = time.monotonic()
+    bounds["stop"] = start + seconds
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    return int(sum(counts) / elapsed), sum(errors)
+
+
+def rate(pool: Any, port: int, clients: int, seconds: float) -> float:
+    answered, errors = pool.apply(drive, (port, clients, seconds))
+    if errors:
+        raise SystemExit(f"{errors} decisions were not answered 200")
+    return float(answered)
 
 
 def fill_old(ledger: Ledger, rows: int) -> None:
@@ -141,18 +217,21 @@ def prune_under_load(tmp: str, rows: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", default="1,8,32",
+                        help="concurrent clients, comma-separated (default 1,8,32)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prune-rows", type=int, default=0)
     args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
 
-    rows: list[tuple[str, float]] = []
+    results: dict[tuple[str, int], list[float]] = {}
+    names: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         cases: list[tuple[str, Callable[[], Flask]]] = [
             ("bare Flask JSON POST", bare_app),
-            ("consent POST, ledger off", lambda: kit_app(tmp, None)),
-            ("consent POST, SQLite ledger", lambda: kit_app(
-                tmp, f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}")),
+            ("ledger off", lambda: kit_app(tmp, None)),
+            ("SQLite ledger", lambda: kit_app(tmp, f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}")),
         ]
         base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
         schema = "ck_bench_" + secrets.token_hex(4)
@@ -162,11 +241,21 @@ def main() -> None:
             with admin.begin() as conn:
                 conn.execute(text(f"CREATE SCHEMA {schema}"))
             url = pg_url
-            cases.append(("consent POST, PostgreSQL ledger", lambda: kit_app(tmp, url)))
+            cases.append(("PostgreSQL ledger", lambda: kit_app(tmp, url)))
+        servers: list[tuple[str, Served]] = []
+        context = multiprocessing.get_context("spawn")
         try:
-            for name, build in cases:
-                rows.append((name, rate(build(), args.decisions, args.rounds)))
+            servers = [(name, Served(build())) for name, build in cases]
+            names = [name for name, _ in servers]
+            with context.Pool(1) as pool:
+                for _ in range(args.rounds):  # interleaved: drift hits every case alike
+                    for clients in counts:
+                        for name, served in servers:
+                            results.setdefault((name, clients), []).append(
+                                rate(pool, served.port, clients, args.seconds))
         finally:
+            for _, served in servers:
+                served.close()
             if admin is not None and pg_url is not None:
                 dispose_engines(pg_url)
                 with admin.begin() as conn:
@@ -174,11 +263,19 @@ def main() -> None:
                 admin.dispose()
             dispose_engines()
 
-    bare, off = rows[0][1], rows[1][1]
-    print(f"{'case':34} {'decisions/s':>12} {'vs ledger off':>14} {'vs bare Flask':>14}")
-    for name, value in rows:
-        print(f"{name:34} {value:12.0f} {value / off:13.2f}x {value / bare:13.2f}x")
-    if len(rows) < 4:
+    print(f"decisions/s over HTTP (median of {args.rounds} rounds of {args.seconds:g} s; "
+          f"{os.cpu_count()} CPUs)")
+    header = "".join(f"{f'{c} client' + ('s' if c > 1 else ''):>22}" for c in counts)
+    print(f"{'case':24}{header}")
+    for name in names:
+        cells = []
+        for clients in counts:
+            value = statistics.median(results[(name, clients)])
+            off = statistics.median(results[("ledger off", clients)])
+            cells.append(f"{value:12.0f} ({value / off:5.2f}x)")
+        print(f"{name:24}" + "".join(f"{c:>22}" for c in cells))
+    print("(ratios: against the ledger off at the same number of clients)")
+    if "PostgreSQL ledger" not in names:
         print("(PostgreSQL skipped: set CONSENTKIT_TEST_POSTGRES_URL)")
     if args.prune_rows:
         with tempfile.TemporaryDirectory() as tmp:

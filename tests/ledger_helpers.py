@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import select
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from flask_consentkit.ledger.store import Draft, Ledger, dispose_engines
 
@@ -120,3 +124,70 @@ def decide_as_one_visitor(app: Flask, n: int) -> int:
         response = choose(client, action, categories=["analytics"] if action == "save" else [])
         ok += response.status_code == 200
     return ok
+
+
+class SilentProxy:
+    """A TCP proxy on 127.0.0.1 that can go silent: it stops forwarding, in both
+    directions, without closing anything — a server that accepted the connection
+    and then says nothing (a frozen host, a black-holed route)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._forwarding = threading.Event()
+        self._forwarding.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def url(self, url: str) -> str:
+        """``url`` with its host and port replaced by this proxy's."""
+        return make_url(url).set(host="127.0.0.1", port=self.port) \
+            .render_as_string(hide_password=False)
+
+    def pause(self) -> None:
+        self._forwarding.clear()
+
+    def resume(self) -> None:
+        self._forwarding.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._forwarding.set()
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.05)
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            upstream = socket.create_connection(self.upstream)
+            self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while not self._closed.is_set():
+            if not self._forwarding.wait(0.05):
+                continue
+            try:
+                readable, _, _ = select.select([src], [], [], 0.05)
+                if not readable or not self._forwarding.is_set():
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return

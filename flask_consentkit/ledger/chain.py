@@ -77,8 +77,13 @@ def new_salt() -> str:
     return secrets.token_hex(16)
 
 
+#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``,
+#: with the encoder made once.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def timestamp(value: datetime) -> str:

@@ -12,7 +12,10 @@ A write that fails never loses the visitor's choice: the recorder logs the
 error at ERROR, with the receipt's content (its consent id is pseudonymous, its
 IP prefix, if any, already anonymised), on the ``flask_consentkit.ledger``
 logger, and returns ``None``; the choice endpoint still sets the cookie and
-answers normally.
+answers normally. That includes a ledger that does not answer within
+``CONSENTKIT_LEDGER_TIMEOUT`` ("NOT recorded": nothing was written), and the
+rare connection lost during the commit itself ("NOT confirmed": the receipt
+may or may not be in the ledger).
 
 ``CONSENTKIT_LEDGER_URL = None`` turns receipts off, with a WARNING on the
 ``flask_consentkit.ledger`` logger at ``init_app`` (INFO under ``TESTING``). It is
@@ -36,7 +39,7 @@ from ..categories import NECESSARY
 from ..errors import ConsentConfigError
 from ..ratelimit import RateLimiter, anonymise_ip
 from ..state import ConsentState, request_consent
-from .store import Draft, Ledger
+from .store import Draft, Ledger, LedgerOutcomeUnknown
 
 if TYPE_CHECKING:
     from ..extension import ConsentKitState
@@ -59,7 +62,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
                    "cannot prove consent (GDPR Art. 7(1)).")
         log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
-    ledger = Ledger(check_url(settings.ledger_url))
+    ledger = Ledger(check_url(settings.ledger_url), timeout=settings.ledger_timeout)
     ext.services["ledger"] = ledger
     ext.services["recorder"] = Recorder(ext, ledger)
 
@@ -118,9 +121,11 @@ def record(ledger: Ledger, draft: Draft) -> dict[str, Any] | None:
     try:
         row = ledger.append(draft)
     except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+        what = ("NOT confirmed: it may or may not be in the ledger"
+                if isinstance(exc, LedgerOutcomeUnknown) else "NOT recorded")
         log.error(
-            "consent receipt NOT recorded (%s: %s); receipt content: %s",
-            type(exc).__name__, exc, json.dumps(draft.as_log(), sort_keys=True),
+            "consent receipt %s (%s: %s); receipt content: %s",
+            what, type(exc).__name__, exc, json.dumps(draft.as_log(), sort_keys=True),
             exc_info=exc,
         )
         return None

@@ -1,23 +1,80 @@
 """The receipts store (SQLAlchemy Core 2.x): append, erase, export, verify, prune.
 
 One :class:`Ledger` per app, kept in ``ext.services["ledger"]``. It connects
-lazily: the engine is created once per process and URL (a forked or spawned
+lazily: the engines are created once per process and URL (a forked or spawned
 worker makes its own) and the tables are created on first use, with the schema
 version recorded in ``consentkit_meta``.
 
-Writers keep one linear chain, whatever the number of threads, processes or
-machines: every write runs in one transaction that first takes the chain's
-lock — ``BEGIN IMMEDIATE`` on SQLite (one writer at a time per database file),
-``SELECT … FOR UPDATE`` of the ``head`` row in ``consentkit_meta`` elsewhere
-(PostgreSQL) — then reads the head, assigns ``seq = head + 1``, inserts the
-receipt and moves the head. SQLite runs in WAL mode with ``synchronous=FULL``,
-so a committed receipt survives the process being killed.
+**One line, whatever the number of writers.** Every write runs in one
+transaction that *first* takes the chain's lock — ``BEGIN IMMEDIATE`` on
+SQLite (one writer at a time per database file), ``SELECT … FOR UPDATE`` of the
+``head`` row in ``consentkit_meta`` on PostgreSQL — and only then reads what it
+depends on: the head, each visitor's latest receipt (its
+``previous_receipt_id``), the receipts an erasure nulls. So two decisions sent
+at once with one cookie link one after the other, and an erasure nulls every
+receipt of its consent id committed before its tombstone, on every machine.
+SQLite runs in WAL mode with ``synchronous=FULL``, so a committed receipt
+survives the process being killed.
+
+**Group commit.** Appends and erasures of a process do not each open their own
+transaction: they are handed to the process's *writer* for that URL, one
+thread (started on first use, gone after a minute without work) that loops:
+
+1. take every queued job (at most :data:`MAX_BATCH`);
+2. in one transaction, take the lock, then write them in arrival order — each
+   receipt's ``seq`` and ``prev_digest`` follow the one before it, a visitor's
+   receipts link through the batch, an erasure first writes what precedes it;
+3. commit once (one fsync for the whole batch);
+4. wake each waiting request with its receipt — or with the error, when the
+   transaction failed: every receipt of the batch then fails the documented
+   way (the recorder logs it at ERROR and the choice goes on). A failure that
+   is not the database's availability (a value the database refuses, say) is
+   retried one job per transaction, so it costs only its own receipt.
+
+A request is answered only after the commit that holds its receipt, so nothing
+acknowledged is lost; while one batch commits, the next one gathers, so the
+writer's throughput grows with the number of decisions that arrive together.
+
+**Bounded waits** (``timeout``, ``CONSENTKIT_LEDGER_TIMEOUT``). A request waits
+at most ``timeout`` seconds for its receipt. A job still queued (or taken but
+not yet sent) then is withdrawn: nothing is written. A job already in a
+transaction is in one bounded by the earliest deadline of its jobs, so its
+outcome is known a moment later; the request waits :data:`GRACE` more for it,
+and past that reports the outcome as unknown. Each transaction is bounded on
+three levels:
+
+- the server's own bounds: on PostgreSQL ``statement_timeout``,
+  ``lock_timeout`` and ``idle_in_transaction_session_timeout`` (session
+  settings of the writer's own connection, equal to the timeout, tightened
+  with ``SET LOCAL`` by a transaction that has less time left; ``SET LOCAL``
+  in every transaction of a pooled connection), on SQLite ``busy_timeout``;
+- the client's: a watchdog thread that shuts the connection's socket down
+  (SQLite: interrupts the statement) when the time is up. It is what frees a
+  connection to a server that accepted it and then says nothing: the peer's
+  kernel still acknowledges every packet, so neither TCP keepalives nor
+  ``tcp_user_timeout`` ever fire, and the server's bounds cannot reach us;
+- the socket's: libpq's ``tcp_user_timeout`` and keepalives (about the
+  timeout) for a peer that is gone (packets dropped), idle pooled connections
+  included, and ``connect_timeout`` for connecting.
+
+Pooled connections are pinged on checkout under the same watchdog (instead of
+``pool_pre_ping``, which a silent server would hold forever). Creating the
+tables on a process's first use, and migrating them, is not bounded: it
+happens once, before the first write's time starts (a migration takes as long
+as it takes).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import itertools
 import logging
+import math
+import operator
 import os
+import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -31,7 +88,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -42,6 +98,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.pool import NullPool
 from werkzeug.exceptions import ServiceUnavailable
 
 from ..errors import ConsentKitError
@@ -65,11 +123,30 @@ BATCH_SIZE = 5000
 PRUNE_BATCH = 1000
 PRUNE_PAUSE = 0.02
 
-#: Seconds to wait for a PostgreSQL connection (unless the URL sets ``connect_timeout``).
+#: Seconds any ledger statement or lock wait may take, and a request may wait
+#: for its receipt (``CONSENTKIT_LEDGER_TIMEOUT``).
+LEDGER_TIMEOUT = 5.0
+#: At most this many seconds to connect to PostgreSQL (unless the URL sets
+#: ``connect_timeout``; libpq's smallest is 2).
 CONNECT_TIMEOUT = 5
+#: Jobs written in one transaction at most.
+MAX_BATCH = 256
+#: How long a request whose time is up still waits for the transaction it is in.
+GRACE = 0.75
+#: A job with less time than this left is failed rather than started.
+MIN_BUDGET = 0.01
+#: Seconds by which a batch's time left may fall short of the timeout before
+#: its transaction gets bounds of its own (the session's are the timeout).
+SLACK = 0.2
+#: A writer thread without work for this long closes its connection and ends.
+WRITER_IDLE = 60.0
 
 ACTIONS = frozenset({"accept_all", "reject_all", "save", "erase"})
 METHODS = frozenset({"banner", "preferences", "api", "gpc"})
+
+#: PostgreSQL's "query canceled", "lock not available" and "idle in transaction
+#: session timeout".
+_TIMEOUT_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
 
 
 class LedgerError(ConsentKitError):
@@ -137,30 +214,154 @@ class VerifyResult:
         return f"ledger BROKEN at {where}: {self.reason}"
 
 
+class LedgerWriteError(LedgerError):
+    """A receipt (or an erasure) was not written; the cause is chained."""
+
+
+class LedgerTimeout(LedgerWriteError):
+    """The ledger did not answer within ``CONSENTKIT_LEDGER_TIMEOUT``."""
+
+
+class LedgerOutcomeUnknown(LedgerTimeout):
+    """The connection failed during the commit: the write may or may not be in the ledger."""
+
+
 # statements built once (SQLAlchemy caches their compiled form)
 _HEAD_FOR_UPDATE = select(meta.c.value).where(meta.c.key == "head").with_for_update()
-_SET_HEAD = update(meta).where(meta.c.key == "head").values(value=bindparam("link"))
-_INSERT = insert(receipts)
-_LAST_OF = (
-    select(receipts.c.receipt_id)
-    .where(receipts.c.consent_id == bindparam("consent_id"))
-    .order_by(receipts.c.seq.desc())
-    .limit(1)
+#: statement, lock and idle-in-transaction bounds; ``local``: this transaction only
+_PG_LIMITS = text(
+    "SELECT set_config('statement_timeout', :ms, :local), "
+    "set_config('lock_timeout', :ms, :local), "
+    "set_config('idle_in_transaction_session_timeout', :ms, :local)"
 )
 
 
-# -- engines: one per process and URL -------------------------------------------
+# -- the watchdog: one thread per process that aborts overdue connections -------
 
-_engines: dict[tuple[str, int], Engine] = {}
+
+def _abort(dbapi_connection: Any) -> None:
+    """Make the statement running on ``dbapi_connection`` fail now, from another thread."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.interrupt()
+        return
+    # shutting the socket down wakes the thread blocked on it (EOF); the driver
+    # then reports a broken connection, which the pool discards
+    sock = socket.socket(fileno=os.dup(dbapi_connection.fileno()))
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.close()
+
+
+class _Watchdog:
+    """Aborts each watched connection still watched at its deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watched: dict[int, tuple[float, Any]] = {}
+        self._aborted: set[int] = set()
+        self._tokens = itertools.count(1)
+        self._wake = math.inf
+        self._thread: threading.Thread | None = None
+
+    def watch(self, dbapi_connection: Any, deadline: float) -> int:
+        with self._cond:
+            token = next(self._tokens)
+            self._watched[token] = (deadline, dbapi_connection)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="consentkit-ledger-watchdog")
+                self._thread.start()
+            elif deadline < self._wake:
+                self._cond.notify()
+            return token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; ``True`` when the connection was aborted meanwhile."""
+        with self._cond:
+            self._watched.pop(token, None)
+            if token in self._aborted:
+                self._aborted.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, conn) in list(self._watched.items()):
+                    if deadline <= now:
+                        del self._watched[token]
+                        self._aborted.add(token)
+                        try:
+                            _abort(conn)
+                        except Exception as exc:  # noqa: BLE001 - already closed, say
+                            log.debug("could not abort an overdue ledger connection: %s", exc)
+                        else:
+                            log.warning("the ledger did not answer in time; the statement "
+                                        "waiting for it was aborted")
+                self._wake = min((d for d, _ in self._watched.values()), default=math.inf)
+                self._cond.wait(None if self._wake == math.inf else self._wake - now)
+
+
+_watchdogs: dict[int, _Watchdog] = {}
+
+
+def _watchdog() -> _Watchdog:
+    pid = os.getpid()
+    dog = _watchdogs.get(pid)
+    if dog is None:
+        with _engines_lock:
+            dog = _watchdogs.setdefault(pid, _Watchdog())
+    return dog
+
+
+@contextmanager
+def _watched(conn: Connection, deadline: float) -> Iterator[list[bool]]:
+    """Abort ``conn`` at ``deadline``; yields a one-item list set to whether it was."""
+    dog = _watchdog()
+    token = dog.watch(conn.connection.dbapi_connection, deadline)
+    aborted = [False]
+    try:
+        yield aborted
+    finally:
+        aborted[0] = dog.unwatch(token)
+
+
+def _limit(conn: Connection, deadline: float, *, local: bool = True) -> None:
+    """Bound the server side of ``conn``'s current transaction (or session) by the time left."""
+    if conn.dialect.name == "postgresql":
+        ms = str(max(1, int((deadline - time.monotonic()) * 1000)))
+        conn.execute(_PG_LIMITS, {"ms": ms, "local": local})
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in _TIMEOUT_SQLSTATES:
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        message = str(orig)
+        return "locked" in message or "busy" in message or "interrupted" in message
+    return False
+
+
+def _broken(conn: Connection, exc: BaseException) -> bool:
+    return conn.invalidated or bool(getattr(exc, "connection_invalidated", False))
+
+
+# -- engines: one per process, URL and timeout ----------------------------------
+
+_engines: dict[tuple[str, int, float, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, timeout: float, writer: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": timeout}, hide_parameters=True,
+                           **({"poolclass": NullPool} if writer else {}))
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -168,7 +369,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -179,9 +380,52 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def get_engine(url: str) -> Engine:
-    """The engine for ``url`` in this process, created on first use."""
-    key = (url, os.getpid())
+def _postgresql_args(query: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """libpq's socket-level bounds, unless the URL sets them."""
+    wanted: dict[str, Any] = {
+        # an unreachable server must not hold a visitor's request for minutes
+        "connect_timeout": max(2, math.ceil(min(CONNECT_TIMEOUT, timeout))),
+        # a peer that is gone (packets dropped): unacknowledged data, and idle
+        # pooled connections, fail within about the timeout
+        "tcp_user_timeout": max(1, int(timeout * 1000)),
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(timeout)),
+        "keepalives_interval": max(1, math.ceil(timeout / 3)),
+        "keepalives_count": 3,
+    }
+    return {k: v for k, v in wanted.items() if k not in query}
+
+
+def _bounded_ping(engine: Engine, timeout: float) -> None:
+    """``pool_pre_ping``, but under the watchdog: a silent server cannot hold a checkout."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["consentkit_fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop("consentkit_fresh", False):
+            return
+        dog = _watchdog()
+        token = dog.watch(dbapi_connection, time.monotonic() + timeout)
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: take another connection
+            if dog.unwatch(token):  # the server is silent: no point connecting again
+                raise LedgerTimeout(f"the ledger did not answer a ping within "
+                                    f"CONSENTKIT_LEDGER_TIMEOUT ({timeout:g} s)") from exc
+            raise DisconnectionError(f"a pooled ledger connection is gone ({exc})") from exc
+        dog.unwatch(token)
+
+
+def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = False) -> Engine:
+    """The engine for ``url`` in this process, created on first use.
+
+    ``writer=True``: the engine of the process's writer thread (no pool: it
+    keeps one connection open while it has work).
+    """
+    key = (url, os.getpid(), float(timeout), writer)
     engine = _engines.get(key)
     if engine is not None:
         return engine
@@ -189,26 +433,610 @@ def get_engine(url: str) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             parsed = make_url(url)
-            if parsed.get_backend_name() == "sqlite":
-                engine = _sqlite_engine(url)
+            backend = parsed.get_backend_name()
+            if backend == "sqlite":
+                engine = _sqlite_engine(url, timeout, writer)
             else:
-                connect_args: dict[str, Any] = {}
-                if parsed.get_backend_name() == "postgresql" \
-                        and "connect_timeout" not in parsed.query:
-                    # an unreachable server must not hold a visitor's request for minutes
-                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
-                engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+                connect_args = (_postgresql_args(parsed.query, timeout)
+                                if backend == "postgresql" else {})
+                pool: dict[str, Any] = {"poolclass": NullPool} if writer else {}
+                engine = create_engine(url, connect_args=connect_args, hide_parameters=True,
+                                       **pool)
+                if not writer:
+                    _bounded_ping(engine, timeout)
             _engines[key] = engine
         return engine
 
 
 def dispose_engines(url: str | None = None) -> None:
-    """Close the pooled connections of this process (of ``url`` only, if given)."""
+    """Close the writers and pooled connections of this process (of ``url`` only, if given).
+
+    A writer first finishes the jobs it was given.
+    """
+    pid = os.getpid()
+    with _engines_lock:
+        writers = [w for k, w in _writers.items()
+                   if k[1] == pid and (url is None or k[0] == url)]
+    for writer in writers:
+        writer.stop()
     with _engines_lock:
         for key in [k for k in _engines if url is None or k[0] == url]:
             engine = _engines.pop(key)
-            if key[1] == os.getpid():
+            if key[1] == pid:
                 engine.dispose()
+
+
+atexit.register(dispose_engines)
+
+
+def _after_fork() -> None:
+    """In a forked child: locks another thread may have held at the fork start afresh."""
+    global _engines_lock
+    _engines_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+# -- the writer: one thread per process and URL, one transaction per batch --------
+
+#: A job's life: queued; taken by the writer; sent (its transaction started);
+#: done (finished, or taken back by its request when its time was up).
+_QUEUED, _TAKEN, _SENT, _DONE = 0, 1, 2, 3
+
+
+class _Job:
+    """One append or erasure, and the request thread waiting for it."""
+
+    __slots__ = ("ledger", "draft", "erase_id", "created_at", "timeout", "deadline", "state",
+                 "result", "error", "_done")
+
+    def __init__(self, ledger: Ledger, draft: Draft, *, erase_id: str | None = None,
+                 created_at: datetime | None = None) -> None:
+        self.ledger = ledger
+        self.draft = draft
+        self.erase_id = erase_id
+        self.created_at = created_at
+        self.timeout = ledger.timeout
+        self.deadline = time.monotonic() + ledger.timeout
+        self.state = _QUEUED
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def wait(self, seconds: float) -> bool:
+        return self._done.acquire(timeout=max(0.0, seconds))
+
+    def outcome(self) -> Any:
+        error = self.error
+        if error is None:
+            return self.result
+        # one error may fail a whole batch: each waiter raises its own exception
+        if isinstance(error, LedgerError):
+            raise type(error)(*error.args) from error.__cause__
+        raise LedgerWriteError(f"{type(error).__name__}: {error}") from error
+
+
+def _late(job: _Job, what: str) -> LedgerTimeout:
+    return LedgerTimeout(f"the ledger did not answer within CONSENTKIT_LEDGER_TIMEOUT "
+                         f"({job.timeout:g} s); {what}")
+
+
+Outcome = tuple[_Job, Any, BaseException | None]
+
+
+class _Writer:
+    """Takes every queued job, writes them in one transaction, commits once, wakes each."""
+
+    def __init__(self, key: tuple[str, int, float], url: str, timeout: float) -> None:
+        self.key = key
+        self.url = url
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self.stopping = False
+        self._conn: Connection | None = None
+        self._busy_ms = 0
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="consentkit-ledger-writer")
+        self._thread.start()
+
+    # -- the requests' side -----------------------------------------------------
+
+    def submit(self, job: _Job) -> bool:
+        """Queue ``job``; ``False`` when this writer is ending (ask for a new one)."""
+        with self._cond:
+            if self.stopping:
+                return False
+            self._queue.append(job)
+            self._cond.notify()
+            return True
+
+    def run(self, job: _Job) -> Any:
+        """Wait for ``job`` (queued already), at most its timeout (plus :data:`GRACE`)."""
+        if job.wait(job.deadline - time.monotonic()):
+            return job.outcome()
+        with self._cond:
+            if job.state in (_QUEUED, _TAKEN):  # not started: take it back
+                if job.state == _QUEUED:
+                    self._queue.remove(job)
+                job.state = _DONE
+                raise _late(job, "nothing was written")
+        # in a transaction bounded by the earliest deadline of its jobs: wait for it
+        if job.wait(GRACE):
+            return job.outcome()
+        raise LedgerOutcomeUnknown(f"the ledger did not answer within "
+                                   f"CONSENTKIT_LEDGER_TIMEOUT ({job.timeout:g} s); the write "
+                                   "was in progress and its outcome is unknown")
+
+    def stop(self) -> None:
+        """End the thread once the queue is empty; wait for it (bounded)."""
+        with self._cond:
+            self.stopping = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(self.timeout + GRACE + 1)
+
+    # -- the writer thread ------------------------------------------------------
+
+    def _finish(self, outcomes: list[Outcome]) -> None:
+        with self._cond:
+            for job, result, error in outcomes:
+                if job.state != _DONE:  # its request may have taken it back
+                    job.result, job.error, job.state = result, error, _DONE
+                    job._done.release()
+
+    def _claim(self, jobs: list[_Job]) -> list[_Job]:
+        """The jobs still wanted, marked sent: their requests now wait for the outcome."""
+        with self._cond:
+            claimed = [job for job in jobs if job.state != _DONE]
+            for job in claimed:
+                job.state = _SENT
+            return claimed
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue:
+                        if self.stopping:
+                            return
+                        if not self._cond.wait(WRITER_IDLE) and not self._queue:
+                            self.stopping = True
+                            return
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                    for job in batch:
+                        job.state = _TAKEN
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # never leave a request waiting
+                    self._finish([(job, None, exc) for job in batch])
+                    if not isinstance(exc, Exception):
+                        raise
+                    log.exception("the ledger's writer failed")
+        finally:
+            self._close()
+            with _engines_lock:
+                if _writers.get(self.key) is self:
+                    del _writers[self.key]
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # noqa: BLE001 - it is being thrown away
+                log.debug("closing the ledger writer's connection failed: %s", exc)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        now = time.monotonic()
+        live: list[_Job] = []
+        failed: list[Outcome] = []
+        for job in batch:
+            if job.deadline - now < MIN_BUDGET:
+                failed.append((job, None, _late(job, "nothing was written")))
+            else:
+                live.append(job)
+        ready: list[_Job] = []
+        for ledger in dict.fromkeys(job.ledger for job in live):  # tables created, once each
+            mine = [job for job in live if job.ledger is ledger]
+            try:
+                ledger.engine  # noqa: B018 - creates the tables on first use
+            except Exception as exc:  # noqa: BLE001 - reported to each of its jobs
+                failed.extend((job, None, exc) for job in mine)
+            else:
+                ready.extend(mine)
+        self._finish(failed)
+        if not ready:
+            return
+        try:
+            done = self._transaction(ready)
+        except Exception as exc:  # noqa: BLE001 - reported to each job
+            if len(ready) > 1 and not isinstance(exc, LedgerError | OperationalError):
+                # not the database's availability: maybe one job's values; one at a time
+                for job in ready:
+                    self._commit_alone(job)
+                return
+            self._finish([(job, None, exc) for job in ready])
+            return
+        self._finish([(job, result, None) for job, result in done])
+
+    def _commit_alone(self, job: _Job) -> None:
+        if job.deadline - time.monotonic() < MIN_BUDGET:
+            self._finish([(job, None, _late(job, "nothing was written"))])
+            return
+        try:
+            done = self._transaction([job])
+        except Exception as exc:  # noqa: BLE001 - reported to the job
+            self._finish([(job, None, exc)])
+        else:
+            self._finish([(j, result, None) for j, result in done])
+
+    def _connection(self) -> Connection:
+        """The writer's own connection, bounded for the whole session by the timeout.
+
+        A batch with less time left than that (by more than :data:`SLACK`)
+        tightens the bounds for its transaction only.
+        """
+        if self._conn is None:
+            conn = get_engine(self.url, self.timeout, writer=True).connect()
+            conn.execution_options(consentkit_write=True)
+            if conn.dialect.name == "postgresql":
+                try:
+                    with _watched(conn, time.monotonic() + self.timeout), conn.begin():
+                        _limit(conn, time.monotonic() + self.timeout, local=False)
+                except BaseException:
+                    conn.close()
+                    raise
+            self._busy_ms = int(self.timeout * 1000)  # set when SQLite connects
+            self._conn = conn
+        return self._conn
+
+    def _bound(self, conn: Connection, deadline: float, *, begun: bool) -> None:
+        """Bound this transaction by ``deadline`` where the session's bound is too loose."""
+        left = deadline - time.monotonic()
+        tight = left < self.timeout - SLACK
+        if conn.dialect.name == "postgresql":
+            if begun and tight:
+                _limit(conn, deadline)
+        elif conn.dialect.name == "sqlite" and not begun:  # before BEGIN IMMEDIATE waits
+            ms = int((left if tight else self.timeout) * 1000)
+            if abs(ms - self._busy_ms) > SLACK * 1000:
+                dbapi = conn.connection.dbapi_connection
+                dbapi.execute(f"PRAGMA busy_timeout={max(1, ms)}")  # type: ignore[union-attr]
+                self._busy_ms = ms
+
+    def _transaction(self, jobs: list[_Job]) -> list[tuple[_Job, Any]]:
+        """Write ``jobs`` in one transaction; retried once on a connection found dead."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            jobs = self._claim(jobs)
+            if not jobs:
+                return []
+            deadline = min(job.deadline for job in jobs)
+            if deadline - time.monotonic() < MIN_BUDGET:
+                raise _late(jobs[0], "nothing was written")
+            committing = False
+            error: Exception | None = None
+            results: list[Any] = []
+            with _watched(conn, deadline) as aborted:
+                try:
+                    self._bound(conn, deadline, begun=False)
+                    tx = conn.begin()
+                    try:
+                        self._bound(conn, deadline, begun=True)
+                        results = _write_batch(conn, jobs)
+                    except BaseException:
+                        _rollback(tx)
+                        raise
+                    committing = True
+                    tx.commit()
+                except Exception as exc:  # noqa: BLE001 - sorted out below
+                    error = exc
+            if aborted[0] or (error is not None and _broken(conn, error)):
+                self._close()
+            if error is None:
+                return list(zip(jobs, results, strict=True))
+            if committing and (aborted[0] or _broken(conn, error)):
+                raise LedgerOutcomeUnknown(
+                    f"the connection to the ledger failed during the commit "
+                    f"({type(error).__name__}); the write may or may not be in the ledger"
+                ) from error
+            if aborted[0] or _is_timeout(error):
+                raise _late(jobs[0], "nothing was written") from error
+            if attempt == 1 and _broken(conn, error) \
+                    and deadline - time.monotonic() > MIN_BUDGET:
+                log.info("the ledger writer's connection was gone (%s); retrying on a new one",
+                         type(error).__name__)
+                continue  # a connection that died while idle (a server restart, say)
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rollback(tx: Any) -> None:
+    try:
+        tx.rollback()
+    except Exception as exc:  # noqa: BLE001 - the connection is gone; so is the transaction
+        log.debug("rolling back a ledger transaction failed: %s", exc)
+
+
+_writers: dict[tuple[str, int, float], _Writer] = {}
+
+
+def _writer(url: str, timeout: float) -> _Writer:
+    key = (url, os.getpid(), float(timeout))
+    writer = _writers.get(key)
+    if writer is None or writer.stopping:
+        with _engines_lock:
+            writer = _writers.get(key)
+            if writer is None or writer.stopping:
+                writer = _writers[key] = _Writer(key, url, timeout)
+    return writer
+
+
+def _submit(job: _Job) -> Any:
+    """Hand ``job`` to this process's writer and wait for its outcome."""
+    while True:
+        writer = _writer(job.ledger.url, job.ledger.timeout)
+        if writer.submit(job):
+            return writer.run(job)
+
+
+# -- the writing itself (in the writer thread, under the chain's lock) ------------
+
+
+_encoded = functools.lru_cache(maxsize=512)(encode_categories)
+
+
+def _categories(keys: frozenset[str]) -> str:
+    """:func:`~.schema.encode_categories`, remembered for the few sets there are."""
+    try:
+        return _encoded(keys)
+    except TypeError:  # not hashable after all
+        return encode_categories(keys)
+
+
+def _receipt(draft: Draft, seq: int, prev_digest: str, previous_receipt_id: str | None,
+             created_at: datetime | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "seq": seq,
+        "receipt_id": str(uuid.uuid4()),
+        "consent_id": draft.consent_id,
+        "created_at": _as_naive_utc(created_at) if created_at else _now(),
+        "action": draft.action,
+        "granted": _categories(draft.granted),
+        "denied": _categories(draft.denied),
+        "withdrawn": _categories(draft.withdrawn),
+        "policy_version": draft.policy_version,
+        "banner_hash": draft.banner_hash,
+        "language": draft.language,
+        "method": draft.method,
+        "page_path": draft.page_path,
+        "previous_receipt_id": previous_receipt_id,
+        "ip_prefix": draft.ip_prefix,
+        "country": draft.country,
+        "erased_at": None,
+        "personal_salt": chain.new_salt(),
+        "prev_digest": prev_digest,
+    }
+    row["personal_digest"] = chain.personal_digest(row)
+    row["digest"] = chain.receipt_digest(row)
+    return row
+
+
+def _lock_head(conn: Connection) -> tuple[int, str]:
+    value = conn.execute(_HEAD_FOR_UPDATE).scalar()
+    head = chain.decode_link(value)
+    if head is None:
+        raise LedgerError("the ledger's head row is missing or garbled; run "
+                          "'flask consent verify' and restore the ledger from a backup.")
+    return head
+
+
+class _Sql:
+    """The writer's statements in the driver's own SQL, for one dialect.
+
+    Cheaper per call than SQLAlchemy Core (no compilation, no per-row
+    parameter processing beyond the types' own bind processors), which is
+    what the writer runs for every batch; the rows are the same.
+    """
+
+    _cache: dict[tuple[str, str], _Sql] = {}
+
+    def __init__(self, dialect: Any) -> None:
+        p = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.p = p
+        self.postgresql = dialect.name == "postgresql"
+        self.sqlite = dialect.name == "sqlite"
+        table, head = receipts.name, meta.name
+        self.columns = [c.name for c in receipts.columns]
+        self._values = operator.itemgetter(*self.columns)  # a row's values, in order
+        #: (position, bind processor) of the columns whose values the driver
+        #: does not take as they are (SQLite: the times)
+        self._processors = [
+            (i, process) for i, c in enumerate(receipts.columns)
+            if (process := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+        self.erased_at = receipts.c.erased_at.type.dialect_impl(dialect) \
+            .bind_processor(dialect)
+        self.head = f"SELECT value FROM {head} WHERE key = 'head'" + \
+            (" FOR UPDATE" if self.postgresql else "")
+        self.set_head = f"UPDATE {head} SET value = {p} WHERE key = 'head'"
+        nulls = ", ".join(f"{c} = NULL" for c in chain.PERSONAL_COLUMNS)
+        self.erase = f"UPDATE {table} SET {nulls}, erased_at = {p} WHERE consent_id = {p}"
+        self._latest = (f"SELECT consent_id, receipt_id FROM {table} WHERE seq IN "
+                        f"(SELECT max(seq) FROM {table} WHERE consent_id IN ({{}}) "
+                        "GROUP BY consent_id)")
+        self._insert = f"INSERT INTO {table} ({', '.join(self.columns)}) VALUES "
+        self._row = "(" + ", ".join([p] * len(self.columns)) + ")"
+
+    @classmethod
+    def of(cls, dialect: Any) -> _Sql:
+        key = (dialect.name, dialect.paramstyle)
+        sql = cls._cache.get(key)
+        if sql is None:
+            sql = cls._cache[key] = cls(dialect)
+        return sql
+
+    def latest(self, count: int) -> str:
+        """The latest receipt of each of ``count`` consent ids."""
+        return self._latest.format(", ".join([self.p] * count))
+
+    def head_and_latest(self, count: int) -> str:
+        """The head (``value, NULL``) and :meth:`latest`; only where the lock is held already."""
+        head = f"SELECT value, NULL FROM {meta.name} WHERE key = 'head'"
+        return head + (" UNION ALL " + self.latest(count) if count else "")
+
+    def insert(self, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+        """The INSERT of ``rows`` and its parameters: one multi-row statement on SQLite;
+        on PostgreSQL one row's statement run for each (psycopg pipelines them: one
+        round trip, and its SQL is parsed once)."""
+        params = [self._values(row) for row in rows]
+        if self._processors:
+            for n, values in enumerate(params):
+                changed = list(values)
+                for i, process in self._processors:
+                    if changed[i] is not None:
+                        changed[i] = process(changed[i])
+                params[n] = tuple(changed)
+        if self.postgresql:
+            return self._insert + self._row, params
+        return self._insert + ", ".join([self._row] * len(rows)), \
+            tuple(value for row in params for value in row)
+
+    def erase_params(self, consent_id: str, now: datetime) -> tuple[Any, ...]:
+        return (self.erased_at(now) if self.erased_at else now, consent_id)
+
+
+#: What a batch does once the head and the visitors' latest receipts are known:
+#: ``("insert", rows)``, ``("erase", consent_id, time, index in results)``,
+#: ``("head", link)``, in this order.
+Step = tuple[Any, ...]
+
+
+def _plan(jobs: list[_Job], head_value: Any, last: dict[str, str]
+          ) -> tuple[list[Any], list[Step]]:
+    """The receipts of ``jobs`` chained after ``head_value``, and the steps that store them."""
+    head = chain.decode_link(head_value)
+    if head is None:
+        raise LedgerError("the ledger's head row is missing or garbled; run "
+                          "'flask consent verify' and restore the ledger from a backup.")
+    seq, prev = head
+    pending: list[dict[str, Any]] = []
+    steps: list[Step] = []
+    results: list[Any] = []
+    for job in jobs:
+        if job.erase_id is None:
+            consent_id = job.draft.consent_id
+            row = _receipt(job.draft, seq + 1, prev,
+                           last.get(consent_id) if consent_id else None, job.created_at)
+            if consent_id:
+                last[consent_id] = row["receipt_id"]
+            results.append(row)
+        else:
+            if pending:  # the receipts before the erasure are erased with the others
+                steps.append(("insert", pending))
+                pending = []
+            now = _now()
+            row = _receipt(job.draft, seq + 1, prev, last.pop(job.erase_id, None), now)
+            steps.append(("erase", job.erase_id, now, len(results)))
+            results.append((0, row))
+        pending.append(row)
+        seq, prev = row["seq"], row["digest"]
+    if pending:
+        steps.append(("insert", pending))
+    steps.append(("head", chain.encode_link(seq, prev)))
+    return results, steps
+
+
+def _write_batch(conn: Connection, jobs: list[_Job]) -> list[Any]:
+    """Append and erase ``jobs`` in order; the lock is taken before anything is read.
+
+    Statements, in order: lock and read the head; read the latest receipt of
+    each consent id of the batch; insert the receipts (an erasure first
+    inserts those before it, then nulls every receipt of its consent id);
+    move the head. On PostgreSQL they go in two round trips (psycopg's
+    pipeline: the server still runs them one after the other, so the lookup
+    runs once the lock is held); on SQLite the two reads are one statement
+    (``BEGIN IMMEDIATE`` holds the lock already).
+    """
+    sql = _Sql.of(conn.dialect)
+    ids = sorted({cid for job in jobs if (cid := job.erase_id or job.draft.consent_id)})
+    if sql.postgresql and _pipelines(conn):
+        return _write_batch_pipelined(conn, jobs, sql, ids)
+    if sql.sqlite:
+        rows = conn.exec_driver_sql(sql.head_and_latest(len(ids)), tuple(ids)).all()
+        head_value = next((r[0] for r in rows if r[1] is None), None)
+        last = {str(c): str(r) for c, r in rows if r is not None}
+    else:
+        head_value = conn.exec_driver_sql(sql.head).scalar()
+        last = {str(c): str(r) for c, r in conn.exec_driver_sql(
+            sql.latest(len(ids)), tuple(ids))} if ids else {}
+    results, steps = _plan(jobs, head_value, last)
+    for step in steps:
+        if step[0] == "insert":
+            conn.exec_driver_sql(*sql.insert(step[1]))
+        elif step[0] == "erase":
+            _, consent_id, now, index = step
+            count = conn.exec_driver_sql(sql.erase, sql.erase_params(consent_id, now)).rowcount
+            results[index] = (count, results[index][1])
+        else:
+            conn.exec_driver_sql(sql.set_head, (step[1],))
+    return results
+
+
+_pipeline_support: list[bool] = []
+
+
+def _pipelines(conn: Connection) -> bool:
+    """Whether ``conn`` is a psycopg 3 connection whose libpq has pipeline mode."""
+    if getattr(type(conn.connection.dbapi_connection), "pipeline", None) is None:
+        return False
+    if not _pipeline_support:
+        from psycopg import Pipeline
+
+        _pipeline_support.append(bool(Pipeline.is_supported()))
+    return _pipeline_support[0]
+
+
+def _write_batch_pipelined(conn: Connection, jobs: list[_Job], sql: _Sql, ids: list[str]
+                           ) -> list[Any]:
+    """:func:`_write_batch` on psycopg, in two round trips (see there)."""
+    dbapi: Any = conn.connection.dbapi_connection
+    try:
+        erased: list[tuple[int, Any]] = []
+        with dbapi.pipeline():
+            head_cursor = dbapi.cursor()
+            head_cursor.execute(sql.head)  # FOR UPDATE: the lock, first
+            latest_cursor = dbapi.cursor()
+            if ids:
+                latest_cursor.execute(sql.latest(len(ids)), ids)
+            row = head_cursor.fetchone()  # sends both, waits for both
+            last = {str(c): str(r) for c, r in latest_cursor.fetchall()} if ids else {}
+            results, steps = _plan(jobs, row[0] if row else None, last)
+            for step in steps:
+                cursor = dbapi.cursor()
+                if step[0] == "insert":
+                    insert, params = sql.insert(step[1])
+                    cursor.executemany(insert, params)
+                elif step[0] == "erase":
+                    _, consent_id, now, index = step
+                    cursor.execute(sql.erase, sql.erase_params(consent_id, now))
+                    erased.append((index, cursor))
+                else:
+                    cursor.execute(sql.set_head, (step[1],))
+        for index, cursor in erased:
+            results[index] = (cursor.rowcount, results[index][1])
+        return results
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # what SQLAlchemy does for the statements it runs itself
+        disconnect = bool(dbapi.broken) or conn.dialect.is_disconnect(exc, dbapi, None)
+        if disconnect:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(None, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=disconnect) from exc
 
 
 def _now() -> datetime:
@@ -259,10 +1087,16 @@ class Ledger:
     """The append-only receipts ledger of one app.
 
     :param url: an SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
+    :param timeout: seconds a statement, a lock wait or a write may take
+        (``CONSENTKIT_LEDGER_TIMEOUT``).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = LEDGER_TIMEOUT) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or not 0 < timeout <= 600:
+            raise ValueError(f"timeout must be a number of seconds in (0, 600], not {timeout!r}")
         self.url = url
+        self.timeout = float(timeout)
         self._ready: set[int] = set()
         self._lock = threading.Lock()
 
@@ -276,7 +1110,7 @@ class Ledger:
     @property
     def engine(self) -> Engine:
         """The engine, with the tables created and the schema version checked."""
-        engine = get_engine(self.url)
+        engine = get_engine(self.url, self.timeout)
         pid = os.getpid()
         if pid not in self._ready:
             with self._lock:
@@ -320,75 +1154,29 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """A transaction holding the chain's write lock."""
+        """A transaction holding the chain's write lock, bounded by the timeout."""
+        deadline = time.monotonic() + self.timeout
         with self.engine.connect() as conn:
             conn.execution_options(consentkit_write=True)
-            with conn.begin():
-                yield conn
-
-    def _lock_head(self, conn: Connection) -> tuple[int, str]:
-        value = conn.execute(_HEAD_FOR_UPDATE).scalar()
-        head = chain.decode_link(value)
-        if head is None:
-            raise LedgerError("the ledger's head row is missing or garbled; run "
-                              "'flask consent verify' and restore the ledger from a backup.")
-        return head
+            with _watched(conn, deadline):
+                with conn.begin():
+                    _limit(conn, deadline)
+                    _lock_head(conn)
+                    yield conn
 
     # -- writing ----------------------------------------------------------------
-
-    def _insert(
-        self,
-        conn: Connection,
-        draft: Draft,
-        *,
-        previous_receipt_id: str | None,
-        created_at: datetime | None,
-    ) -> dict[str, Any]:
-        seq, prev_digest = self._lock_head(conn)
-        row: dict[str, Any] = {
-            "seq": seq + 1,
-            "receipt_id": str(uuid.uuid4()),
-            "consent_id": draft.consent_id,
-            "created_at": _as_naive_utc(created_at) if created_at else _now(),
-            "action": draft.action,
-            "granted": encode_categories(draft.granted),
-            "denied": encode_categories(draft.denied),
-            "withdrawn": encode_categories(draft.withdrawn),
-            "policy_version": draft.policy_version,
-            "banner_hash": draft.banner_hash,
-            "language": draft.language,
-            "method": draft.method,
-            "page_path": draft.page_path,
-            "previous_receipt_id": previous_receipt_id,
-            "ip_prefix": draft.ip_prefix,
-            "country": draft.country,
-            "erased_at": None,
-            "personal_salt": chain.new_salt(),
-            "prev_digest": prev_digest,
-        }
-        row["personal_digest"] = chain.personal_digest(row)
-        row["digest"] = chain.receipt_digest(row)
-        conn.execute(_INSERT, row)
-        conn.execute(_SET_HEAD, {"link": chain.encode_link(row["seq"], row["digest"])})
-        return row
-
-    @staticmethod
-    def _last_receipt_id(conn: Connection, consent_id: str) -> str | None:
-        value = conn.execute(_LAST_OF, {"consent_id": consent_id}).scalar()
-        return str(value) if value is not None else None
 
     def append(self, draft: Draft, *, created_at: datetime | None = None) -> dict[str, Any]:
         """Append one receipt and return it (as stored) once it is committed.
 
         ``previous_receipt_id`` links it to the same consent id's latest
         receipt. ``created_at`` (UTC) defaults to now; give it only to import
-        receipts recorded elsewhere.
+        receipts recorded elsewhere. Raises :class:`LedgerWriteError`
+        (:class:`LedgerTimeout` past the timeout) when it was not written.
         """
-        with self._write() as conn:
-            previous = (self._last_receipt_id(conn, draft.consent_id)
-                        if draft.consent_id else None)
-            return self._insert(conn, draft, previous_receipt_id=previous,
-                                created_at=created_at)
+        self.engine  # noqa: B018 - the tables, made on first use (not counted in the timeout)
+        result: dict[str, Any] = _submit(_Job(self, draft, created_at=created_at))
+        return result
 
     def erase(self, consent_id: str, tombstone: Draft) -> tuple[int, dict[str, Any]]:
         """Erase one consent id's receipts; return ``(count, tombstone receipt)``.
@@ -396,25 +1184,23 @@ class Ledger:
         Nothing is deleted: the personal columns and their salt are nulled,
         ``erased_at`` is set and a tombstone (``tombstone``, whose consent id
         must be ``None``) is appended, linked to the visitor's last receipt.
+        Every receipt of ``consent_id`` committed before the tombstone is erased.
         """
         if tombstone.action != "erase" or tombstone.consent_id is not None:
             raise ValueError("a tombstone has action 'erase' and no consent id")
-        with self._write() as conn:
-            last = self._last_receipt_id(conn, consent_id)
-            now = _now()
-            result = conn.execute(
-                update(receipts)
-                .where(receipts.c.consent_id == consent_id)
-                .values({**{c: None for c in chain.PERSONAL_COLUMNS}, "erased_at": now})
-            )
-            row = self._insert(conn, tombstone, previous_receipt_id=last, created_at=now)
-            return result.rowcount, row
+        if not consent_id:
+            raise ValueError("erase needs a consent id")
+        self.engine  # noqa: B018 - the tables, made on first use (not counted in the timeout)
+        result: tuple[int, dict[str, Any]] = _submit(_Job(self, tombstone, erase_id=consent_id))
+        return result
 
     # -- reading ----------------------------------------------------------------
 
     def export(self, consent_id: str) -> list[dict[str, Any]]:
-        """Every receipt of ``consent_id``, oldest first."""
-        with self.engine.connect() as conn:
+        """Every receipt of ``consent_id``, oldest first (bounded by the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        with self.engine.connect() as conn, _watched(conn, deadline), conn.begin():
+            _limit(conn, deadline)
             rows = conn.execute(
                 select(receipts).where(receipts.c.consent_id == consent_id)
                 .order_by(receipts.c.seq)
@@ -428,6 +1214,7 @@ class Ledger:
     @staticmethod
     def _meta(conn: Connection) -> dict[str, str]:
         return {str(k): str(v) for k, v in conn.execute(select(meta.c.key, meta.c.value))}
+
 
     def verify(self, batch_size: int = BATCH_SIZE) -> VerifyResult:
         """Walk the whole chain; the result names the first bad receipt.
@@ -533,6 +1320,8 @@ class Ledger:
         """
         before = _as_naive_utc(before)
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":  # the reads below: one snapshot
+                conn.execution_options(isolation_level="REPEATABLE READ")
             anchor = chain.decode_link(self._meta(conn).get("anchor")) or (0, chain.GENESIS)
             first_kept = conn.execute(
                 select(func.min(receipts.c.seq)).where(receipts.c.created_at >= before)
@@ -551,7 +1340,6 @@ class Ledger:
             if removed:
                 time.sleep(pause)
             with self._write() as conn:
-                self._lock_head(conn)
                 info = self._meta(conn)
                 low = (chain.decode_link(info.get("anchor")) or (0, chain.GENESIS))[0]
                 if low >= upto:

@@ -14,7 +14,8 @@ from flask_consentkit import ConsentKit
 from .conftest import SECRET
 
 pytestmark = pytest.mark.browser
-talisman = pytest.importorskip("flask_talisman")
+talisman = pytest.importorskip(
+    "flask_talisman", reason="flask-talisman is a test dependency: pip install -e '.[test]'")
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Own</title>
 <style nonce="{{ csp_nonce() }}">#own { color: rgb(1, 2, 3); }</style>

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from .test_gating_hosts import run
 from .test_gating_variants import leaks
 
-html5lib = pytest.importorskip("html5lib")
+html5lib = pytest.importorskip(
+    "html5lib", reason="html5lib is a test dependency: pip install -e '.[test]'")
 
 T = "cdn.tracker.example"
 TRACKERS = [

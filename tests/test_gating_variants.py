@@ -23,7 +23,8 @@ from .test_gating_hosts import sites as scan_sites
 VARIANTS = Path(__file__).resolve().parent / "pages" / "variants"
 PAGES = sorted(p.stem for p in VARIANTS.glob("*.html"))
 
-html5lib = pytest.importorskip("html5lib")
+html5lib = pytest.importorskip(
+    "html5lib", reason="html5lib is a test dependency: pip install -e '.[test]'")
 
 XLINK = "{http://www.w3.org/1999/xlink}href"
 HTML_NS = "{http://www.w3.org/1999/xhtml}"

@@ -27,6 +27,7 @@ locale selector), the browser's ``Accept-Language``, then
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import hashlib
 import html
@@ -35,7 +36,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -50,6 +51,8 @@ from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .extension import add_vary, first_header, replace_body, response_body
+from .gpc import gpc_covers, gpc_received
+from .regions import restricted_view
 from .state import (
     current_request,
     get_state,
@@ -200,7 +203,7 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
-        self._fingerprints: dict[tuple[str, bool], tuple[str, str]] = {}
+        self._fingerprints: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         #: the finished markup of requests without a nonce, by everything it depends on
         #: (the consent-mode mapping by identity: it is kept in the first slot)
@@ -348,6 +351,24 @@ class Banner:
             return text
         return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
 
+    def format_date(self, iso: str, lang: str | None = None) -> str:
+        """The day ``iso`` (``YYYY-MM-DD``) as ``lang`` writes it: ``November 1, 2026``,
+        ``1 ноября 2026 г.``, ``1 noyabr 2026``, ``1 Kasım 2026``.
+
+        From the catalog's ``date.format`` and ``date.months`` (twelve names, in the form
+        a date takes, separated by spaces); ``iso`` itself when they do not fit.
+        """
+        lang = lang or self.language()
+        try:
+            day = _dt.date.fromisoformat(iso)
+        except ValueError:
+            return iso
+        months = self.translate("date.months", lang).split()
+        if len(months) != 12:
+            return iso
+        return self.translate("date.format", lang, day=day.day, month=months[day.month - 1],
+                              year=day.year)
+
     def translate_for_services(self, key: str, **params: Any) -> str:
         """The ``translate`` service: :meth:`translate` in this request's language.
 
@@ -391,6 +412,10 @@ class Banner:
 
     def categories(self, lang: str, checked: Callable[[str], bool]) -> list[CategoryView]:
         default = self.settings.default_language
+        rule = restricted_view(self.ext)  # a rule per audience may forbid services: not offered
+        categories = self.settings.categories if rule is None else [
+            replace(c, services=tuple(s for s in c.services if not rule.rule.forbids(s)))
+            for c in self.settings.categories]
         return [
             CategoryView(
                 key=c.key,
@@ -411,7 +436,7 @@ class Banner:
                 ],
                 cookies=tuple(str(p) for p in c.all_cookies()),
             )
-            for c in self.settings.categories
+            for c in categories
         ]
 
     # -- rendering -----------------------------------------------------------
@@ -452,15 +477,18 @@ class Banner:
         nonce = self.ext.kit.csp_nonce()
         mode = self.ext.services.get("consent_mode") or {}
         signal = _signal(self.settings)
+        outdated = _outdated()
         final_key = None
         if nonce is None:
-            final_key = (lang, signal, state.decided, state.granted if state.decided else None,
+            final_key = (_rule_key(self.ext), lang, signal, outdated, state.decided,
+                         state.granted if state.decided else None,
                          id(mode), environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""),
                          environ.get("QUERY_STRING", ""), head)
             found = self._finals.get(final_key)
             if found is not None and found[0] is mode:
                 return found[1], True
-        key = (lang, signal, state.decided, state.granted if state.decided else None,
+        key = (_rule_key(self.ext), lang, signal, outdated, state.decided,
+               state.granted if state.decided else None,
                nonce is None, request.script_root,
                tuple((k, tuple(v)) for k, v in dict(mode).items()), head)
         cached = self._rendered.get(key)
@@ -516,7 +544,7 @@ class Banner:
     def fingerprint(self) -> tuple[str, str]:
         """``(sha256 hex of the banner text shown in this request's language, language)``."""
         lang = self.language()
-        key = (lang, _signal(self.settings))
+        key = (lang, _signal(self.settings), _outdated(), _rule_key(self.ext))
         cached = self._fingerprints.get(key)
         if cached is None:
             view = BannerView(self, "/", undecided=True)
@@ -541,6 +569,8 @@ class Banner:
         endpoint = req.endpoint
         if endpoint == "consentkit.preferences":
             add_vary(response, "Accept-Language")  # the page speaks the visitor's language
+            if self.settings.honor_gpc:
+                add_vary(response, "Sec-GPC")
             return response
         if not self.settings.auto_inject or not self._asks:
             return response
@@ -594,11 +624,13 @@ class Banner:
                 self._pages_bytes += len(out) + len(banner)
         replace_body(response, out, body)
         add_vary(response, "Accept-Language")
+        if self.settings.honor_gpc:
+            add_vary(response, "Sec-GPC")  # the banner says what the signal turned off
         return response
 
     def _cannot_place(self, req: Any, reason: str) -> None:
         """Log, once per endpoint and reason, an HTML page that got no banner."""
-        where = req.endpoint or req.path
+        where = req.endpoint or "(no endpoint)"  # an unknown URL: once, not once per URL
         key = (where, reason)
         if key in self._logged:
             return
@@ -654,8 +686,11 @@ class BannerView:
                    if self.decided and c.key in state.granted]
         self.choice = ", ".join(allowed)
         self.policy_url = settings.privacy_policy_url
-        #: the browser asks not to be tracked: "Accept all" leaves marketing off
+        #: the browser asks not to be tracked ("gpc" or "dnt", else ""): "Accept all"
+        #: leaves marketing off
         self.privacy_signal = _signal(settings)
+        #: undecided because the policy changed since the visitor's choice
+        self.policy_changed = not self.decided and _outdated()
         self.action_url = _url_for("consentkit.choose", lang=self.lang)
         self.nonce: str | None
         if next_url == _NEXT:  # rendered once, the request's values filled in later
@@ -689,13 +724,56 @@ class BannerView:
 
     @property
     def lead(self) -> str:
-        """The first layer's text: the purposes, then what is on and how to change it."""
+        """The first layer's text: the purposes, then what is on and how to change it
+        (for a visitor asked again after a policy version bump, :attr:`changed` follows)."""
         text = self.t("banner.lead", purposes=self.purposes)
+        if self.policy_changed:
+            return text
         if not self.decided:
             return f"{text} {self.t('banner.undecided')}"
         if self.choice:
             return f"{text} {self.t('banner.decided', choice=self.choice)}"
         return f"{text} {self.t('banner.decided_none')}"
+
+    @property
+    def changed(self) -> str:
+        """That the policy changed, and from when (``CONSENTKIT_POLICY_EFFECTIVE``): the
+        first layer's news for a visitor asked again after a policy version bump, linked
+        to the policy and followed by what changed (``CONSENTKIT_POLICY_CHANGES``)."""
+        date = self.policy_date
+        return self.t("banner.changed", date=date) if date else self.t("banner.changed_undated")
+
+    @property
+    def policy_date(self) -> str:
+        """``CONSENTKIT_POLICY_EFFECTIVE`` written for this view's language, or ``""``."""
+        effective = self.banner.settings.policy_effective
+        return self.banner.format_date(effective, self.lang) if effective else ""
+
+    @property
+    def policy_changes(self) -> str:
+        """``CONSENTKIT_POLICY_CHANGES`` in this view's language, or ``""``."""
+        settings = self.banner.settings
+        return pick_text(settings.policy_changes, self.lang, settings.default_language) or ""
+
+    @property
+    def gpc_note(self) -> str:
+        """What the browser's privacy signal did, or ``""``.
+
+        With ``Sec-GPC: 1``: the signal was received and honoured, and the categories it
+        keeps off (those the visitor has not switched on themselves); with ``DNT: 1``
+        (``CONSENTKIT_HONOR_DNT``): that "Accept all" leaves marketing off.
+        """
+        if self.privacy_signal == "gpc":
+            off = [self.banner.category_label(self.banner.settings.category(k), self.lang)
+                   for k in gpc_covers(self.banner.settings) if k not in self.granted]
+            return self.t("banner.gpc", off=", ".join(off)) if off else ""
+        return self.t("banner.dnt") if self.privacy_signal else ""
+
+    @property
+    def min_age(self) -> str:
+        """The line that the site is not meant for children (``CONSENTKIT_MIN_AGE``), or ``""``."""
+        age = self.banner.settings.min_age
+        return self.t("banner.min_age", age=age) if age else ""
 
     @property
     def keeps_records(self) -> bool:
@@ -722,7 +800,9 @@ class BannerView:
         if "policy" in services:
             # granting one of these lets the browser reach a host this page's policy
             # blocks: only a reload gets the page the new policy
-            data["reloadOn"] = list(services["vendors"].widening(frozenset(self.granted)))
+            view = restricted_view(self.banner.ext)
+            registry = view.registry if view is not None else services["vendors"]
+            data["reloadOn"] = list(registry.widening(frozenset(self.granted)))
         return data
 
 
@@ -887,9 +967,25 @@ def _partial_request(environ: Mapping[str, Any]) -> bool:
                    for key in ("HTTP_HX_BOOSTED", "HTTP_HX_HISTORY_RESTORE_REQUEST"))
 
 
-def _signal(settings: Settings) -> bool:
-    """True when a browser privacy signal keeps ``marketing`` off on "Accept all"."""
-    return "marketing" in settings.optional_keys and privacy_signal(settings)
+def _signal(settings: Settings) -> str:
+    """Which browser privacy signal keeps ``marketing`` off on "Accept all": ``"gpc"``
+    (``Sec-GPC: 1``), ``"dnt"`` (``DNT: 1``, when honoured), else ``""``."""
+    if "marketing" not in settings.optional_keys or not privacy_signal(settings):
+        return ""
+    return "gpc" if settings.honor_gpc and gpc_received() else "dnt"
+
+
+def _outdated() -> bool:
+    """True when the visitor's cookie holds a choice for an earlier policy version.
+
+    The state the request came with, even once a choice of this request replaced it:
+    the banner the visitor answered said that the policy changed.
+    """
+    state = get_state()
+    if state.outdated:
+        return True
+    came_with = request_consent().state
+    return came_with is not None and came_with.outdated
 
 
 def _here() -> str:
@@ -900,6 +996,13 @@ def _here() -> str:
 
 _SCRIPT_OR_TAG = re.compile(r"<script\b.*?</script\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
+
+
+def _rule_key(ext: ConsentKitState) -> str:
+    """What the banner's markup depends on of the request's rule per audience (``""``:
+    nothing; else the name of a rule that forbids services, which are then not offered)."""
+    view = restricted_view(ext)
+    return view.key if view is not None else ""
 
 
 def visible_text(markup: str) -> str:

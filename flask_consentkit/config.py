@@ -28,6 +28,7 @@ from .categories import (
 )
 from .errors import ConsentConfigError
 from .ratelimit import Rate, check_storage_url, parse_rate
+from .regions import DEFAULT_TABLE, RegionTable, parse_regions
 from .vendors import load_catalogue, resolve_service
 
 #: Sentinel for "a SQLite file in the app's instance folder".
@@ -43,6 +44,9 @@ DEFAULT_COLLECTION_RULES: dict[str, str] = {
 #: file in the instance folder, resolved in :func:`load_settings`.
 DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_POLICY_VERSION": "1",
+    "CONSENTKIT_POLICY_EFFECTIVE": None,
+    "CONSENTKIT_POLICY_CHANGES": None,
+    "CONSENTKIT_MIN_AGE": None,
     "CONSENTKIT_CATEGORIES": list(DEFAULT_CATEGORIES),
     "CONSENTKIT_COOKIES": {},
     "CONSENTKIT_SERVICES": [],
@@ -61,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_LEDGER_URL": INSTANCE_SQLITE,
     "CONSENTKIT_LEDGER_TIMEOUT": 5,
     "CONSENTKIT_RETENTION_DAYS": 365,
+    "CONSENTKIT_SIGNING_KEY": None,
+    "CONSENTKIT_SIGNING_OLD_KEYS": [],
     "CONSENTKIT_GEOIP_DATABASE": None,
     "CONSENTKIT_GEOIP_ACCOUNT_ID": None,
     "CONSENTKIT_GEOIP_LICENSE_KEY": None,
@@ -79,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_RATELIMIT_STORAGE_URL": None,
     "CONSENTKIT_CSP": "enforce",
     "CONSENTKIT_UNDECLARED_VENDORS": "catalogue",
+    "CONSENTKIT_REGIONS": None,
 }
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -132,6 +139,18 @@ class Settings:
     #: catalogue vendors the app did not declare: ``"catalogue"`` (their catalogue
     #: category) or ``"blocked"`` (allowed for nobody)
     undeclared_vendors: str = "catalogue"
+    #: the Ed25519 private key file that signs checkpoints and receipts, or ``None``
+    signing_key: str | None = None
+    #: public (or private) key files of retired signing keys, still trusted to verify
+    signing_old_keys: tuple[str, ...] = ()
+    #: the day the policy of ``policy_version`` takes effect (``YYYY-MM-DD``), or ``None``
+    policy_effective: str | None = None
+    #: what changed in that version: one text, or ``{language: text}``; or ``None``
+    policy_changes: Text | None = None
+    #: the site is not meant for children under this age (a line in the banner), or ``None``
+    min_age: int | None = None
+    #: ``CONSENTKIT_REGIONS`` validated: the rule of each audience (see :mod:`.regions`)
+    regions: RegionTable = DEFAULT_TABLE
 
     @property
     def category_keys(self) -> tuple[str, ...]:
@@ -274,6 +293,16 @@ def _str_list(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _paths(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A list of file paths (strings or ``os.PathLike``)."""
+    value = config[key]
+    if isinstance(value, str | os.PathLike) or not isinstance(value, Sequence) or not all(
+            isinstance(v, str | os.PathLike) and str(v) for v in value):
+        raise _fail(key, f"expected a list of file paths, e.g. ['/etc/app/signing-2026.key.pub'], "
+                    f"got {value!r}.")
+    return tuple(str(os.fspath(v)) for v in value)
+
+
 def _origin(key: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
@@ -406,6 +435,67 @@ def _collect_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         "geoip_timeout": float(timeout),
         "ua_parser": parser,
     }
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: longest summary of a policy change: the banner's first layer must stay small
+MAX_CHANGES = 120
+
+
+def _notice_settings(config: Mapping[str, Any], languages: tuple[str, ...],
+                     default_language: str) -> dict[str, Any]:
+    """The policy's effective date and summary of changes, and the minimum age."""
+    key = "CONSENTKIT_POLICY_EFFECTIVE"
+    effective = config[key]
+    if isinstance(effective, _dt.datetime):
+        raise _fail(key, f"{effective!r} is a date and time; give the day only, as "
+                    "'YYYY-MM-DD' (e.g. '2026-11-01') or a datetime.date.")
+    if isinstance(effective, _dt.date):
+        effective = effective.isoformat()
+    if effective is not None:
+        try:
+            if not isinstance(effective, str) or not _ISO_DATE.match(effective):
+                raise ValueError
+            _dt.date.fromisoformat(effective)
+        except ValueError:
+            raise _fail(key, f"{effective!r} is not a date; write the day the policy of "
+                        "CONSENTKIT_POLICY_VERSION takes effect as 'YYYY-MM-DD', e.g. "
+                        "'2026-11-01', or None.") from None
+
+    key = "CONSENTKIT_POLICY_CHANGES"
+    changes = config[key]
+    hint = ("one short sentence, e.g. 'We now use Yandex Metrica for visit statistics.', "
+            "or a mapping of language code to it, e.g. {'en': '…', 'az': '…'}")
+    if changes is not None:
+        if isinstance(changes, str):
+            texts = {default_language: changes}
+        elif isinstance(changes, Mapping) and changes and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in changes.items()):
+            texts = dict(changes)
+            changes = texts
+        else:
+            raise _fail(key, f"expected {hint}; got {changes!r}.")
+        for lang, text in texts.items():
+            if lang not in languages:
+                raise _fail(key, f"{lang!r} is not in CONSENTKIT_LANGUAGES {list(languages)}; "
+                            "remove it or add the language.")
+            if not text.strip():
+                raise _fail(key, f"the text for {lang!r} is empty; write {hint}, or None.")
+            if len(text) > MAX_CHANGES:
+                raise _fail(key, f"the text for {lang!r} has {len(text)} characters; keep it "
+                            f"to at most {MAX_CHANGES} (it is shown in the banner's first "
+                            "layer), and put the details in the policy itself.")
+        if isinstance(changes, Mapping) and default_language not in changes:
+            raise _fail(key, f"give a text for the default language {default_language!r} "
+                        "(CONSENTKIT_DEFAULT_LANGUAGE): it is shown where a language has none.")
+
+    key = "CONSENTKIT_MIN_AGE"
+    min_age = config[key]
+    if min_age is not None and (isinstance(min_age, bool) or not isinstance(min_age, int)
+                                or not 0 < min_age < 100):
+        raise _fail(key, f"{min_age!r} must be a whole number of years between 1 and 99, "
+                    "e.g. 13 (the site is not meant for children under 13), or None.")
+    return {"policy_effective": effective, "policy_changes": changes, "min_age": min_age}
 
 
 def load_settings(app: Flask) -> Settings:
@@ -571,6 +661,7 @@ def load_settings(app: Flask) -> Settings:
         retention_days=_positive_int(config, "CONSENTKIT_RETENTION_DAYS"),
         ledger_timeout=float(ledger_timeout),
         **_collect_settings(config),
+        **_notice_settings(config, languages, default_language),
         anonymize_ip=_bool(config, "CONSENTKIT_ANONYMIZE_IP"),
         collection_rules=rules,
         languages=languages,
@@ -583,6 +674,9 @@ def load_settings(app: Flask) -> Settings:
         ratelimit=parse_rate("CONSENTKIT_RATELIMIT", config["CONSENTKIT_RATELIMIT"]),
         csp=csp,
         undeclared_vendors=undeclared,
+        signing_key=_optional_str(config, "CONSENTKIT_SIGNING_KEY"),
+        signing_old_keys=_paths(config, "CONSENTKIT_SIGNING_OLD_KEYS"),
+        regions=parse_regions(config["CONSENTKIT_REGIONS"]),
         ratelimit_storage_url=check_storage_url("CONSENTKIT_RATELIMIT_STORAGE_URL",
                                                 config["CONSENTKIT_RATELIMIT_STORAGE_URL"]),
     )

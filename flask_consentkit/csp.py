@@ -17,9 +17,10 @@ It restricts hosts only: inline code, ``eval``, WebAssembly and ``blob:``
 workers of the page itself are left to the app's own policy. ``data:`` and
 ``blob:`` reach no third party (documents made from them inherit the policy).
 
-The header value depends on the set of granted categories and on the report
-endpoint's path (the app's script root), and on nothing else: it is built once
-per such pair (:meth:`BrowserPolicy.value`).
+The header value depends on the set of granted categories, on the report
+endpoint's path (the app's script root) and, when the visitor's rule per audience
+forbids services (:mod:`.regions`), on that rule, and on nothing else: it is built
+once per such key (:meth:`BrowserPolicy.value`).
 
 What a policy cannot stop — ``<link rel=preconnect|dns-prefetch>`` and
 ``Link:`` headers that open connections — is dropped on the server
@@ -28,15 +29,18 @@ What a policy cannot stop — ``<link rel=preconnect|dns-prefetch>`` and
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from . import jsonbody
 from .categories import HostPattern
 from .urls import network_target
 from .vendors import VendorRegistry
+
+if TYPE_CHECKING:
+    from .regions import RuleView
 
 Mode = Literal["enforce", "report-only"]
 
@@ -64,15 +68,21 @@ class BrowserPolicy:
         self.mode = mode
         self.report_path = report_path
         self.header = ENFORCE_HEADER if mode == "enforce" else REPORT_ONLY_HEADER
-        self._values: dict[tuple[frozenset[str], str], str] = {}
+        self._values: dict[tuple[frozenset[str], str, str], str] = {}
         self._lock = threading.Lock()
 
-    def value(self, granted: frozenset[str], script_root: str = "") -> str:
-        """The header value for a visitor who granted ``granted``; built once per key."""
-        key = (granted, script_root)
+    def value(self, granted: frozenset[str], script_root: str = "",
+              view: RuleView | None = None) -> str:
+        """The header value for a visitor who granted ``granted``; built once per key.
+
+        ``view``: the visitor's rule forbids services (:mod:`.regions`); its registry,
+        without them, gives the hosts, and its key is part of the cache's.
+        """
+        key = (granted, script_root, view.key if view is not None else "")
         value = self._values.get(key)
         if value is None:
-            value = self.build(self.registry.allowed_hosts(granted), script_root + self.report_path)
+            registry = view.registry if view is not None else self.registry
+            value = self.build(registry.allowed_hosts(granted), script_root + self.report_path)
             with self._lock:
                 if len(self._values) >= 256:
                     self._values.clear()
@@ -169,9 +179,10 @@ def parse_reports(body: bytes, base: str) -> dict[tuple[str, str, str], int]:
     :raises ReportError: when the body is not JSON of either shape.
     """
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ReportError("the body is not JSON") from None
+        data = jsonbody.loads(body)
+    except jsonbody.JSONBodyError as e:
+        raise ReportError(f"the JSON is nested more than {jsonbody.MAX_DEPTH} levels deep"
+                          if e.too_deep else "the body is not JSON") from None
     if isinstance(data, dict) and isinstance(data.get("csp-report"), dict):
         items = [_legacy(data["csp-report"])]
     elif isinstance(data, list):

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from ._compat import header_items, header_list
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
 from .state import (
@@ -55,7 +56,9 @@ def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     header that is absent, the common case on the per-request path.
     """
     name = name.lower()
-    for key, value in getattr(headers, "_list", headers):
+    key: str
+    value: str
+    for key, value in header_items(headers):
         if key.lower() == name:
             return value
     return None
@@ -81,13 +84,31 @@ def replace_body(response: Response, data: bytes, old: bytes) -> None:
     response.response = [data]
     if len(data) == len(old) or not response.automatically_set_content_length:
         return
-    headers = getattr(response.headers, "_list", None)
-    if type(headers) is list:
+    headers = header_list(response.headers)
+    if headers is not None:
         for index, (key, _) in enumerate(headers):
             if key == "Content-Length":
                 headers[index] = (key, str(len(data)))
                 return
     response.headers["Content-Length"] = str(len(data))
+
+
+#: the largest error page read whole so that it can be gated and get the banner
+MAX_ERROR_PAGE = 1 << 20
+
+
+def _settle_error_page(response: Response) -> None:
+    """Read an error page whose body is an iterator, but of a known small length, whole.
+
+    Flask turns an ``HTTPException`` (``abort(404)``, an unknown URL) into a
+    response by running it as a WSGI app, so its body is an iterator although it
+    is one small page: read whole, it is gated and gets the banner like any
+    page, instead of being taken for a stream.
+    """
+    length = response.content_length
+    if (not response.direct_passthrough and length is not None
+            and length <= MAX_ERROR_PAGE):
+        response.make_sequence()
 
 
 _PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
@@ -171,13 +192,17 @@ class ConsentKit:
         from .collect import install as install_collect
         from .gating import install as install_gating
         from .ledger import install as install_ledger
+        from .ledger.signed import install as install_signing
         from .policy import install as install_policy
+        from .regions import install as install_regions
 
         views.register(app, state.settings)
         install_gating(app, state)  # processors: cookie filter, then HTML gating
         install_ledger(app, state)
+        install_signing(app, state)  # needs the ledger (a receipt to sign)
         install_policy(app, state)  # needs the ledger (where violation reports are kept)
         install_collect(app, state)
+        install_regions(app, state)  # needs the vendors (policy) and the geo source (collect)
         app.after_request(self._after_request_of(state))
         app.jinja_env.globals["consent"] = current_consent
         install_banner(app, state)  # keep last: its processor must run after the others
@@ -208,7 +233,7 @@ class ConsentKit:
         if nonce is None and hasattr(type(req), "csp_nonce"):
             nonce = getattr(req, "csp_nonce", None)
         if not nonce:
-            nonce = _g().__dict__.get("csp_nonce")
+            nonce = _g().get("csp_nonce")
         return nonce if isinstance(nonce, str) else None
 
     # -- the response pipeline ----------------------------------------------
@@ -225,6 +250,8 @@ class ConsentKit:
         return self._process_response(response, get_kit_state())
 
     def _process_response(self, response: Response, ext: ConsentKitState) -> Response:
+        if type(response.response) is not list and response.status_code >= 400:
+            _settle_error_page(response)
         for processor in ext.processors:
             response = processor(response, ext)
         ctx: RequestConsent | None = peek_request_consent()

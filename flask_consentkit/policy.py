@@ -24,6 +24,7 @@ from flask import Flask, Response, request
 
 from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
+from .regions import restricted_view
 from .state import get_state, request_consent
 from .urls import Target
 from .vendors import VendorRegistry
@@ -101,12 +102,15 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         granted = state.granted
         environ = request.environ
         root = environ.get("SCRIPT_NAME", "")
-        environ[ENVIRON_KEY] = (policy.value(granted, root), policy.reporting_endpoints(root))
+        view = restricted_view(ext)  # None unless a rule per audience forbids services
+        environ[ENVIRON_KEY] = (policy.value(granted, root, view),
+                                policy.reporting_endpoints(root))
         ctx.varies = True
         if "Link" in response.headers:
+            hosts = view.registry if view is not None else registry
 
             def allows(target: Target) -> bool:
-                return registry.allows(target, granted)
+                return hosts.allows(target, granted)
 
             values = response.headers.getlist("Link")
             del response.headers["Link"]

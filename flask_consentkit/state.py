@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 
+from ._compat import app_context, request_context
 from .categories import NECESSARY
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ if TYPE_CHECKING:
 
     from .config import Settings
 
-try:
-    # The context variables behind flask's ``g``, ``current_app`` and ``request``:
-    # reading them directly costs a fraction of a LocalProxy lookup, which matters
-    # on a path that runs for every request.
-    from flask.globals import _cv_app, _cv_request
-except ImportError:  # pragma: no cover - a flask without them goes through the proxies
-    _cv_app = _cv_request = None  # type: ignore[assignment]
 
 Source = Literal["banner", "preferences", "api", "gpc"]
 SOURCES: frozenset[str] = frozenset({"banner", "preferences", "api", "gpc"})
@@ -59,6 +53,10 @@ class ConsentState:
     policy_version: str | None = None
     decided_at: datetime | None = None
     source: str | None = None
+    #: undecided because the visitor's choice was made for another policy version
+    #: (a valid cookie of an earlier ``CONSENTKIT_POLICY_VERSION``): the banner says
+    #: that the policy changed
+    outdated: bool = False
 
     def allows(self, category: str) -> bool:
         """True when ``category`` is granted (``necessary`` always is)."""
@@ -88,6 +86,8 @@ class ConsentState:
 
 
 UNDECIDED = ConsentState()
+#: the state of a visitor whose choice was for another policy version
+OUTDATED = ConsentState(outdated=True)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -201,7 +201,7 @@ class ConsentCodec:
         consent_id, source = payload.get("i"), payload.get("s")
         now_ts = now if now is not None else time.time()
         if (
-            version != settings.policy_version
+            not isinstance(version, str)
             or not isinstance(granted, list)
             or not all(isinstance(c, str) for c in granted)
             or isinstance(decided_at, bool)
@@ -213,6 +213,8 @@ class ConsentCodec:
             or (source is not None and source not in SOURCES)
         ):
             return UNDECIDED
+        if version != settings.policy_version:
+            return OUTDATED
         keys = set(settings.optional_keys)
         return ConsentState(
             granted=frozenset(c for c in granted if c in keys) | _ONLY_NECESSARY,
@@ -226,7 +228,7 @@ class ConsentCodec:
 
 @dataclass(slots=True)
 class RequestConsent:
-    """Per-request bookkeeping, kept in ``g._consentkit``."""
+    """Per-request bookkeeping, kept in the request's environ (see ``ENVIRON_KEY``)."""
 
     state: ConsentState | None = None
     #: the cookie was signed with a fallback key: re-sign it on this response
@@ -245,30 +247,44 @@ class RequestConsent:
 
 def _g() -> Any:
     """Flask's ``g`` of the current app context (the proxy raises outside one)."""
-    app_ctx = _cv_app.get(None) if _cv_app is not None else None
+    app_ctx = app_context()
     return app_ctx.g if app_ctx is not None else g
+
+
+#: where a request's bookkeeping lives: its WSGI environ, which belongs to that request
+#: alone (``g`` does not: requests made inside an app context pushed by the caller, as
+#: ``flask consent scan`` and tests do, share that context's ``g``)
+ENVIRON_KEY = "consentkit.request"
+
+
+def _store() -> dict[str, Any]:
+    """The current request's environ, or outside a request the app context's ``g``."""
+    req_ctx = request_context()
+    if req_ctx is not None:
+        return req_ctx.request.environ  # type: ignore[no-any-return]
+    if has_request_context():  # a Flask without the context variables
+        return request.environ
+    return _g().__dict__  # type: ignore[no-any-return]
 
 
 def request_consent() -> RequestConsent:
     """The per-request bookkeeping object, created on first use."""
-    store = _g()
-    ctx: RequestConsent | None = store.get("_consentkit")
+    store = _store()
+    ctx: RequestConsent | None = store.get(ENVIRON_KEY)
     if ctx is None:
-        ctx = store._consentkit = RequestConsent()
+        ctx = store[ENVIRON_KEY] = RequestConsent()
     return ctx
 
 
 def peek_request_consent() -> RequestConsent | None:
     """The per-request bookkeeping object if something created it, else ``None``."""
-    app_ctx = _cv_app.get(None) if _cv_app is not None else None
-    store = app_ctx.g if app_ctx is not None else g
-    ctx: RequestConsent | None = store.get("_consentkit")
+    ctx: RequestConsent | None = _store().get(ENVIRON_KEY)
     return ctx
 
 
 def request_parts() -> tuple[Flask, dict[str, Any]]:
     """``(current app, WSGI environ)`` of the current request (the proxies raise outside one)."""
-    req_ctx = _cv_request.get(None) if _cv_request is not None else None
+    req_ctx = request_context()
     if req_ctx is not None:
         return req_ctx.app, req_ctx.request.environ
     return current_app._get_current_object(), request.environ  # type: ignore[attr-defined]
@@ -276,30 +292,22 @@ def request_parts() -> tuple[Flask, dict[str, Any]]:
 
 def current_request() -> Request:
     """Flask's ``request`` object itself (the proxy raises outside a request)."""
-    req_ctx = _cv_request.get(None) if _cv_request is not None else None
+    req_ctx = request_context()
     if req_ctx is not None:
-        return req_ctx.request
+        return req_ctx.request  # type: ignore[no-any-return]
     return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 def get_state() -> ConsentState:
     """The visitor's consent for this request, resolved once and lazily."""
-    req_ctx = _cv_request.get(None) if _cv_request is not None else None
-    if req_ctx is not None:  # the common case, without the proxies
-        store = _cv_app.get().g.__dict__
-        ctx: RequestConsent | None = store.get("_consentkit")
-        if ctx is None:
-            ctx = store["_consentkit"] = RequestConsent()
-    else:  # outside a request the proxies raise; or a Flask without the context vars
-        ctx = request_consent()
+    ctx = request_consent()
     ctx.varies = True
     if ctx.decision is not None:
         return ctx.decision
     if ctx.clear:
         return UNDECIDED
     if ctx.state is None:
-        app, environ = ((req_ctx.app, req_ctx.request.environ) if req_ctx is not None
-                        else request_parts())
+        app, environ = request_parts()
         ext = app.extensions["consentkit"]
         value = read_cookie(environ.get("HTTP_COOKIE"), ext.settings.cookie_name)
         ctx.state, ctx.reissue = ext.codec.loads(value)

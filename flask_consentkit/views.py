@@ -20,7 +20,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.urls import iri_to_uri
 
-from . import csp, signals
+from . import csp, jsonbody, signals
 from .categories import NECESSARY
 from .config import Settings
 from .errors import (
@@ -31,6 +31,7 @@ from .errors import (
     ConsentUnsupportedMediaType,
 )
 from .extension import get_kit_state
+from .gpc import gpc_status
 from .state import ConsentState, current_request, decide, get_state, request_consent
 
 ACTIONS = ("accept_all", "reject_all", "save")
@@ -149,9 +150,9 @@ def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, b
     body = _bounded_body(settings)
     if request.is_json:
         try:
-            data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ConsentBadRequest("The body is not valid JSON.") from None
+            data: Any = jsonbody.loads(body)
+        except jsonbody.JSONBodyError as e:
+            raise ConsentBadRequest(str(e)) from None
         if not isinstance(data, dict):
             raise ConsentBadRequest('Send a JSON object such as {"action": "accept_all"}.')
         action, categories = data.get("action"), data.get("categories", [])
@@ -247,7 +248,7 @@ def choose() -> Response:
         recorder(action=action, state=state, previous=previous)
     _send_signals(state, previous)
     if is_json:
-        response = jsonify(state.to_json(settings.max_age))
+        response = jsonify(_state_body(settings, state))
     else:
         response = current_app.response_class(status=303)
         response.headers["Location"] = iri_to_uri(safe_next(next_url))
@@ -269,11 +270,20 @@ def preferences() -> str:
 
 @bp.get("/state")
 def state_json() -> Response:
-    """The visitor's state as JSON."""
+    """The visitor's state as JSON, with what a Global Privacy Control signal did (``gpc``)."""
     settings = get_kit_state().settings
-    response = jsonify(get_state().to_json(settings.max_age))
+    response = jsonify(_state_body(settings, get_state()))
     response.headers["Cache-Control"] = "no-store"
+    if settings.honor_gpc:
+        response.vary.add("Sec-GPC")
     return response
+
+
+def _state_body(settings: Settings, state: ConsentState) -> dict[str, Any]:
+    """The JSON of ``state``, with what a Global Privacy Control signal did (``gpc``)."""
+    body = state.to_json(settings.max_age)
+    body["gpc"] = gpc_status(settings, state.granted if state.decided else ())
+    return body
 
 
 def gpc_json() -> Response:
@@ -308,6 +318,7 @@ def _error(error: HTTPException) -> Response | HTTPException:
     return response
 
 
+from .ledger import signed as _signed_views  # noqa: E402,F401  (receipt)
 from .ledger import views as _ledger_views  # noqa: E402,F401  (export, erase)
 
 

@@ -410,7 +410,7 @@ def test_an_overridden_template_is_rendered_on_every_request(tmp_path):
 def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
     app = banner_app(tmp_path)
     client = app.test_client()
-    note = "Your browser asks not to be tracked"
+    note = "Global Privacy Control signal received; opt-out request honored"
     assert note not in client.get("/page").get_data(as_text=True)
     assert note in client.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
     fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]

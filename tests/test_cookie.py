@@ -39,7 +39,8 @@ def test_no_cookie_means_only_necessary(client):
     result = state(client)
     assert result == {"decided": False, "granted": ["necessary"], "policy_version": None,
                       "consent_id": None, "decided_at": None, "expires_at": None,
-                      "source": None}
+                      "source": None, "gpc": {"received": False, "honoured": False, "off": [],
+                                              "overridden": []}}
 
 
 def test_decision_sets_a_signed_httponly_lax_cookie(client, app):

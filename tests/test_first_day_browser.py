@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from .thirdparty.flaskr.app import VENDOR_COOKIES, create_app
+from .helpers import forge, payload
+from .thirdparty.flaskr.app import SECRET, VENDOR_COOKIES, create_app
 
 pytestmark = pytest.mark.browser
 
@@ -38,8 +39,8 @@ a { color: #eee; }
 
 
 @pytest.fixture
-def flaskr(tmp_path: Path) -> Flask:
-    app = create_app(tmp_path)
+def flaskr(tmp_path: Path, request: Any) -> Flask:
+    app = create_app(tmp_path, **getattr(request, "param", {}))
 
     @app.get("/_plain")
     def plain() -> str:  # the same banner on a page without any stylesheet
@@ -219,14 +220,38 @@ def test_small_phone_with_javascript_in_azerbaijani_withdraws_one_category(
     assert v.fits()
 
 
+#: what changed in a new policy version, one short sentence per language
+CHANGES = {"en": "We added Yandex Metrica for statistics.",
+           "az": "Statistika üçün Yandex Metrica əlavə etdik.",
+           "ru": "Добавили Яндекс Метрику для статистики.",
+           "tr": "İstatistik için Yandex Metrica ekledik."}
+CHANGED = {"CONSENTKIT_POLICY_VERSION": "2", "CONSENTKIT_POLICY_EFFECTIVE": "2026-11-01",
+           "CONSENTKIT_POLICY_CHANGES": CHANGES}
+#: the first layer's notices besides the purposes: the privacy signal's (every case, the
+#: visitor sends Sec-GPC), the minimum age, the policy's change for a returning visitor
+NOTICES = {"gpc": {}, "min-age": {"CONSENTKIT_MIN_AGE": 13}, "policy-changed": CHANGED,
+           "all": {**CHANGED, "CONSENTKIT_MIN_AGE": 13}}
+
+
+@pytest.mark.parametrize("flaskr", list(NOTICES.values()), ids=list(NOTICES), indirect=True)
 @pytest.mark.parametrize("width, height, limit", [(375, 812, 0.35), (320, 568, 0.50)])
 def test_the_first_layer_leaves_the_page_visible_in_every_language(
-        visitor: Any, width: int, height: int, limit: float) -> None:
+        visitor: Any, flaskr: Flask, width: int, height: int, limit: float) -> None:
     v = visitor(viewport={"width": width, "height": height},
                 extra_http_headers={"Sec-GPC": "1"})
+    settings = flaskr.extensions["consentkit"].settings
+    returning = settings.policy_version != "1"
+    if returning:  # a choice made under the previous version: asked again
+        v.context.add_cookies([{"name": "consentkit", "value": forge(payload(v="1"), key=SECRET),
+                                "url": v.server.url}])
     for lang in ("az", "en", "ru", "tr"):
         v.goto(f"/auth/register?lang={lang}")
         assert v.page.locator(".ck-note").is_visible()
+        assert v.page.locator(".ck-gpc").is_visible()
+        assert v.page.locator(".ck-age").is_visible() == bool(settings.min_age), lang
+        assert v.page.locator(".ck-changed").is_visible() == returning, lang
+        if returning:
+            assert CHANGES[lang] in v.page.locator("#consentkit-banner").inner_text()
         assert v.fraction() <= limit, lang
         assert v.fits(), lang
         boxes = [b.bounding_box() for b in v.page.locator("#consentkit-banner .ck-btn").all()]

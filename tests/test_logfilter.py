@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, Response, current_app, request
@@ -139,3 +140,141 @@ def test_category_can_be_chosen(app_factory: Callable[..., Flask], handler: List
     grant(client, "performance")
     client.get("/log", environ_overrides={"REMOTE_ADDR": "175.16.199.23"})
     assert handler.lines == ["175.16.199.23"]
+
+
+# -- addresses as logs write them: with a port, in URLs, after a key, in exceptions, in extra
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("203.0.113.7:51234 - GET /", "203.0.113.0:51234 - GET /"),
+        ("proxy http://203.0.113.7:8080/ said no", "proxy http://203.0.113.0:8080/ said no"),
+        ("remote_addr:203.0.113.7 ok", "remote_addr:203.0.113.0 ok"),
+        ("remote_addr:203.0.113.7:51234", "remote_addr:203.0.113.0:51234"),
+        ("src:203.0.113.7", "src:203.0.113.0"),
+        ("upstream [2001:db8::1]:443", "upstream [2001:db8::]:443"),
+        ("http://[2001:db8:1:2::5]:8080/x", "http://[2001:db8:1::]:8080/x"),
+        ("remote_addr:2001:db8:1:2::1", "remote_addr:2001:db8:1::"),
+        ("ip:::ffff:203.0.113.7", "ip:203.0.113.0"),
+        ("peer 2001:db8:1:2::1: reset", "peer 2001:db8:1::: reset"),
+        ("at 12:30:45, 2024-01-01T12:30:45.123Z, v1.2.3.4.5", None),
+        ("sha deadbeef:cafe:0 and port :443", None),
+    ],
+)
+def test_scrub_addresses_as_logs_write_them(text: str, expected: str | None) -> None:
+    assert scrub(text) == (text if expected is None else expected)
+
+
+@given(st.ip_addresses(), st.integers(0, 65535), st.sampled_from(["remote_addr:", "ip=", "@"]))
+def test_scrub_never_leaves_a_full_address_with_a_port_or_key(
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, key: str) -> None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    kept = ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address
+    written = f"{address}:{port}" if address.version == 4 else f"[{address}]:{port}"
+    for text, shown in ((f"{key}{address}", f"{key}{kept}"),
+                        (f"GET http://{written}/ done", f"GET http://{kept}:{port}/ done"
+                         if address.version == 4 else f"GET http://[{kept}]:{port}/ done")):
+        assert scrub(text) == shown
+
+
+def _log_lines(fmt: str, emit: Callable[[logging.Logger], None]) -> list[str]:
+    """What a handler with the filter writes for the records ``emit`` logs."""
+    handler = ListHandler()
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(ConsentLogFilter())
+    logger = logging.getLogger("test.logfilter.real")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        emit(logger)
+    finally:
+        logger.removeHandler(handler)
+    return handler.lines
+
+
+def test_messages_with_args_are_scrubbed() -> None:
+    lines = _log_lines("%(message)s", lambda log: (
+        log.info("%s - %s", "203.0.113.7:51234", "remote_addr:2001:db8:1:2::1"),
+        log.info("upstream %(url)s", {"url": "http://203.0.113.7:8080/"}),
+        log.info("[%s]:%d", "2001:db8::1", 443),
+    ))
+    assert lines == ["203.0.113.0:51234 - remote_addr:2001:db8:1::",
+                     "upstream http://203.0.113.0:8080/", "[2001:db8::]:443"]
+
+
+def test_exception_text_is_scrubbed() -> None:
+    def emit(log: logging.Logger) -> None:
+        try:
+            raise ConnectionRefusedError(
+                "connect to 203.0.113.7:6379 refused (peer [2001:db8::9]:1)")
+        except ConnectionRefusedError:
+            log.exception("redis down for client %s", "198.51.100.23")
+
+    (line,) = _log_lines("%(message)s", emit)
+    assert line.startswith("redis down for client 198.51.100.0\nTraceback")
+    assert "ConnectionRefusedError: connect to 203.0.113.0:6379 refused (peer [2001:db8::]:1)" \
+        in line
+    for full in ("203.0.113.7", "198.51.100.23", "2001:db8::9"):
+        assert full not in line
+
+
+def test_an_exception_without_addresses_is_left_to_the_formatter() -> None:
+    class Short(logging.Formatter):
+        def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+            return f"<{ei[0].__name__}>"
+
+    handler = ListHandler()
+    handler.setFormatter(Short("%(message)s"))
+    handler.addFilter(ConsentLogFilter())
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None,
+                               (ValueError, ValueError("no address"), None))
+    handler.handle(record)
+    assert handler.lines == ["failed\n<ValueError>"]
+
+
+def test_stack_info_is_scrubbed() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None,
+                               sinfo="Stack (most recent call last):\n  peer=203.0.113.7")
+    assert ConsentLogFilter().filter(record)
+    assert record.stack_info == "Stack (most recent call last):\n  peer=203.0.113.0"
+
+
+def test_extra_fields_are_scrubbed() -> None:
+    lines = _log_lines("%(message)s %(client)s %(peer)s %(hops)s %(meta)s %(count)d",
+                       lambda log: log.info("hit", extra={
+                           "client": "203.0.113.7:51234",
+                           "peer": ipaddress.ip_address("2001:db8::1"),
+                           "hops": ["198.51.100.23", "remote_addr:198.51.100.24"],
+                           "meta": {"via": ("192.0.2.77",), "n": 3},
+                           "count": 7,
+                       }))
+    assert lines == ["hit 203.0.113.0:51234 2001:db8:: ['198.51.100.0', "
+                     "'remote_addr:198.51.100.0'] {'via': ('192.0.2.0',), 'n': 3} 7"]
+
+
+def test_extra_fields_are_kept_when_the_visitor_allowed_addresses(
+        logging_app: Flask) -> None:
+    handler = ListHandler()
+    handler.setFormatter(logging.Formatter("%(message)s %(client)s"))
+    handler.addFilter(ConsentLogFilter())
+    logger = logging.getLogger("test.access.extra")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    @logging_app.get("/extra")
+    def extra_view() -> Response:
+        logger.info("%s", request.remote_addr, extra={"client": f"{request.remote_addr}:1"})
+        return Response("ok", mimetype="text/plain")
+
+    try:
+        client = logging_app.test_client()
+        client.get("/extra", environ_overrides={"REMOTE_ADDR": "175.16.199.23"})
+        grant(client, "analytics")
+        client.get("/extra", environ_overrides={"REMOTE_ADDR": "175.16.199.23"})
+    finally:
+        logger.removeHandler(handler)
+    assert handler.lines == ["175.16.199.0 175.16.199.0:1", "175.16.199.23 175.16.199.23:1"]

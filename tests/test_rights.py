@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, g
+from flask import Flask, Response
 
 from flask_consentkit import consent_withdrawn
 from flask_consentkit.ledger.store import Ledger
+from flask_consentkit.state import request_consent
 
 from .conftest import SAME_ORIGIN, make_app
 from .ledger_helpers import choose, ledger_app, store_url  # noqa: F401
@@ -83,7 +84,7 @@ def test_erase_erases_clears_the_cookie_and_keeps_the_chain(
     seen: dict[str, Any] = {}
 
     def spy(response: Response, ext: Any) -> Response:
-        seen.setdefault("withdrawn", g._consentkit.withdrawn)
+        seen.setdefault("withdrawn", request_consent().withdrawn)
         return response
 
     ledger_app.extensions["consentkit"].processors.append(spy)

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, ScriptInfo
 
+from ..errors import ConsentConfigError
 from ..extension import ConsentKitState
+
+#: Commands that need nothing of the app, so run even when it cannot load (``keygen``
+#: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).
+WITHOUT_APP = frozenset({"keygen"})
 
 
 @click.group(cls=AppGroup, name="consent")
-@with_appcontext
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Consent reports and data-subject requests (flask-consentkit)."""
+    if ctx.invoked_subcommand in WITHOUT_APP:
+        return
+    if not current_app:
+        try:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+        except ConsentConfigError as e:  # a message that says what to fix, not a traceback
+            raise click.ClickException(f"the app's consent configuration is wrong: {e}"
+                                       ) from None
+        ctx.with_resource(app.app_context())
     if "consentkit" not in current_app.extensions:
         raise click.ClickException(
             "flask-consentkit is not registered on this app. Create it with "
@@ -39,6 +53,9 @@ def status() -> None:
         scheme, _, rest = ledger.partition("://")
         ledger = f"{scheme}://***@{rest.rpartition('@')[2]}"
     click.echo(f"ledger:         {ledger}")
+    from .signing import status_signing
+
+    status_signing()
     _status_policy()
 
 
@@ -78,4 +95,5 @@ from . import ledger as _ledger  # noqa: E402,F401  (export, erase, verify, prun
 
 # The commands live in modules of their own; importing them registers them on ``cli``.
 from . import report, scan  # noqa: E402, F401
+from . import signing as _signing  # noqa: E402, F401  (keygen, checkpoint)
 from . import vendors as _vendors  # noqa: E402, F401  (flask consent vendors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -78,14 +79,32 @@ def erase_command(consent_id: str, yes: bool) -> None:
 
 
 @cli.command("verify")
-def verify_command() -> None:
-    """Check the hash chain; exit 1 naming the first bad receipt."""
-    result = _ledger().verify()
+@click.option("--checkpoint", "checkpoint_files", type=click.File("rb"), multiple=True,
+              metavar="FILE", help="Also check the ledger against every signed line of FILE "
+              "(`flask consent checkpoint` writes them; '-' reads standard input; repeatable).")
+@click.option("--retention-days", type=click.IntRange(min=1), default=None,
+              help="With --checkpoint: the shortest retention ever pruned with (default: "
+              "CONSENTKIT_RETENTION_DAYS); a checkpointed receipt younger than it that is gone "
+              "was deleted, not pruned.")
+def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None) -> None:
+    """Check the hash chain; exit 1 naming the first bad receipt.
+
+    With --checkpoint FILE, also exit 1 when a checkpointed receipt is gone,
+    changed or off the chain, or a line's signature does not verify.
+    """
+    ledger = _ledger()
+    result = ledger.verify()
     if result.ok:
         click.echo(f"{result.describe()} ({result.erased} erased)")
-        return
-    click.echo(result.describe(), err=True)
-    raise SystemExit(1)
+    else:
+        click.echo(result.describe(), err=True)
+    ok = result.ok
+    if checkpoint_files:
+        from .signing import check_files
+
+        ok = check_files(ledger, checkpoint_files, retention_days) and ok
+    if not ok:
+        raise SystemExit(1)
 
 
 @cli.command("prune")

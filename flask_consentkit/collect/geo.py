@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import geoip2.database
@@ -40,11 +40,17 @@ _MISSING: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class GeoRecord:
-    """What a geo source knows of one address: ISO country code, region and city names."""
+    """What a geo source knows of one address: ISO country code, region and city names.
+
+    ``subdivision`` is the ISO 3166-2 code of the first-level subdivision without the
+    country (``"CA"`` for California), which the rules per audience use (``US-CA``);
+    it takes no part in comparisons (a record equals one made from the names alone).
+    """
 
     country: str | None = None
     region: str | None = None
     city: str | None = None
+    subdivision: str | None = field(default=None, compare=False)
 
 
 def _record(model: Any) -> GeoRecord:
@@ -55,6 +61,7 @@ def _record(model: Any) -> GeoRecord:
         country=country,
         region=subdivisions.most_specific.name if subdivisions is not None else None,
         city=city.name if city is not None else None,
+        subdivision=subdivisions[0].iso_code if subdivisions else None,
     )
 
 

@@ -3,7 +3,8 @@
 :func:`install` is called by :meth:`ConsentKit.init_app`. It registers two
 response processors, in this order — the cookie filter (:mod:`.cookies`), then
 the HTML rewrite (:mod:`.html`) — and the Jinja globals ``consent_script``,
-``consent_iframe`` and ``consent_mode_defaults``.
+``consent_iframe``, ``vendor_consent_defaults`` and ``consent_mode_defaults`` (the
+same script under its earlier name).
 
 The HTML rewrite runs on every ``text/html`` response whose body is in
 memory. It decides every element that fetches from a third party by the app's
@@ -34,6 +35,7 @@ from urllib.parse import quote
 from flask import Flask, Response, request, stream_with_context, url_for
 from markupsafe import escape
 
+from .._compat import header_items, serving
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
 from ..extension import (
@@ -42,9 +44,10 @@ from ..extension import (
     replace_body,
     response_body,
 )
+from ..regions import restricted_view
 from ..state import get_state, request_consent, request_parts
 from ..urls import network_target
-from .consent_mode import consent_mode_defaults
+from .consent_mode import consent_mode_defaults, vendor_consent_defaults
 from .cookies import CookieRules, filter_cookies
 from .helpers import consent_iframe, consent_script
 from .html import (
@@ -67,6 +70,7 @@ __all__ = [
     "find_tracker",
     "gated_stream",
     "install",
+    "vendor_consent_defaults",
 ]
 
 logger = logging.getLogger("flask_consentkit.gating")
@@ -167,7 +171,7 @@ class Gating:
         """
         if self._url_defaults is None:
             found = any(app.url_default_functions.values())
-            if not app._got_first_request:  # still being set up: ask again next time
+            if not serving(app):  # still being set up: ask again next time
                 return found
             self._url_defaults = found
         return self._url_defaults
@@ -316,7 +320,7 @@ class RequestGate:
 def process_html(response: Response, ext: ConsentKitState) -> Response:
     """The response processor: gate the scripts and iframes of an HTML body."""
     content_type = encoding = None
-    for key, value in getattr(response.headers, "_list", response.headers):
+    for key, value in header_items(response.headers):
         name = key.lower()
         if name == "content-type":
             content_type = value if content_type is None else content_type
@@ -342,13 +346,17 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
     if content_type != _HTML and "charset" in content_type.lower():
         charset = response.mimetype_params.get("charset", "utf-8")
     hosts = gating.host_rules(ext)
+    scans = gating.scans
+    view = restricted_view(ext)  # a rule per audience that forbids services: its own hosts
+    if view is not None:
+        hosts, scans = view.host_rules, view.scans
     own = gating.own_host(request.environ)
-    doc = gating.scans.known(body, own)  # a page seen before needs no other check
+    doc = scans.known(body, own)  # a page seen before needs no other check
     if doc is not None:
         new = doc.apply(RequestGate(ext, charset))
     elif could_need_gating(body, gating.matcher):
         new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
-                         cache=gating.scans, nonce=ext.kit.csp_nonce, hosts=hosts, own=own,
+                         cache=scans, nonce=ext.kit.csp_nonce, hosts=hosts, own=own,
                          saw=_saw(ext))
     else:
         return response
@@ -387,10 +395,11 @@ def gated_stream(chunks: Iterable[bytes | str], *, encoding: str = "utf-8") -> I
     ctx.varies = True
     gate = RequestGate(ext, encoding)
     gating: Gating = ext.services["gating"]
+    view = restricted_view(ext)
     return stream_with_context(
         gate_stream(chunks, gate, encoding=encoding, matcher=gating.matcher,
-                    hosts=gating.host_rules(ext), own=gating.own_host(request.environ),
-                    saw=_saw(ext))
+                    hosts=view.host_rules if view is not None else gating.host_rules(ext),
+                    own=gating.own_host(request.environ), saw=_saw(ext))
     )
 
 
@@ -411,5 +420,6 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         consent_script=consent_script,
         consent_iframe=consent_iframe,
         consent_mode_defaults=consent_mode_defaults,
+        vendor_consent_defaults=vendor_consent_defaults,
     )
 

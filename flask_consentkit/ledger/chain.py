@@ -11,7 +11,9 @@ Every receipt carries two digests and a link:
     ``sha256`` over a JSON object of every column that never changes — ``seq``,
     ``receipt_id``, ``created_at``, ``action``, the category lists, the policy
     version, banner hash and language, ``method``, ``previous_receipt_id`` —
-    plus ``personal_digest`` and ``prev_digest``.
+    plus ``personal_digest`` and ``prev_digest``; and ``rule`` (the rule per
+    audience applied, schema version 3) when it is not ``NULL``, so that the digests
+    of receipts written before it existed are unchanged.
 
 ``prev_digest``
     the ``digest`` of the receipt with the previous ``seq`` (the *genesis*
@@ -108,6 +110,9 @@ def receipt_digest(row: Mapping[str, Any]) -> str:
     content["created_at"] = timestamp(row["created_at"])
     content["personal_digest"] = row["personal_digest"]
     content["prev_digest"] = row["prev_digest"]
+    rule = row.get("rule")
+    if rule is not None:  # receipts before schema version 3 have none: digests unchanged
+        content["rule"] = rule
     return hashlib.sha256(_canonical(content)).hexdigest()
 
 

@@ -156,7 +156,26 @@ def decision_draft(
         page_path=page_path(),
         ip_prefix=ip_prefix,
         country=country,
+        rule=applied_rule(ext),
     )
+
+
+def applied_rule(ext: ConsentKitState) -> str | None:
+    """The name of the request's rule per audience (``CONSENTKIT_REGIONS``), for the receipt;
+    ``None`` when the app did not set the key (receipts as before it existed).
+
+    Looked up here without the visitor's analytics consent: the rule is the legal
+    basis of the choice, not analytics; the receipt keeps its name, never the address.
+    """
+    from ..regions import DEFAULT_TABLE, current_rule
+
+    if ext.settings.regions is DEFAULT_TABLE:
+        return None
+    try:
+        return current_rule().name
+    except Exception as exc:  # noqa: BLE001 - a receipt without it beats no receipt
+        log.warning("the rule per audience is unavailable for the receipt: %s", exc)
+        return None
 
 
 def banner_fingerprint(ext: ConsentKitState) -> tuple[str | None, str | None]:

@@ -24,12 +24,15 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 #: Bumped whenever the tables change; recorded in ``consentkit_meta``. Version 2: on
 #: PostgreSQL, :data:`visitor_index` replaces the plain ``consent_id`` index and
-#: :data:`created_at_index` carries the columns the report counts.
-SCHEMA_VERSION = 2
+#: :data:`created_at_index` carries the columns the report counts. Version 3: the
+#: ``rule`` column (the rule per audience applied, ``CONSENTKIT_REGIONS``) and the
+#: ``consentkit_notices`` table (the notices receipts name).
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -57,6 +60,9 @@ receipts = Table(
     Column("previous_receipt_id", String(36), nullable=True),
     Column("ip_prefix", String(64), nullable=True),  # only with analytics, anonymised
     Column("country", String(2), nullable=True),  # only with analytics
+    # the rule per audience applied (CONSENTKIT_REGIONS), e.g. "eu", "ru"; NULL before
+    # schema version 3. Not personal: it names a rule, not the visitor's country
+    Column("rule", String(32), nullable=True),
     Column("erased_at", DateTime(timezone=False), nullable=True),
     # random salt of the personal-fields commitment; nulled on erasure
     Column("personal_salt", String(32), nullable=True),
@@ -100,6 +106,16 @@ violations = Table(
     Column("count", BigInteger(), nullable=False),
     Column("first_seen", DateTime(timezone=False), nullable=False),  # UTC
     Column("last_seen", DateTime(timezone=False), nullable=False),  # UTC
+)
+
+#: Each notice a visitor decided under, once, by the SHA-256 of its canonical JSON
+#: (see :mod:`flask_consentkit.ledger.notices`); a receipt names it in ``banner_hash``.
+notices = Table(
+    "consentkit_notices",
+    metadata,
+    Column("notice_id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=False), nullable=False),  # UTC
+    Column("content", Text(), nullable=False),  # canonical JSON
 )
 
 meta = Table(

@@ -177,6 +177,8 @@ class Draft:
     page_path: str | None = None
     ip_prefix: str | None = None
     country: str | None = None
+    #: the rule per audience applied (``CONSENTKIT_REGIONS``), e.g. ``"ru"``
+    rule: str | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -817,6 +819,7 @@ def _receipt(draft: Draft, seq: int, prev_digest: str, previous_receipt_id: str 
         "previous_receipt_id": previous_receipt_id,
         "ip_prefix": draft.ip_prefix,
         "country": draft.country,
+        "rule": draft.rule,
         "erased_at": None,
         "personal_salt": chain.new_salt(),
         "prev_digest": prev_digest,
@@ -1069,6 +1072,7 @@ def public(row: Mapping[Any, Any]) -> dict[str, Any]:
         "previous_receipt_id": row["previous_receipt_id"],
         "ip_prefix": row["ip_prefix"],
         "country": row["country"],
+        "rule": row.get("rule"),
         "digest": row["digest"],
         "prev_digest": row["prev_digest"],
     }
@@ -1394,5 +1398,15 @@ def _covering_indexes(conn: Connection) -> None:
     created_at_index.create(conn)
 
 
+def _rule_column(conn: Connection) -> None:
+    """2 → 3: the ``rule`` column (the rule per audience applied), ``NULL`` for the
+    receipts before it, whose digests do not cover it (see :mod:`.chain`)."""
+    from sqlalchemy import inspect as inspect_schema
+
+    columns = {c["name"] for c in inspect_schema(conn).get_columns("consentkit_receipts")}
+    if "rule" not in columns:
+        conn.execute(text("ALTER TABLE consentkit_receipts ADD COLUMN rule VARCHAR(32)"))
+
+
 #: ``version → step`` that upgrades tables of that version by one.
-MIGRATIONS: dict[int, Any] = {1: _covering_indexes}
+MIGRATIONS: dict[int, Any] = {1: _covering_indexes, 2: _rule_column}

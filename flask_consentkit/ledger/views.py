@@ -17,7 +17,7 @@ from flask import current_app, jsonify, request
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
-from .. import signals
+from .. import jsonbody, signals
 from ..categories import NECESSARY
 from ..errors import ConsentBadRequest
 from ..extension import ConsentKitState, get_kit_state
@@ -25,6 +25,7 @@ from ..ratelimit import RateLimiter, anonymise_ip
 from ..state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
 from ..views import _bounded_body, bp, require_same_origin, safe_next
 from .recorder import banner_fingerprint
+from .signing import receipt_jws
 from .store import Draft, Ledger, LedgerUnavailable
 
 log = logging.getLogger("flask_consentkit.ledger")
@@ -86,6 +87,9 @@ def export() -> Response:
             log.error("export of a visitor's receipts failed: %s", exc, exc_info=exc)
             raise LedgerUnavailable("Your receipts cannot be read just now; try again later.",
                                     retry_after=60) from None
+    keyring = ext.services.get("receipt")
+    if keyring is not None:  # each receipt's signed form too (see .signed)
+        found = [{**r, "jws": receipt_jws(keyring, consent_id, r)} for r in found]
     response = jsonify(consent_id=consent_id, receipts=found, ledger=ledger is not None)
     response.headers["Content-Disposition"] = 'inline; filename="consent-receipts.json"'
     return _no_store(response)
@@ -109,9 +113,9 @@ def erase() -> Response:
     is_form = request.mimetype in _FORM_TYPES
     if request.is_json and body.strip():
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ConsentBadRequest("The body is not valid JSON.") from None
+            data = jsonbody.loads(body)
+        except jsonbody.JSONBodyError as e:
+            raise ConsentBadRequest(str(e)) from None
         if not isinstance(data, dict):
             raise ConsentBadRequest("Send a JSON object, e.g. {}, or no body at all.")
     next_url = request.form.get("next") if is_form else None

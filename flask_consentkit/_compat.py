@@ -1,0 +1,87 @@
+"""Every private API of Flask and werkzeug the extension reads, in one place.
+
+Each is a fast path for code that runs on every request, and each has a public
+fallback that gives the same answer more slowly. ``FAST_PATHS`` says which fast
+paths the installed versions allow; ``tests/test_compat.py`` fails when one of
+them is off, so that a release of Flask or werkzeug that renames a private name
+is noticed instead of quietly costing time on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, has_app_context
+from werkzeug.datastructures import Headers
+
+try:
+    # The context variables behind ``g``/``current_app`` and ``request``: reading
+    # them costs a fraction of a LocalProxy lookup. Imported one by one: Flask's
+    # main branch merges the two contexts and drops ``_cv_request``.
+    from flask.globals import _cv_app
+except ImportError:  # pragma: no cover - exercised by test_compat with the name removed
+    _cv_app = None  # type: ignore[assignment]
+try:
+    from flask.globals import _cv_request
+except ImportError:  # pragma: no cover
+    _cv_request = None  # type: ignore[assignment]
+
+_HEADERS_LIST = type(getattr(Headers([("A", "b")]), "_list", None)) is list
+_FIRST_REQUEST = isinstance(getattr(Flask("consentkit-compat"), "_got_first_request", None),
+                            bool)
+
+#: which fast paths the installed Flask and werkzeug allow
+FAST_PATHS: dict[str, bool] = {
+    "app context variable": _cv_app is not None,
+    "request context variable": _cv_request is not None,
+    "headers list": _HEADERS_LIST,
+    "first request flag": _FIRST_REQUEST,
+}
+
+
+def app_context() -> Any | None:
+    """The current app context, or ``None`` outside one."""
+    if _cv_app is not None:
+        return _cv_app.get(None)
+    if not has_app_context():  # pragma: no cover - the public path
+        return None
+    from flask.globals import app_ctx
+
+    return app_ctx._get_current_object()
+
+
+def request_context() -> Any | None:
+    """The current request context (``.app``, ``.request``), or ``None`` outside one.
+
+    Without the context variable, ``None`` too: callers then go through Flask's
+    public proxies, which give the same objects.
+    """
+    if _cv_request is not None:
+        return _cv_request.get(None)
+    return None
+
+
+def header_list(headers: Any) -> list[tuple[str, str]] | None:
+    """werkzeug's own list of ``(name, value)`` pairs behind ``headers``, or ``None``.
+
+    The list itself: a change to it changes the headers. ``None`` where werkzeug
+    keeps them otherwise; callers then use the public ``Headers`` methods.
+    """
+    items = getattr(headers, "_list", None) if _HEADERS_LIST else None
+    return items if type(items) is list else None
+
+
+def header_items(headers: Any) -> Any:
+    """The ``(name, value)`` pairs of ``headers``, for reading, as cheaply as possible."""
+    items = header_list(headers)
+    return items if items is not None else headers
+
+
+def serving(app: Flask) -> bool:
+    """Has ``app`` begun serving requests (after which it may not be set up further)?
+
+    ``False`` where Flask does not say: the caller then asks again next time,
+    which is correct, only slower.
+    """
+    return getattr(app, "_got_first_request", False) is True if _FIRST_REQUEST else False
+

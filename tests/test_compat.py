@@ -1,0 +1,91 @@
+"""The private APIs of Flask and werkzeug, read in one place (``_compat.py``).
+
+Each fast path must be on with the versions installed: when a release renames
+a private name, the extension still works through the public fallback, but
+more slowly on every request; these tests say so instead of letting it pass.
+The fallbacks themselves are exercised by switching the fast paths off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from flask_consentkit import ConsentKit, _compat
+
+ORIGIN = {"Origin": "http://localhost"}
+
+
+@pytest.mark.parametrize("name", sorted(_compat.FAST_PATHS))
+def test_each_fast_path_is_on_with_the_installed_flask_and_werkzeug(name: str) -> None:
+    assert _compat.FAST_PATHS[name], (
+        f"the {name} fast path is off: a private name of Flask or werkzeug changed; "
+        "update flask_consentkit/_compat.py")
+
+
+def _app() -> Flask:
+    app = Flask("compat")
+    app.config.update(SECRET_KEY="compat-secret-key-compat-secret-key",
+                      CONSENTKIT_LEDGER_URL=None)
+    ConsentKit(app)
+
+    @app.get("/page")
+    def page() -> str:
+        return "<!doctype html><html><body><p>Hello</p></body></html>"
+
+    return app
+
+
+def _visit(app: Flask) -> tuple[list[str], list[str], bool]:
+    a, b = app.test_client(), app.test_client()
+    assert a.post("/consent/", json={"action": "accept_all"}, headers=ORIGIN).status_code == 200
+    granted_a = a.get("/consent/state").get_json()["granted"]
+    granted_b = b.get("/consent/state").get_json()["granted"]
+    page = b.get("/page")
+    return granted_a, granted_b, b"consentkit-banner" in page.data
+
+
+@pytest.fixture
+def slow_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every fast path off, as with a Flask and werkzeug that renamed their private names."""
+    monkeypatch.setattr(_compat, "_cv_app", None)
+    monkeypatch.setattr(_compat, "_cv_request", None)
+    monkeypatch.setattr(_compat, "_HEADERS_LIST", False)
+    monkeypatch.setattr(_compat, "_FIRST_REQUEST", False)
+    yield
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast paths", "public fallbacks"])
+def test_both_paths_give_each_visitor_their_own_consent(request: pytest.FixtureRequest,
+                                                        fast: bool) -> None:
+    if not fast:
+        request.getfixturevalue("slow_paths")
+    granted_a, granted_b, banner = _visit(_app())
+    assert "marketing" in granted_a
+    assert granted_b == ["necessary"]
+    assert banner
+
+
+def test_requests_inside_an_outer_app_context_do_not_share_a_visitors_consent() -> None:
+    # flask consent scan and many test suites send requests inside an app context they
+    # pushed; Flask then gives every request that context's ``g``
+    app = _app()
+    with app.app_context():
+        granted_a, granted_b, banner = _visit(app)
+    assert "marketing" in granted_a
+    assert granted_b == ["necessary"]  # the new visitor is not taken for the first one
+    assert banner
+
+
+def test_header_helpers_read_and_change_the_same_headers() -> None:
+    from werkzeug.datastructures import Headers
+
+    headers = Headers([("Content-Type", "text/html"), ("Content-Length", "3")])
+    items = _compat.header_list(headers)
+    assert items is not None
+    items[1] = ("Content-Length", "4")
+    assert headers["Content-Length"] == "4"
+    assert list(_compat.header_items(headers)) == [("Content-Type", "text/html"),
+                                                   ("Content-Length", "4")]

@@ -143,7 +143,8 @@ def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
     """``/page`` renders ``page`` from a template; ``/story`` serves ``page`` itself;
     ``/render`` the same page as text (encoded per request);
     ``/fresh`` the same page with a new CSP nonce each time (in ``g.csp_nonce``);
-    ``/changing`` the same page with a new token each time that is not a known nonce."""
+    ``/changing`` the same page with a new token each time that is not a known nonce;
+    ``/form`` the template with a CSRF field, a new token on every request."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY="bench-secret-key-long-enough-to-sign", CONSENTKIT_LEDGER_URL=None)
     app.config.update(config)
@@ -151,11 +152,20 @@ def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
         ConsentKit(app)
 
     source, paragraphs = as_template(page)
-    app.jinja_loader = DictLoader({"story.html": source})
+    body_at = source.index("<body")
+    body_at = source.index(">", body_at) + 1
+    form = (source[:body_at] + '<form method="post" action="/comment"><input type="hidden" '
+            'name="csrf_token" value="{{ token }}"></form>' + source[body_at:])
+    app.jinja_loader = DictLoader({"story.html": source, "form.html": form})
 
     @app.get("/page")
     def rendered() -> str:
         return render_template("story.html", paragraphs=paragraphs)
+
+    @app.get("/form")
+    def with_form() -> str:  # the page with a CSRF field: a new token on every request
+        return render_template("form.html", paragraphs=paragraphs,
+                               token=secrets.token_urlsafe(32))
 
     @app.get("/story")
     def story() -> Response:
@@ -216,6 +226,11 @@ def bench_requests(quick: bool) -> None:
         ("+ banner, template, returning visitor", "/page", with_banner,
          {"Cookie": consent_cookie(with_banner, "analytics")}),
         ("+ banner, template, new visitor", "/page", with_banner, {}),
+        ("template + CSRF field, returning visitor", "/form", gating_only,
+         {"Cookie": consent_cookie(gating_only, "analytics")}),
+        ("+ banner, template + CSRF field, returning", "/form", with_banner,
+         {"Cookie": consent_cookie(with_banner, "analytics")}),
+        ("+ banner, template + CSRF field, new visitor", "/form", with_banner, {}),
         ("same page, returning visitor, all granted", "/story", gating_only,
          {"Cookie": consent_cookie(gating_only, *everything)}),
         ("same page, returning visitor, rejected", "/story", gating_only,

@@ -1,4 +1,4 @@
-"""Every private API of Flask and werkzeug the extension reads, in one place.
+"""Every private API of Flask, werkzeug and Python the extension reads, in one place.
 
 Each is a fast path for code that runs on every request, and each has a public
 fallback that gives the same answer more slowly. ``FAST_PATHS`` says which fast
@@ -26,6 +26,16 @@ try:
 except ImportError:  # pragma: no cover
     _cv_request = None  # type: ignore[assignment]
 
+try:
+    # Python's own parser of regular expressions: the gating reads the literals every
+    # match of a tracker's pattern holds, to look for all of them in one search.
+    from re import _constants as _re_constants  # type: ignore[attr-defined]
+    from re import _parser as _re_parser  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _re_constants = _re_parser = None
+#: the opcodes of :func:`parse_regex`'s trees
+re_constants: Any = _re_constants
+
 _HEADERS_LIST = type(getattr(Headers([("A", "b")]), "_list", None)) is list
 _FIRST_REQUEST = isinstance(getattr(Flask("consentkit-compat"), "_got_first_request", None),
                             bool)
@@ -36,6 +46,10 @@ FAST_PATHS: dict[str, bool] = {
     "request context variable": _cv_request is not None,
     "headers list": _HEADERS_LIST,
     "first request flag": _FIRST_REQUEST,
+    "regular expression parser": _re_parser is not None
+    and all(hasattr(re_constants, name) for name in (
+        "LITERAL", "AT", "SUBPATTERN", "ATOMIC_GROUP", "BRANCH", "MAX_REPEAT", "MIN_REPEAT",
+        "POSSESSIVE_REPEAT")),
 }
 
 
@@ -85,3 +99,14 @@ def serving(app: Flask) -> bool:
     """
     return getattr(app, "_got_first_request", False) is True if _FIRST_REQUEST else False
 
+
+
+def parse_regex(pattern: str, flags: int) -> Any | None:
+    """Python's parse tree of ``pattern`` (``re._parser.parse``), or ``None`` without it.
+
+    Read with the opcodes of :data:`re_constants`; ``None`` only costs speed (the
+    caller then runs every pattern on every text).
+    """
+    if not FAST_PATHS["regular expression parser"]:
+        return None
+    return _re_parser.parse(pattern, flags)

@@ -89,3 +89,17 @@ def test_header_helpers_read_and_change_the_same_headers() -> None:
     assert headers["Content-Length"] == "4"
     assert list(_compat.header_items(headers)) == [("Content-Type", "text/html"),
                                                    ("Content-Length", "4")]
+
+
+def test_without_the_regex_parser_trackers_are_still_found(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from flask_consentkit.gating.html import TrackerMatcher, required_literals
+
+    snippet = (b"<script>(function(w,d,s,l,i){j.src='https://www.googletagmanager.com/gtm.js"
+               b"?id='+i;})(window,document,'script','dataLayer','GTM-X');</script>")
+    fast = TrackerMatcher().find_script(snippet)
+    assert fast is not None
+    monkeypatch.setitem(_compat.FAST_PATHS, "regular expression parser", False)
+    assert required_literals(r"googletagmanager\.com/gtm\.js") is None
+    slow = TrackerMatcher().find_script(snippet)
+    assert slow is not None and slow.name == fast.name

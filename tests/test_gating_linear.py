@@ -90,24 +90,43 @@ def _baseline() -> float:
     return _cost(lambda: scan(page, matcher=TrackerMatcher(), hosts=HOSTS, own=OWN))
 
 
+def _holds(measure: Callable[[], tuple[bool, object]], attempts: int = 4) -> None:
+    """``measure()`` gives ``(within the bound, details)``; a busy machine (other test
+    workers, a browser) can slow one measurement several times over, so a miss is
+    measured again: what is super-linear misses by orders of magnitude every time."""
+    details: list[object] = []
+    for _ in range(attempts):
+        ok, detail = measure()
+        if ok:
+            return
+        details.append(detail)
+    raise AssertionError(details)
+
+
 @pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
 def test_a_pathological_document_costs_no_more_than_ordinary_html(name):
     body = PATHOLOGICAL[name]
     assert len(body) >= SIZE * 0.9
     for hosts in (None, HOSTS):
-        cost = _cost(lambda hosts=hosts: scan(body, matcher=TrackerMatcher(), hosts=hosts,
-                                              own=OWN))
-        baseline = _baseline()  # measured next to it: the machine's load weighs on both
-        assert cost <= 50 * baseline + 0.1, (name, cost, baseline)
+        def measure(hosts=hosts):
+            cost = _cost(lambda: scan(body, matcher=TrackerMatcher(), hosts=hosts, own=OWN))
+            baseline = _baseline()  # measured next to it: the machine's load weighs on both
+            return cost <= 50 * baseline + 0.1, (name, cost, baseline)
+
+        _holds(measure)
 
 
 @pytest.mark.parametrize("name", ["comment openers in an unclosed tag", "nested svg",
                                   "noscripts that part", "many trackers"])
 def test_twice_the_input_costs_about_twice_the_time(name):
     body = PATHOLOGICAL[name]
-    small = _cost(lambda: scan(body, hosts=HOSTS, own=OWN))
-    large = _cost(lambda: scan(body * 4, hosts=HOSTS, own=OWN))
-    assert large <= 12 * small + 0.05, (name, small, large)  # linear: ~4x
+
+    def measure():
+        small = _cost(lambda: scan(body, hosts=HOSTS, own=OWN))
+        large = _cost(lambda: scan(body * 4, hosts=HOSTS, own=OWN))
+        return large <= 12 * small + 0.05, (name, small, large)  # linear: ~4x
+
+    _holds(measure)
 
 
 def test_css_and_srcset_readers_are_linear():

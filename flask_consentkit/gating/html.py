@@ -76,10 +76,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html.entities import html5 as _ENTITIES
-from re import _constants as _c  # type: ignore[attr-defined]
-from re import _parser as _sre_parser  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._compat import parse_regex
+from .._compat import re_constants as _c
 from ..categories import NECESSARY
 from ..urls import Target, network_target
 from .trackers import TRACKERS, Tracker
@@ -526,8 +526,10 @@ def required_literals(pattern: str) -> list[str] | None:
     ``None`` when no such set can be derived (the pattern then always runs).
     """
     try:
-        parsed = _sre_parser.parse(pattern, re.IGNORECASE)
+        parsed = parse_regex(pattern, re.IGNORECASE)
     except Exception:  # noqa: BLE001 - an unexpected shape only costs speed
+        return None
+    if parsed is None:
         return None
     found = _required(list(parsed))
     if not found or min(len(n) for n in found) < 3:
@@ -2051,7 +2053,8 @@ class ScannedDocument:
     placeholder, plus a few whole outputs keyed by the placeholders that went in.
     """
 
-    __slots__ = ("body", "cache", "categories", "outputs", "own", "scripts", "sites")
+    __slots__ = ("body", "cache", "categories", "holes", "outputs", "own", "scripts",
+                 "segments", "sites", "unholeable")
 
     #: output plans kept per document (one per combination of decisions seen)
     max_outputs = 8
@@ -2073,6 +2076,33 @@ class ScannedDocument:
         self.scripts: list[tuple[int, int]] = []
         #: decisions (per category) -> output
         self.outputs: dict[tuple[bool, ...], _Output] = {}
+        #: a document kept with NUL holes (see :meth:`ScanCache._holed`): where they
+        #: are, the bytes between them, and whether one is in a site or a script's
+        #: text (then its pages are scanned whole)
+        self.holes: tuple[tuple[int, int], ...] = ()
+        self.segments: tuple[tuple[int, bytes], ...] = ()
+        self.unholeable: bool | None = None
+
+    def set_holes(self, runs: list[tuple[int, int]]) -> None:
+        """Mark this document as kept with NULs at ``runs``."""
+        spans = [(site.start, site.end) for site in self.sites] + list(self.scripts)
+        self.unholeable = any(s < end and start < e for start, end in runs for s, e in spans)
+        self.holes = tuple(runs)
+        segments, at = [], 0
+        for start, end in runs:
+            segments.append((at, self.body[at:start]))
+            at = end
+        segments.append((at, self.body[at:]))
+        self.segments = tuple(segments)
+
+    def fits(self, body: bytes) -> bool:
+        """Is ``body`` this document but for its holes, which hold tokens?"""
+        starts = body.startswith
+        for at, segment in self.segments:
+            if not starts(segment, at):
+                return False
+        fullmatch = _TOKEN_VALUE.fullmatch
+        return all(fullmatch(body, start, end) for start, end in self.holes)
 
     def apply(self, gate: Gate) -> bytes:
         """The output for ``gate``: :func:`apply` of the sites, reusing what was made before."""
@@ -2201,7 +2231,7 @@ class ScanCache:
               nonce: Callable[[], str | None] | None = None, *,
               hosts: HostRules | None = None, own: str | None = None,
               saw: Callable[[str, str], None] | None = None,
-              ) -> ScannedDocument | NoncedDocument:
+              ) -> ScannedDocument | NoncedDocument | FilledDocument:
         """The scanned document ``body``, scanned now unless it was before.
 
         :param nonce: gives the request's CSP nonce. A page that differs from
@@ -2219,7 +2249,48 @@ class ScanCache:
             nonced = self._nonced(body, nonce(), scan_with)
             if nonced is not None:
                 return nonced
+        if len(body) <= self.limit:
+            filled = self._holed(body, key, scan_with)
+            if filled is not None:
+                return filled
         return self._scan(body, key, scan_with)
+
+    def _holed(self, body: bytes, key: tuple[int, bytes, bytes],
+               scan_with: _ScanWith) -> FilledDocument | None:
+        """A page seen before but for the values of a few token-valued attributes.
+
+        Pages that change on every request usually change in a CSRF field's
+        ``value`` or a ``nonce`` the app did not make known: same length, same
+        ends, a few short runs of other bytes. When every run is the whole value
+        of such an attribute (see :func:`_token_runs`) and lies outside every
+        site and script text, the scan does not depend on those bytes: the page
+        is kept once with NULs in those holes, and its output is that document's
+        with the holes filled with this request's bytes (:class:`FilledDocument`).
+        A page that matches a kept document but for its holes costs one
+        comparison of its bytes; finding the holes (the first time) a few more.
+        """
+        if b"\0" in body:
+            return None
+        bucket = self._scans.get(key, ())
+        for doc in bucket:
+            if doc.holes and doc.own == scan_with.own and doc.unholeable is False \
+                    and doc.fits(body):
+                return FilledDocument(doc, [body[start:end] for start, end in doc.holes])
+        for doc in bucket:
+            if doc.own != scan_with.own:
+                continue
+            runs = _token_runs(doc.body, body)
+            if runs is None:
+                continue
+            holed = _with_holes(body, runs)
+            found = self._find(holed, key, scan_with.own)
+            if found is None:
+                found = self._scan(holed, key, scan_with, scripts=True)
+                found.set_holes(runs)
+            if not found.holes or found.unholeable:
+                return None
+            return FilledDocument(found, [body[start:end] for start, end in runs])
+        return None
 
     def _nonced(self, body: bytes, nonce: str | None,
                 scan_with: _ScanWith) -> NoncedDocument | None:
@@ -2283,6 +2354,8 @@ class ScanCache:
               hosts: HostRules | None = None, own: str | None = None) -> list[Site]:
         """The sites of ``body`` (see :func:`scan`), scanned now unless it was before."""
         doc = self.entry(body, matcher, hosts=hosts, own=own)
+        if isinstance(doc, FilledDocument):  # the holes are in no site: same positions
+            doc = doc.base
         assert isinstance(doc, ScannedDocument)
         return doc.sites
 
@@ -2309,6 +2382,137 @@ class NoncedDocument:
         return self.base.apply(gate).replace(self.stand_in, self.nonce)
 
 
+
+
+class FilledDocument:
+    """A document seen before with holes, and this request's bytes for the holes.
+
+    The kept document has NUL bytes where the values of token-valued attributes
+    were (see :meth:`ScanCache._holed`); none is in a site or a script's text,
+    so every hole is copied to the output as it is, in order: the output is the
+    kept document's output with each run of NULs replaced by this page's bytes.
+    """
+
+    __slots__ = ("base", "fills")
+
+    def __init__(self, base: ScannedDocument, fills: list[bytes]) -> None:
+        self.base, self.fills = base, fills
+
+    def apply(self, gate: Gate) -> bytes:
+        out = self.base.apply(gate)
+        parts: list[bytes] = []
+        at = 0
+        for fill in self.fills:
+            hole = out.find(b"\0", at)
+            assert hole >= 0 and out[hole:hole + len(fill)] == b"\0" * len(fill)
+            parts.append(out[at:hole])
+            parts.append(fill)
+            at = hole + len(fill)
+        parts.append(out[at:])
+        return b"".join(parts)
+
+
+#: bytes of the values the holes may take: tokens, base64 (url), hex, UUIDs, JWTs
+_TOKEN_BYTES = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                b"-_.+/~")
+#: attributes whose values the scan never reads (``data-`` ones that hold no URL and
+#: are not the extension's own); the name before ``="`` of a hole, lower case
+_HOLE_ATTRIBUTE = re.compile(
+    rb"[\s\"'/](?:nonce|value|content|id|class|name|for|form|"
+    rb"data-(?![a-z0-9_.:-]*(?:src|href|url|bg|background|poster|consent))[a-z0-9_.:-]+)"
+    rb"=[\"']\Z")
+#: most runs a page may differ by, and the shortest a compared slice is cut to
+_MAX_RUNS = 16
+_LEAF = 64
+
+
+def _token_runs(old: bytes, new: bytes) -> list[tuple[int, int]] | None:
+    """Where two documents of one length differ, if only in whole token-valued
+    attribute values: ``[(start, end), …]`` of each value in ``new``, else ``None``.
+
+    Found by halving: equal halves are skipped in one comparison of their bytes.
+    Each run of differing bytes is widened to the whole value it is part of —
+    bytes of :data:`_TOKEN_BYTES` (or the NULs of a kept document) between two
+    equal quotes, after the name of an attribute the scan never reads, in a tag
+    the scan passes over or reads by its URL attributes only (not an element
+    that fetches or changes the tokenizer's state but ``<input>`` and ``<meta>``,
+    none with a ``style`` or ``background`` attribute, no ``http-equiv``) —
+    so that nothing a browser or the scan would read differently can differ:
+    such bytes (no ``<``, ``>``, ``&``, ``=`` or quote) change neither the state of
+    the HTML tokenizer nor a URL, a tag or an attribute name, nor make a
+    candidate of the scan's searches.
+    """
+    differing: list[int] = []
+    # (start, end, known to differ): when the left half of a span that differs is
+    # equal, the right half differs without being compared
+    stack = [(0, len(new), old != new)]
+    while stack:
+        start, end, differs = stack.pop()
+        if not differs and old[start:end] == new[start:end]:
+            if stack and stack[-1][2] is None:  # the right half of this one's parent
+                stack[-1] = (stack[-1][0], stack[-1][1], True)
+            continue
+        if end - start <= _LEAF:
+            differing.extend(i for i in range(start, end) if old[i] != new[i])
+            if len(differing) > _MAX_RUNS * 256:
+                return None
+            continue
+        middle = (start + end) // 2
+        stack.append((middle, end, None))  # type: ignore[arg-type]
+        stack.append((start, middle, False))
+    if not differing:
+        return None
+    runs: list[tuple[int, int]] = []
+    for index in sorted(differing):
+        if runs and index < runs[-1][1]:
+            continue  # inside the value found for an earlier byte
+        start = end = index
+        while start > 0 and new[start - 1] in _TOKEN_BYTES and old[start - 1] in _TOKEN_OR_NUL:
+            start -= 1
+        while end < len(new) and new[end] in _TOKEN_BYTES and old[end] in _TOKEN_OR_NUL:
+            end += 1
+        if end == index or start == 0 or end >= len(new):
+            return None  # the byte itself is not one of a token
+        quote = new[start - 1]
+        if quote not in b"\"'" or new[end] != quote or old[start - 1] != quote \
+                or old[end] != quote:
+            return None
+        name = _HOLE_ATTRIBUTE.search(new[max(0, start - 40):start].lower())
+        if name is None:
+            return None
+        # not in a tag the scan reads (an element that fetches or changes the
+        # tokenizer's state, a style or background attribute): only in one it passes over
+        tag = new.rfind(b"<", 0, start)
+        close = new.find(b">", end)
+        if tag < 0 or close < 0:
+            return None
+        text = new[tag:close + 1].lower()
+        if ((_CANDIDATE.match(text) is not None and _PLAIN_HOLDER.match(text) is None)
+                or b"style" in text or b"background" in text or b"http-equiv" in text):
+            return None
+        runs.append((start, end))
+        if len(runs) > _MAX_RUNS:
+            return None
+    return runs
+
+
+_TOKEN_OR_NUL = _TOKEN_BYTES + b"\0"
+#: the elements the scan reads whose tokens may be holes all the same: a form field
+#: (a CSRF token; only ``type=image`` fetches, through ``src``) and a ``<meta>``
+_PLAIN_HOLDER = re.compile(rb"<(?:input|meta)[\t\n\f\r />]")
+_TOKEN_VALUE = re.compile(rb"[A-Za-z0-9\-_.+/~]+")
+
+
+def _with_holes(body: bytes, runs: list[tuple[int, int]]) -> bytes:
+    """``body`` with each run replaced by as many NUL bytes."""
+    parts: list[bytes] = []
+    at = 0
+    for start, end in runs:
+        parts.append(body[at:start])
+        parts.append(b"\0" * (end - start))
+        at = end
+    parts.append(body[at:])
+    return b"".join(parts)
 
 
 class _ScanWith:

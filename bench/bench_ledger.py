@@ -10,11 +10,13 @@ SQLite file (WAL, synchronous=FULL) and with PostgreSQL
 receipt is durable before its decision is answered; decisions that arrive
 together share one commit (group commit).
 
-    python bench/bench_ledger.py [--clients 1,8,32] [--seconds 3] [--rounds 3]
+    python bench/bench_ledger.py [--clients 1,8,32] [--seconds 2] [--rounds 5]
                                  [--prune-rows 200000]
 
 It prints the median decisions per second of each case and client count, and
-its ratio to the ledger off at the same count. With ``--prune-rows N`` it also
+its ratio to the ledger off at the same count, and the machine's load average
+before and after (on a shared 2-core machine other work moves the figures by
+±10 %: compare the ratios, and run it more than once). With ``--prune-rows N`` it also
 fills a SQLite ledger with N receipts past retention, prunes them while
 decisions keep arriving, and prints the prune rate and the slowest decision
 during the prune (batches keep the table usable).
@@ -219,14 +221,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8,32",
                         help="concurrent clients, comma-separated (default 1,8,32)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prune-rows", type=int, default=0)
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
 
     results: dict[tuple[str, int], list[float]] = {}
     names: list[str] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cases: list[tuple[str, Callable[[], Flask]]] = [
             ("bare Flask JSON POST", bare_app),
@@ -263,8 +266,10 @@ def main() -> None:
                 admin.dispose()
             dispose_engines()
 
+    load_after = os.getloadavg()
     print(f"decisions/s over HTTP (median of {args.rounds} rounds of {args.seconds:g} s; "
-          f"{os.cpu_count()} CPUs)")
+          f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after)")
     header = "".join(f"{f'{c} client' + ('s' if c > 1 else ''):>22}" for c in counts)
     print(f"{'case':24}{header}")
     for name in names:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import secrets
 import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,80 @@ def decide_as_one_visitor(app: Flask, n: int) -> int:
         response = choose(client, action, categories=["analytics"] if action == "save" else [])
         ok += response.status_code == 200
     return ok
+
+
+def one_decision(app: Flask, cookie: str, i: int) -> int:
+    """The ``i``-th decision (accept, reject, save in turn) sent with ``cookie``; its status."""
+    action = ACTIONS[i % 3]
+    body: dict[str, Any] = {"action": action}
+    if action == "save":
+        body["categories"] = ["analytics"]
+    client = app.test_client(use_cookies=False)
+    return int(client.post("/consent/", json=body,
+                           headers={**SAME_ORIGIN, "Cookie": cookie}).status_code)
+
+
+def race_worker(url: str, instance: str, cookies: list[str], tabs: int, erase: bool,
+                barrier: Any, out: Any) -> None:
+    """One app server (a process of its own, with its own connections) of a race.
+
+    For each cookie in turn it waits for the other processes at ``barrier``,
+    then sends ``tabs`` decisions at once with that cookie (threads), or, with
+    ``erase``, erases it; it puts ``(round, what it got)`` on ``out``.
+    """
+    app = make_app(Path(instance), CONSENTKIT_LEDGER_URL=url, CONSENTKIT_RATELIMIT=None)
+    try:
+        # warm: tables checked, connections open, so that the rounds race for real
+        choose(app.test_client())
+        with ThreadPoolExecutor(max(tabs, 1)) as pool:
+            for n, cookie in enumerate(cookies):
+                barrier.wait(60)
+                if erase:
+                    client = app.test_client(use_cookies=False)
+                    response = client.post("/consent/erase", json={},
+                                           headers={**SAME_ORIGIN, "Cookie": cookie})
+                    out.put((n, (response.status_code, response.get_json(silent=True))))
+                else:
+                    out.put((n, list(pool.map(one_decision, [app] * tabs, [cookie] * tabs,
+                                              range(tabs)))))
+    except BaseException as exc:
+        out.put((-1, repr(exc)))
+        barrier.abort()
+        raise
+    finally:
+        dispose_engines(url)
+
+
+def race(url: str, instance: Path, cookies: list[str], processes: int, tabs: int,
+         erasers: int = 0) -> list[list[Any]]:
+    """``processes`` app servers (the last ``erasers`` of them erase) race on each cookie.
+
+    Returns, per cookie, what each process got (eraser last).
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.ledger_helpers"])
+    barrier = context.Barrier(processes)
+    out = context.Queue()
+    workers = [context.Process(target=race_worker, daemon=True, args=(
+        url, str(instance), cookies, tabs, n >= processes - erasers, barrier, out))
+        for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    got: list[list[Any]] = [[] for _ in cookies]
+    try:
+        for _ in range(processes * len(cookies)):
+            n, value = out.get(timeout=120)
+            assert n >= 0, f"a racing process failed: {value}"
+            got[n].append(value)
+    finally:
+        for worker in workers:
+            worker.join(30)
+            if worker.is_alive():
+                worker.kill()
+        out.close()
+    for values in got:  # decisions first, the erasure's answer (a tuple) last
+        values.sort(key=lambda v: isinstance(v, tuple))
+    return got
 
 
 class SilentProxy:

@@ -1,7 +1,9 @@
 """Group commit: receipts that arrive together share one commit and still form one line.
 
 A receipt is returned only after the commit that holds it; a failure fails
-each receipt it concerns, and only those.
+each receipt it concerns, and only those. Commits are counted by the database
+itself: on PostgreSQL the distinct transaction ids (``xmin``) of the receipts,
+on SQLite the ``COMMIT`` statements SQLite ran on the writer's connection.
 """
 # ruff: noqa: F811  (pytest fixtures imported from ledger_helpers)
 
@@ -9,27 +11,35 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
 
 from flask_consentkit.ledger import store
 from flask_consentkit.ledger.store import Ledger, LedgerWriteError, get_engine
 
-from .ledger_helpers import draft, execute, store_url  # noqa: F401
+from .ledger_helpers import draft, execute, pg_schema, store_url  # noqa: F401
 
 WRITERS = 32
 
 
-def commits_of(ledger: Ledger) -> list[int]:
-    """A list that grows by one at each commit of the process's writer for ``ledger``."""
-    ledger.append(draft("warm-up-0000000000000"))  # the writer's engine exists
-    commits: list[int] = []
+def commit_counter(ledger: Ledger) -> Callable[[], int]:
+    """How many transactions have written receipts so far (call before the first write)."""
+    if ledger.dialect == "postgresql":
+        return lambda: int(execute(
+            ledger.url, "SELECT count(DISTINCT xmin::text) FROM consentkit_receipts")[0][0])
+    commits: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement.strip().upper() == "COMMIT":
+            commits.append(statement)
+
     engine = get_engine(ledger.url, ledger.timeout, writer=True)
-    event.listen(engine, "commit", lambda _conn: commits.append(1))
-    return commits
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(trace))
+    return lambda: len(commits)
 
 
 def together(n: int, call: Any) -> list[Any]:
@@ -53,14 +63,33 @@ def visitor(i: int) -> str:
 
 def test_32_writers_share_commits_and_keep_one_line(store_url: str) -> None:
     ledger = Ledger(store_url)
-    commits = commits_of(ledger)
+    commits = commit_counter(ledger)
+    ledger.append(draft("warm-up-0000000000000"))
+    before = commits()
+    reader = create_engine(store_url)  # another connection: sees only what is committed
+    unseen: list[str] = []
+
+    def append(i: int) -> dict[str, Any]:
+        row = ledger.append(draft(visitor(i)))
+        with reader.connect() as conn:  # returned, so committed
+            found = conn.execute(text("SELECT seq FROM consentkit_receipts "
+                                      "WHERE receipt_id = :r"), {"r": row["receipt_id"]}).all()
+        if found != [(row["seq"],)]:
+            unseen.append(row["receipt_id"])
+        return row
+
     rounds = 10
     rows: list[Any] = []
-    for _ in range(rounds):
-        rows += together(WRITERS, lambda i: ledger.append(draft(visitor(i))))
+    try:
+        for _ in range(rounds):
+            rows += together(WRITERS, append)
+    finally:
+        reader.dispose()
     assert all(isinstance(r, dict) for r in rows), [r for r in rows if not isinstance(r, dict)]
+    assert not unseen, f"{len(unseen)} receipts were returned before their commit"
     total = 1 + rounds * WRITERS
-    assert len(commits) < rounds * WRITERS / 4, f"{len(commits)} commits for {total} receipts"
+    shared = commits() - before
+    assert 0 < shared < rounds * WRITERS / 4, f"{shared} commits for {rounds * WRITERS} receipts"
 
     result = ledger.verify()
     assert result.ok and result.checked == total, result.describe()
@@ -77,7 +106,9 @@ def test_32_writers_share_commits_and_keep_one_line(store_url: str) -> None:
 
 def test_an_erasure_in_a_batch_erases_what_the_batch_wrote_before_it(store_url: str) -> None:
     ledger = Ledger(store_url)
-    commits = commits_of(ledger)
+    commits = commit_counter(ledger)
+    ledger.append(draft("warm-up-0000000000000"))
+    before = commits()
     target = visitor(0)
 
     def call(i: int) -> Any:
@@ -93,23 +124,14 @@ def test_an_erasure_in_a_batch_erases_what_the_batch_wrote_before_it(store_url: 
     erased = execute(store_url, "SELECT count(*) FROM consentkit_receipts WHERE erased_at "
                      "IS NOT NULL")[0][0]
     assert erased == count and count + len(rows) == 3  # i = 0, 8, 24 (16 erases)
-    assert len(commits) < WRITERS
+    assert commits() - before < WRITERS
     assert ledger.verify().ok
 
 
-def test_a_receipt_the_database_refuses_fails_alone(
-        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_receipt_the_database_refuses_fails_alone(store_url: str) -> None:
     ledger = Ledger(store_url)
-    commits_of(ledger)
+    ledger.append(draft("warm-up-0000000000000"))
     bad = {3, 11, 20, 29}
-    alone: list[Any] = []
-    real = store._Writer._commit_alone
-
-    def spy(self: Any, job: Any) -> None:
-        alone.append(job)
-        real(self, job)
-
-    monkeypatch.setattr(store._Writer, "_commit_alone", spy)
 
     def call(i: int) -> Any:
         # a NOT NULL column left empty: the database refuses this receipt, not the batch
@@ -122,41 +144,53 @@ def test_a_receipt_the_database_refuses_fails_alone(
             assert "IntegrityError" in str(result) or "NotNull" in str(result)
         else:
             assert isinstance(result, dict), result
-    assert len(alone) > len(bad)  # a batch with a refused receipt was retried one by one
     assert ledger.count() == 1 + WRITERS - len(bad)
     assert ledger.verify().ok
 
 
-def test_when_a_batch_fails_each_of_its_receipts_gets_its_own_error(
-        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+REFUSE = {
+    # SQLSTATE 53100 "disk_full": an OperationalError, the database's availability
+    "postgresql": [
+        "CREATE FUNCTION ck_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$",
+        "CREATE TRIGGER ck_refuse BEFORE INSERT ON consentkit_receipts "
+        "FOR EACH ROW EXECUTE FUNCTION ck_refuse()",
+    ],
+    # SQLite's RAISE is a constraint failure: the batch is retried one receipt at a time
+    "sqlite": [
+        "CREATE TRIGGER ck_refuse BEFORE INSERT ON consentkit_receipts "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    ],
+}
+ALLOW = {
+    "postgresql": ["DROP TRIGGER ck_refuse ON consentkit_receipts", "DROP FUNCTION ck_refuse()"],
+    "sqlite": ["DROP TRIGGER ck_refuse"],
+}
+
+
+def test_when_the_database_refuses_a_batch_each_receipt_gets_its_own_error(
+        store_url: str, caplog: pytest.LogCaptureFixture) -> None:
     ledger = Ledger(store_url)
-    commits = commits_of(ledger)
-    real = store._write_batch
-    failing = threading.Event()
-
-    def flaky(conn: Any, jobs: list[Any]) -> list[Any]:
-        if failing.is_set():
-            from sqlalchemy.exc import OperationalError
-
-            raise OperationalError("INSERT", {}, Exception("disk full"))
-        return real(conn, jobs)
-
-    monkeypatch.setattr(store, "_write_batch", flaky)
-    failing.set()
-    results = together(WRITERS, lambda i: ledger.append(draft(visitor(i))))
-    assert all(isinstance(r, LedgerWriteError) and "disk full" in str(r) for r in results)
+    commits = commit_counter(ledger)
+    ledger.append(draft())
+    before = commits()
+    for statement in REFUSE[ledger.dialect]:
+        execute(store_url, statement)
+    with caplog.at_level(logging.ERROR, logger="flask_consentkit.ledger"):
+        results = together(WRITERS, lambda i: ledger.append(draft(visitor(i))))
+    assert all(isinstance(r, LedgerWriteError) and "disk full" in str(r) for r in results), \
+        results
     assert len({id(r) for r in results}) == WRITERS  # one exception per waiting request
-    assert not commits and ledger.count() == 1
-    failing.clear()
-    assert ledger.append(draft())["seq"] == 2
+    assert commits() == before and ledger.count() == 1
+    for statement in ALLOW[ledger.dialect]:
+        execute(store_url, statement)
+    assert ledger.append(draft())["seq"] == 2  # writes resume
     assert ledger.verify().ok
 
 
 @pytest.mark.postgres
 def test_a_writer_connection_killed_while_idle_is_replaced(
         postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    from .ledger_helpers import pg_schema
-
     with pg_schema(postgres_url) as url:
         ledger = Ledger(url)
         ledger.append(draft())
@@ -172,10 +206,6 @@ def test_a_writer_connection_killed_while_idle_is_replaced(
 
 @pytest.mark.postgres
 def test_a_pooled_connection_killed_while_idle_is_replaced(postgres_url: str) -> None:
-    from sqlalchemy import text
-
-    from .ledger_helpers import pg_schema
-
     with pg_schema(postgres_url) as url:
         ledger = Ledger(url)
         ledger.append(draft())

@@ -1,13 +1,19 @@
 """One visitor, many requests at once: decisions form a line and an erasure misses nothing.
 
 Two tabs (or a double click) send decisions with the same cookie at the same
-moment; an erasure may race them. Every append and every erase takes the
-chain's lock before it reads anything it depends on, so on both stores:
+moment, to one app server or to several (processes with connections of their
+own, as behind gunicorn); an erasure may race them. Every append and every
+erase takes the chain's lock before it reads anything it depends on, so on
+both stores:
 
 - the receipts of one consent id link in ``seq`` order, each to the one before
   (no two name the same ``previous_receipt_id``);
 - an erasure nulls every receipt of its consent id committed before its
   tombstone, and ``verify`` passes afterwards.
+
+Within one process the writes of a moment share one transaction (group
+commit); across processes they meet at the database's lock, which is what the
+process tests race for.
 """
 # ruff: noqa: F811  (pytest fixtures imported from ledger_helpers)
 
@@ -24,7 +30,7 @@ from flask import Flask
 from flask_consentkit.ledger.store import Ledger
 
 from .conftest import SAME_ORIGIN, make_app
-from .ledger_helpers import ACTIONS, execute, store_url  # noqa: F401
+from .ledger_helpers import execute, one_decision, race, store_url  # noqa: F401
 
 TABS = 16
 
@@ -54,16 +60,7 @@ def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def decision(app: Flask, cookie: str, i: int) -> Callable[[], int]:
-    def call() -> int:
-        action = ACTIONS[i % 3]
-        body: dict[str, Any] = {"action": action}
-        if action == "save":
-            body["categories"] = ["analytics"]
-        client = app.test_client(use_cookies=False)
-        response = client.post("/consent/", json=body, headers={**SAME_ORIGIN, "Cookie": cookie})
-        return response.status_code
-
-    return call
+    return lambda: one_decision(app, cookie, i)
 
 
 def erasure(app: Flask, cookie: str) -> Callable[[], Any]:
@@ -99,6 +96,13 @@ def seq_of(url: str, receipt_id: str) -> int:
     return int(seq)
 
 
+def check_erased(url: str, consent_id: str, expected: int, body: dict[str, Any]) -> None:
+    assert body["erased"] == expected
+    assert receipts_of(url, consent_id) == []
+    result = Ledger(url).verify()
+    assert result.ok, result.describe()
+
+
 def test_two_tabs_deciding_at_once_form_one_line_and_erase_cleanly(
         store_url: str, tmp_path: Path) -> None:
     app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None)
@@ -109,13 +113,20 @@ def test_two_tabs_deciding_at_once_form_one_line_and_erase_cleanly(
     rows = receipts_of(store_url, consent_id)
     assert len(rows) == 1 + 4 * TABS
     forked = forks(rows)
+    check_erased(store_url, consent_id, len(rows), erasure(app, cookie)())
+    assert forked == 0, f"{forked} of {len(rows)} receipts do not link to the one before them"
 
-    body = erasure(app, cookie)()
-    assert body["erased"] == len(rows)
-    assert receipts_of(store_url, consent_id) == []
-    result = Ledger(store_url).verify()
-    assert result.ok, result.describe()
-    assert result.erased == len(rows)
+
+def test_two_tabs_on_four_app_servers_form_one_line(store_url: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None)
+    consent_id, cookie = visitor_cookie(app)
+    # 4 bursts; in each, 4 processes send 4 decisions at once with the one cookie
+    got = race(store_url, tmp_path, [cookie] * 4, processes=4, tabs=4)
+    assert all(codes == [200] * 4 for burst in got for codes in burst), got
+    rows = receipts_of(store_url, consent_id)
+    assert len(rows) == 1 + 4 * 16
+    forked = forks(rows)
+    check_erased(store_url, consent_id, len(rows), erasure(app, cookie)())
     assert forked == 0, f"{forked} of {len(rows)} receipts do not link to the one before them"
 
 
@@ -134,6 +145,28 @@ def test_an_erase_racing_decisions_erases_every_receipt_before_its_tombstone(
         rows = receipts_of(store_url, consent_id)
         left_behind += sum(1 for seq, _, _ in rows if seq < tombstone)
         forked += forks(rows)  # the decisions after the erasure start a new line
+    assert left_behind == 0, f"{left_behind} receipts older than their tombstone kept the id"
+    result = Ledger(store_url).verify()
+    assert result.ok, result.describe()
+    assert forked == 0, f"{forked} decisions after an erasure do not link in order"
+
+
+def test_an_erase_racing_decisions_on_other_app_servers_misses_nothing(
+        store_url: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None)
+    visitors = [visitor_cookie(app) for _ in range(15)]
+    # 15 rounds; in each, 4 processes decide (2 tabs each) while a fifth erases
+    got = race(store_url, tmp_path, [cookie for _, cookie in visitors], processes=5, tabs=2,
+               erasers=1)
+    left_behind = forked = 0
+    for (consent_id, _), answers in zip(visitors, got, strict=True):
+        *decided, (status, body) = answers
+        assert decided == [[200, 200]] * 4 and status == 200, answers
+        tombstone = seq_of(store_url, body["receipt_id"])
+        rows = receipts_of(store_url, consent_id)
+        left_behind += sum(1 for seq, _, _ in rows if seq < tombstone)
+        forked += forks(rows)
+        assert body["erased"] >= 1  # the visitor's first decision, at least
     assert left_behind == 0, f"{left_behind} receipts older than their tombstone kept the id"
     result = Ledger(store_url).verify()
     assert result.ok, result.describe()

@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from flask_consentkit import ConsentConfigError
+from flask_consentkit.cli import cli
 from flask_consentkit.ledger.store import GRACE, Ledger, LedgerTimeout, dispose_engines
 
 from .conftest import make_app
@@ -169,11 +170,50 @@ def test_a_silent_database_costs_each_decision_at_most_the_timeout(
             assert during and all(d.consent_id in failed for d in during)
             later = after(burst, resumed + 1.0)
             assert later and not {d.consent_id for d in later} & failed  # writes resumed
-            result = Ledger(direct).verify()
-            assert result.ok, result.describe()
+            staff = make_app(tmp_path, CONSENTKIT_LEDGER_URL=direct)
+            verify = staff.test_cli_runner().invoke(cli, ["verify"])
+            assert verify.exit_code == 0 and "ledger OK" in verify.output, verify.output
         finally:
             dispose_engines(url)
             proxy.close()
+
+
+@pytest.mark.postgres
+def test_a_database_silent_from_the_start_costs_the_first_decisions_the_timeout(
+        postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker that starts while the database says nothing: its tables cannot be
+    checked, and its first decisions still answer in time; then writes resume."""
+    with pg_schema(postgres_url) as direct:
+        upstream = make_url(direct)
+        proxy = SilentProxy(upstream.host or "127.0.0.1", upstream.port or 5432)
+        url = proxy.url(direct)
+        try:
+            proxy.pause()  # connections are accepted, nothing is answered
+            app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=url, CONSENTKIT_RATELIMIT=None,
+                           CONSENTKIT_LEDGER_TIMEOUT=TIMEOUT)
+            with caplog.at_level(logging.ERROR, logger="flask_consentkit.ledger"):
+                for _ in range(2):
+                    started = time.monotonic()
+                    response = choose(app.test_client(), "save", categories=["analytics"])
+                    assert time.monotonic() - started < TIMEOUT + 1
+                    assert response.status_code == 200
+                    assert "consentkit=" in response.headers["Set-Cookie"]
+            logged = [r for r in caplog.records if r.levelno == logging.ERROR
+                      and "NOT recorded" in r.getMessage()]
+            assert len(logged) == 2
+            proxy.resume()
+            deadline = time.monotonic() + 10
+            while True:  # the writer's attempt in progress may still fail; then it connects
+                response = choose(app.test_client())
+                consent_id = response.get_json()["consent_id"]
+                if execute(direct, "SELECT count(*) FROM consentkit_receipts "
+                           "WHERE consent_id = :c", c=consent_id) == [(1,)]:
+                    break
+                assert time.monotonic() < deadline, "writes did not resume"
+        finally:
+            dispose_engines(url)
+            proxy.close()
+        assert Ledger(direct).verify().ok
 
 
 @contextmanager

@@ -33,6 +33,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=os.environ.get("EXAMPLE_SECRET_KEY", "dev only: set EXAMPLE_SECRET_KEY"),
         CONSENTKIT_PRIVACY_POLICY_URL="/about",
+        # who visitors deal with, as the privacy policy names them: kept in every notice
+        CONSENTKIT_CONTROLLER={"name": "Storyforge (example)",
+                               "address": "1 Example Street, Baku 1000, Azerbaijan",
+                               "email": "privacy@storyforge.example"},
         # cookies the site itself sets for analytics: filtered and expired by consent
         CONSENTKIT_COOKIES={"analytics": ["sf_visitor", "sf_last_story"]},
         STORYFORGE_EMBED_URL="https://www.youtube-nocookie.com/embed/aqz-KE-bpKQ",

@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_POLICY_EFFECTIVE": None,
     "CONSENTKIT_POLICY_CHANGES": None,
     "CONSENTKIT_MIN_AGE": None,
+    "CONSENTKIT_CONTROLLER": None,
     "CONSENTKIT_CATEGORIES": list(DEFAULT_CATEGORIES),
     "CONSENTKIT_COOKIES": {},
     "CONSENTKIT_SERVICES": [],
@@ -151,6 +152,8 @@ class Settings:
     min_age: int | None = None
     #: ``CONSENTKIT_REGIONS`` validated: the rule of each audience (see :mod:`.regions`)
     regions: RegionTable = DEFAULT_TABLE
+    #: who the visitor deals with (name, address, email, phone, url), kept in each notice
+    controller: tuple[tuple[str, str], ...] = ()
 
     @property
     def category_keys(self) -> tuple[str, ...]:
@@ -442,6 +445,32 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_CHANGES = 120
 
 
+CONTROLLER_FIELDS = ("name", "address", "email", "phone", "url")
+
+
+def _controller(value: Any) -> tuple[tuple[str, str], ...]:
+    """``CONSENTKIT_CONTROLLER``: who the visitor deals with, as the privacy policy names them."""
+    key = "CONSENTKIT_CONTROLLER"
+    example = ("e.g. {'name': 'Example Stories LLC', 'address': '1 Main St, Baku', "
+               "'email': 'privacy@example.com', 'phone': '+994 12 000 00 00'}")
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise _fail(key, f"{value!r} is not a mapping; give the controller's details, {example}")
+    unknown = sorted(str(k) for k in value if k not in CONTROLLER_FIELDS)
+    if unknown:
+        raise _fail(key, f"unknown field(s) {', '.join(unknown)}; the fields are "
+                    f"{', '.join(CONTROLLER_FIELDS)}")
+    for field_name, text in value.items():
+        if not isinstance(text, str) or not text.strip() or len(text) > 300:
+            raise _fail(key, f"{field_name!r} must be a non-empty text of at most 300 "
+                        f"characters, not {text!r}")
+    if "name" not in value:
+        raise _fail(key, f"'name' is missing: the visitor must be told who they deal with; "
+                    f"{example}")
+    return tuple((f, value[f].strip()) for f in CONTROLLER_FIELDS if f in value)
+
+
 def _notice_settings(config: Mapping[str, Any], languages: tuple[str, ...],
                      default_language: str) -> dict[str, Any]:
     """The policy's effective date and summary of changes, and the minimum age."""
@@ -677,6 +706,7 @@ def load_settings(app: Flask) -> Settings:
         signing_key=_optional_str(config, "CONSENTKIT_SIGNING_KEY"),
         signing_old_keys=_paths(config, "CONSENTKIT_SIGNING_OLD_KEYS"),
         regions=parse_regions(config["CONSENTKIT_REGIONS"]),
+        controller=_controller(config["CONSENTKIT_CONTROLLER"]),
         ratelimit_storage_url=check_storage_url("CONSENTKIT_RATELIMIT_STORAGE_URL",
                                                 config["CONSENTKIT_RATELIMIT_STORAGE_URL"]),
     )

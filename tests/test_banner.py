@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from flask import Response, g, render_template_string, stream_with_context
 
 from flask_consentkit.banner import visible_text
+from flask_consentkit.notice import notice_id
 
 from .banner_app import banner_app
 from .conftest import SAME_ORIGIN, make_app
@@ -359,16 +359,19 @@ def test_translate_service_gives_the_apps_own_category_texts(app_factory):
         assert translate("category.unknown.label") == "category.unknown.label"
 
 
-def test_banner_fingerprint_is_the_hash_of_the_text_shown(tmp_path):
+def test_banner_fingerprint_is_the_id_of_the_notice_of_the_text_shown(tmp_path):
     app = banner_app(tmp_path)
-    fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]
+    services = app.extensions["consentkit"].services
+    fingerprint = services["banner_fingerprint"]
     client = app.test_client()
     html = client.get("/page?lang=az").get_data(as_text=True)
     shown = visible_text(banner_of(html))
     with app.test_request_context("/consent/?lang=az", method="POST"):
         digest, lang = fingerprint()
+        ident, _, notice = services["notice"]()
     assert lang == "az"
-    assert digest == hashlib.sha256(shown.encode()).hexdigest()
+    assert digest == ident == notice_id(notice)  # the SHA-256 of the notice kept
+    assert notice["text"] == shown  # which holds the text shown
     assert "Hamısını rədd et" in shown and "Plausible" in shown
     with app.test_request_context("/consent/?lang=en", method="POST"):
         assert fingerprint()[0] != digest

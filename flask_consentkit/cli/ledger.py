@@ -1,4 +1,4 @@
-"""Staff commands of the ledger: ``export``, ``erase``, ``verify``, ``prune``."""
+"""Staff commands of the ledger: ``export``, ``notice``, ``erase``, ``verify``, ``prune``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 import click
 
 from ..categories import NECESSARY
+from ..ledger.formats import FORMATS, render
+from ..ledger.notices import NoticeStore
+from ..ledger.schema import SCHEMA_VERSION
 from ..ledger.store import PRUNE_BATCH, Draft, Ledger
 from . import cli, kit_state
 
@@ -37,13 +40,72 @@ def _consent_id(value: str) -> str:
 
 @cli.command("export")
 @click.argument("consent_id", metavar="ID")
-def export_command(consent_id: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
+              help="json: the receipts as kept; dpv: ISO/IEC TS 27560 consent records in the "
+              "W3C DPV vocabulary (JSON-LD); kantara: Kantara Consent Receipts v1.1.")
+def export_command(consent_id: str, fmt: str) -> None:
     """Print the receipts of consent id ID as JSON (a data-subject access request)."""
     consent_id = _consent_id(consent_id)
     found = _ledger().export(consent_id)
-    click.echo(json.dumps({"consent_id": consent_id, "receipts": found}, indent=2))
+    document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "consent_id": consent_id}
+    if fmt == "json":
+        document["receipts"] = found
+    else:
+        store = _notices()
+        notices: dict[str, Any] = {}
+        for receipt in found:
+            ident = receipt.get("notice_id")
+            if ident and ident not in notices:
+                notices[ident] = store.get(ident)
+        document["format"] = fmt
+        key = "records" if fmt == "dpv" else "receipts"
+        document[key] = render(found, notices, fmt, consent_id)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     if not found:
         click.echo(f"no receipts for {consent_id}", err=True)
+
+
+def _notices() -> NoticeStore:
+    store: NoticeStore | None = kit_state().services.get("notices")
+    if store is None:
+        _ledger()  # says why: receipts are off
+        raise click.ClickException("this app keeps no notices")
+    return store
+
+
+_NOTICE_ID = re.compile(r"^[0-9a-f]{64}$")
+_RECEIPT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@cli.command("notice")
+@click.argument("ident", metavar="ID")
+def notice_command(ident: str) -> None:
+    """Print the notice ID (or the notice of receipt ID) as it was shown, as JSON.
+
+    A notice is what the visitor was shown and told when they decided: the
+    banner's text in their language, the categories and services, the policy and
+    the controller. Each receipt names one (its ``notice_id``).
+    """
+    ident = ident.strip().lower()
+    store = _notices()
+    if _RECEIPT_ID.match(ident):
+        receipt = _ledger().receipt(ident)
+        if receipt is None:
+            raise click.ClickException(f"no receipt {ident}")
+        if not receipt.get("notice_id"):
+            raise click.ClickException(f"receipt {ident} names no notice (receipts of "
+                                       "erasures and of apps without the banner name none)")
+        ident = receipt["notice_id"]
+    elif not _NOTICE_ID.match(ident):
+        raise click.BadParameter(f"{ident[:80]!r} is neither a notice id (64 hex digits, a "
+                                 "receipt's notice_id) nor a receipt id (a UUID)",
+                                 param_hint="ID")
+    content = store.get(ident)
+    if content is None:
+        raise click.ClickException(
+            f"no notice {ident} is kept (receipts written before notices were kept name "
+            "the hash of the banner's text only)")
+    click.echo(json.dumps({"notice_id": ident, **content}, indent=2, ensure_ascii=False))
 
 
 @cli.command("erase")
@@ -89,6 +151,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
 def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None) -> None:
     """Check the hash chain; exit 1 naming the first bad receipt.
 
+    A kept notice whose content no longer hashes to its id fails it too.
     With --checkpoint FILE, also exit 1 when a checkpointed receipt is gone,
     changed or off the chain, or a line's signature does not verify.
     """
@@ -99,6 +162,10 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
     else:
         click.echo(result.describe(), err=True)
     ok = result.ok
+    store: NoticeStore | None = kit_state().services.get("notices")
+    for problem in store.check() if store is not None else ():
+        click.echo(problem, err=True)
+        ok = False
     if checkpoint_files:
         from .signing import check_files
 

@@ -4,6 +4,8 @@
 
 - ``ext.services["ledger"]`` — the app's :class:`~.store.Ledger` (absent when
   ``CONSENTKIT_LEDGER_URL`` is ``None``);
+- ``ext.services["notices"]`` — the :class:`~.notices.NoticeStore` of the notices
+  receipts name;
 - ``ext.services["recorder"]`` — called by the choice endpoint as
   ``recorder(action=, state=, previous=)``;
 - ``ext.services["ratelimiter"]`` — the data-subject endpoints' limiter.
@@ -39,6 +41,7 @@ from ..categories import NECESSARY
 from ..errors import ConsentConfigError
 from ..ratelimit import RateLimiter, anonymise_ip
 from ..state import ConsentState, request_consent
+from .notices import NoticeStore
 from .store import Draft, Ledger, LedgerOutcomeUnknown
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         return
     ledger = Ledger(check_url(settings.ledger_url), timeout=settings.ledger_timeout)
     ext.services["ledger"] = ledger
+    ext.services["notices"] = NoticeStore(ledger)
     ext.services["recorder"] = Recorder(ext, ledger)
 
 
@@ -113,7 +117,31 @@ class Recorder:
                 exc_info=exc,
             )
             return None
-        return record(self.ledger, draft)
+        row = record(self.ledger, draft)
+        if row is not None:
+            keep_notice(self.ext, draft)
+        return row
+
+
+def keep_notice(ext: ConsentKitState, draft: Draft) -> None:
+    """Store the notice ``draft`` names, once its receipt is written (once per process
+    and notice: a ledger that is down costs the visitor one wait, not two).
+
+    A notice that cannot be stored is logged at ERROR; the next receipt that names it
+    stores it (its id is the hash of what was shown, so nothing else can take its place).
+    """
+    notice, store = ext.services.get("notice"), ext.services.get("notices")
+    if notice is None or store is None or draft.banner_hash is None:
+        return
+    try:
+        ident, _, content = notice()
+        if ident == draft.banner_hash:
+            # with its id: a notice kept already (the usual case) is not hashed again,
+            # which would cost every decision more than the receipt's own digests
+            store.keep(content, ident)
+    except Exception as exc:  # noqa: BLE001 - the visitor's choice must not be lost
+        log.error("the notice %s of a consent receipt was NOT kept (%s: %s)",
+                  draft.banner_hash, type(exc).__name__, exc, exc_info=exc)
 
 
 def record(ledger: Ledger, draft: Draft) -> dict[str, Any] | None:

@@ -31,6 +31,15 @@ whatever they chose: each such rule gets a :class:`RuleView` — a
 scan cache for the HTML rewrite. A service without ``countries`` is never
 forbidden (declare the countries of your own services).
 
+A rule may also ask for the information notice as a page of its own
+(``separate_notice``: ``GET /consent/notice``, linked from the first layer in place
+of the privacy policy), for a separate consent to transfers abroad
+(``transfer_consent``: services sending data outside the visitor's country stay off
+until the visitor ticks the :data:`TRANSFERS` line, which the receipts record beside
+the categories), or follow the opt-out model (``model="opt-out"``, only from the
+``us-ca`` preset: undecided visitors get every category but what Global Privacy
+Control opts out of, and a "Do Not Sell or Share" link to ``GET /consent/opt-out``).
+
 The presets are starting points for the app's counsel, not legal advice.
 """
 
@@ -50,10 +59,12 @@ if TYPE_CHECKING:
     from .collect.geo import GeoRecord
     from .extension import ConsentKitState
     from .gating.html import HostRules, ScanCache
+    from .state import ConsentState
     from .vendors import VendorRegistry
 
 __all__ = [
     "PRESETS",
+    "TRANSFERS",
     "Regions",
     "Rule",
     "RuleView",
@@ -61,11 +72,16 @@ __all__ = [
     "install",
     "parse_regions",
     "restricted_view",
+    "shown_rule",
+    "transfers_granted",
+    "visitor_country",
 ]
 
 KEY = "CONSENTKIT_REGIONS"
 #: where a request's rule is kept (``request_consent().cache``)
 _CACHE = "regions.rule"
+#: where the country the request's rule was chosen from is kept (``None``: unknown)
+_CACHE_COUNTRY = "regions.country"
 
 #: ISO 3166-1 alpha-2, officially assigned (249), and ``XK`` (Kosovo, as MaxMind writes it)
 COUNTRIES: frozenset[str] = frozenset("""
@@ -93,7 +109,15 @@ AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE
 NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC AS GU MP PR UM VI
 """.split())
 
-_RULE_FIELDS = ("preset", "name", "forbid_countries", "forbid_outside")
+_RULE_FIELDS = ("preset", "name", "forbid_countries", "forbid_outside", "separate_notice",
+                "transfer_consent", "model")
+#: the consent models a rule may follow
+MODELS = ("opt-in", "opt-out")
+#: the presets whose law allows the opt-out model (an app's counsel chooses it)
+OPT_OUT_PRESETS = ("us-ca",)
+#: the pseudo-category of the separate consent to transfers abroad: kept in the consent
+#: cookie's and the receipts' granted/denied lists beside the categories, never a category
+TRANSFERS = "transfers_abroad"
 
 
 @dataclass(frozen=True)
@@ -107,12 +131,30 @@ class Rule:
     """
 
     name: str
-    #: opt-in: nothing but necessary until the visitor chooses (the only model so far)
+    #: ``"opt-in"``: nothing but necessary until the visitor chooses (the default);
+    #: ``"opt-out"`` (only from the ``us-ca`` preset, when the app asks for it): every
+    #: category on until the visitor opts out, a "Do Not Sell or Share" link, and
+    #: Global Privacy Control as the opt-out of ``marketing``
     model: str = "opt-in"
     forbid_countries: frozenset[str] = frozenset()
     forbid_outside: frozenset[str] = frozenset()
     #: the law the preset follows, for the documentation and the CLI
     source: str = ""
+    #: the information notice is a page of its own (``GET /consent/notice``), linked
+    #: from the first layer in place of the privacy policy's link
+    separate_notice: bool = False
+    #: services whose data goes to another country than the visitor's need the
+    #: separate "transfers abroad" consent (:data:`TRANSFERS`) besides their category
+    transfer_consent: bool = False
+
+    @property
+    def opt_out(self) -> bool:
+        """Does the rule follow the opt-out model?"""
+        return self.model == "opt-out"
+
+    def abroad(self, service: Service, home: frozenset[str]) -> bool:
+        """Does ``service`` send data to a country outside ``home`` (``"EU"``: abroad too)?"""
+        return any(country not in home for country in service.countries)
 
     @property
     def forbids_any(self) -> bool:
@@ -152,12 +194,12 @@ PRESETS: dict[str, Rule] = {
                "databases in Russia only, which consent cannot cure), Art. 9 (from 1 Sep "
                "2025: consent as a separate document)."),
     "tr": Rule(
-        "tr",
+        "tr", separate_notice=True, transfer_consent=True,
         source="Turkey: KVKK, Law No 6698 — Art. 5 (explicit consent for non-essential "
                "cookies), Art. 10 (the information notice, separate from consent), Art. 9 "
                "as amended by Law No 7499 (in force 1 Jun 2024: transfers abroad)."),
     "az": Rule(
-        "az",
+        "az", separate_notice=True, transfer_consent=True,
         source="Azerbaijan: Law on Personal Data No 998-IIIQ — consent naming the "
                "controller, purpose, data, duration, revocation and deletion; transfers to "
                "other countries need their own consent."),
@@ -165,8 +207,8 @@ PRESETS: dict[str, Rule] = {
         "us-ca",
         source="California: CCPA as amended by CPRA (Civ. Code §1798.120, §1798.135), 11 CCR "
                "§7025 (Global Privacy Control as an opt-out, and showing that it was "
-               "honoured). Opt-in is stricter than the law asks; the opt-out model is not "
-               "built yet."),
+               "honoured). Opt-in is stricter than the law asks; {'preset': 'us-ca', 'model': "
+               "'opt-out'} follows the law's opt-out model."),
 }
 
 
@@ -214,9 +256,27 @@ def parse_rule(value: Any, where: str) -> Rule:
         raise _fail(f"{where}: unknown field(s) {unknown} in the rule; allowed: "
                     f"{', '.join(_RULE_FIELDS)}.")
     base = parse_rule(value.get("preset", "opt-in"), f"{where}, 'preset'")
+    model = value.get("model", base.model)
+    if model not in MODELS:
+        raise _fail(f"{where}, 'model': {model!r} is not one of {', '.join(MODELS)}.")
+    if model == "opt-out" and base.name not in OPT_OUT_PRESETS:
+        raise _fail(f"{where}, 'model': the opt-out model is for laws that allow it (the "
+                    f"presets {', '.join(OPT_OUT_PRESETS)}: {{'preset': 'us-ca', 'model': "
+                    f"'opt-out'}}); the preset {base.name!r} asks for opt-in.")
+    flags = {}
+    for flag in ("separate_notice", "transfer_consent"):
+        flags[flag] = value.get(flag, getattr(base, flag))
+        if not isinstance(flags[flag], bool):
+            raise _fail(f"{where}, {flag!r} must be True or False, not {flags[flag]!r}.")
     name = value.get("name")
     if name is None:
-        name = base.name if len(value) <= 1 else f"{base.name}+custom"
+        changed = {k for k in value if k not in ("preset", "name")}
+        if not changed:
+            name = base.name
+        elif changed == {"model"}:
+            name = base.name if model == base.model else f"{base.name}+{model}"
+        else:
+            name = f"{base.name}+custom"
     if not isinstance(name, str) or not name or len(name) > 32 or not all(
             c.isascii() and (c.isalnum() or c in "-_+.") for c in name):
         raise _fail(f"{where}: the rule's name {name!r} must be 1 to 32 ASCII letters, digits "
@@ -230,7 +290,8 @@ def parse_rule(value: Any, where: str) -> Rule:
         if not outside:
             raise _fail(f"{where}, 'forbid_outside': list the countries data may go to, "
                         "e.g. ['RU']; leave the field out to allow every country.")
-    return Rule(name, base.model, forbid, outside, base.source)
+    return Rule(name, model, forbid, outside, base.source, flags["separate_notice"],
+                flags["transfer_consent"])
 
 
 @dataclass(frozen=True)
@@ -252,6 +313,31 @@ class RegionTable:
     @property
     def forbids_any(self) -> bool:
         return any(r.forbids_any for r in self.rules)
+
+    @property
+    def transfers_any(self) -> bool:
+        """Does some rule ask for the separate consent to transfers abroad?"""
+        return any(r.transfer_consent for r in self.rules)
+
+    @property
+    def notices_any(self) -> bool:
+        """Does some rule ask for the separate information notice?"""
+        return any(r.separate_notice for r in self.rules)
+
+    @property
+    def opt_out_any(self) -> bool:
+        """Does some rule follow the opt-out model?"""
+        return any(r.opt_out for r in self.rules)
+
+    @property
+    def restricts_any(self) -> bool:
+        """May a visitor's rule keep some of the app's services off (forbidden, or abroad
+        without the transfers consent)? Then HTML pages look the rule up."""
+        return self.forbids_any or self.transfers_any
+
+    def home_of(self, rule: Rule) -> frozenset[str]:
+        """The countries configured for ``rule`` (a visitor of unknown location under it)."""
+        return frozenset(c for c, r in self.countries.items() if r is rule or r == rule)
 
     def rule_for(self, country: str | None, subdivision: str | None = None) -> Rule | None:
         """The rule of a visitor located in ``country`` (``None``: unknown location)."""
@@ -344,19 +430,23 @@ class RuleView:
     for it (what is scanned with one registry is not valid for another).
     """
 
-    def __init__(self, rule: Rule, registry: VendorRegistry) -> None:
+    def __init__(self, rule: Rule, registry: VendorRegistry,
+                 home: frozenset[str] | None = None) -> None:
         from .gating.html import HostRules, ScanCache
 
         self.rule = rule
+        #: the visitor's country when services sending data abroad are left out (the
+        #: visitor has not given the separate transfers consent), else ``None``
+        self.home = home
         #: the key of this view in the caches that depend on it (the browser policy's)
-        self.key = rule.name
+        self.key = rule.name if home is None else f"{rule.name}~{'.'.join(sorted(home))}"
         self.registry = registry
         self.host_rules: HostRules = HostRules(registry)
         self.scans: ScanCache = ScanCache()
         self.forbidden: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
-        return f"<RuleView {self.rule.name!r}>"
+        return f"<RuleView {self.key!r}>"
 
 
 class Regions:
@@ -365,7 +455,10 @@ class Regions:
     def __init__(self, ext: ConsentKitState) -> None:
         self.ext = ext
         self.table: RegionTable = ext.settings.regions
-        self._views: dict[str, RuleView | None] = {}
+        if self.table.transfers_any and TRANSFERS in ext.settings.category_keys:
+            raise _fail(f"a rule asks for the separate consent to transfers abroad, which "
+                        f"is recorded as {TRANSFERS!r}: rename the category of that key.")
+        self._views: dict[tuple[str, frozenset[str] | None], RuleView | None] = {}
         self._strictest: Rule | None = None
         self._lock = threading.Lock()
 
@@ -408,48 +501,80 @@ class Regions:
 
     def rule_for_environ(self, environ: Mapping[str, Any]) -> Rule:
         """The rule for a request's environ (no per-request cache: see :func:`current_rule`)."""
+        return self.rule_and_country(environ)[0]
+
+    def rule_and_country(self, environ: Mapping[str, Any]) -> tuple[Rule, str | None]:
+        """``(rule, country)`` of a request's environ; the country is ``None`` when unknown
+        (then the rule is the strictest) or when the rule does not depend on it."""
         table = self.table
         if not table.configured:
-            return table.default
+            return table.default, None
         record = self.locate(environ)
-        found = None
+        found = country = None
         if record is not None:
-            found = table.rule_for(record.country, getattr(record, "subdivision", None))
-        return found if found is not None else self.strictest
+            country = record.country or None
+            found = table.rule_for(country, getattr(record, "subdivision", None))
+        return (found, country) if found is not None else (self.strictest, None)
 
     # -- what a rule changes ---------------------------------------------------------
 
-    def view(self, rule: Rule) -> RuleView | None:
-        """The :class:`RuleView` of ``rule``; ``None`` if it forbids none of the app's services."""
-        if not rule.forbids_any:
+    def view(self, rule: Rule, home: frozenset[str] | None = None) -> RuleView | None:
+        """The :class:`RuleView` of ``rule``; ``None`` if it keeps none of the app's services off.
+
+        ``home``: the visitor's country (or the rule's countries) when the visitor has
+        not given the separate consent to transfers abroad: services sending data
+        elsewhere are left out too.
+        """
+        if not rule.forbids_any and home is None:
             return None
+        key = (rule.name, home)
         try:
-            return self._views[rule.name]
+            return self._views[key]
         except KeyError:
             pass
         with self._lock:
-            if rule.name not in self._views:
-                self._views[rule.name] = self._make_view(rule)
-            return self._views[rule.name]
+            if key not in self._views:
+                self._views[key] = self._make_view(rule, home)
+            return self._views[key]
 
-    def _make_view(self, rule: Rule) -> RuleView | None:
+    def views(self) -> list[RuleView]:
+        """The views made so far (``add_trackers()`` forgets their scanned documents)."""
+        return [v for v in list(self._views.values()) if v is not None]
+
+    def _make_view(self, rule: Rule, home: frozenset[str] | None = None) -> RuleView | None:
         from .vendors import Catalogue, VendorRegistry
 
         base: VendorRegistry | None = self.ext.services.get("vendors")
         if base is None:
             return None
-        forbidden = {s.key for s in base.services if rule.forbids(s)}
+
+        def off(service: Service) -> bool:
+            return rule.forbids(service) or (home is not None and rule.abroad(service, home))
+
+        forbidden = {s.key for s in base.services if off(s)}
         if not forbidden:
             return None
         declared_keys = {s.key for s in base.declared}
         catalogue = Catalogue(tuple(v for v in base.catalogue.vendors
-                                    if v.key not in declared_keys and not rule.forbids(v)))
+                                    if v.key not in declared_keys and not off(v)))
         registry = VendorRegistry(
-            base.category_keys, [s for s in base.declared if not rule.forbids(s)], catalogue,
+            base.category_keys, [s for s in base.declared if not off(s)], catalogue,
             undeclared=bool(base.undeclared) or self.ext.settings.undeclared_vendors == "catalogue")
-        view = RuleView(rule, registry)
+        view = RuleView(rule, registry, home)
         view.forbidden = frozenset(forbidden)
         return view
+
+    def home(self, rule: Rule, country: str | None) -> frozenset[str]:
+        """The visitor's own country under ``rule``: where data is not "abroad"."""
+        return frozenset({country}) if country else self.table.home_of(rule)
+
+    def abroad(self, rule: Rule, country: str | None) -> list[Service]:
+        """The app's declared services that ``rule`` does not forbid and that send data
+        outside the visitor's country (what the notice and the transfers line name)."""
+        registry = self.ext.services.get("vendors")
+        services = registry.declared if registry is not None else self.ext.settings.services
+        home = self.home(rule, country)
+        return [s for s in services if not rule.forbids(s) and rule.abroad(s, home)]
 
     def offered(self, services: Sequence[Service], rule: Rule) -> list[Service]:
         """``services`` without those ``rule`` forbids (what the preferences offer)."""
@@ -476,22 +601,127 @@ def current_rule() -> Rule:
     cache = request_consent().cache
     rule: Rule | None = cache.get(_CACHE)
     if rule is None:
-        rule = cache[_CACHE] = regions.rule_for_environ(environ)
+        rule, cache[_CACHE_COUNTRY] = regions.rule_and_country(environ)
+        cache[_CACHE] = rule
     return rule
+
+
+def shown_rule(ext: ConsentKitState) -> Rule:
+    """The request's rule where it may change what the banner and the pages show; without
+    a lookup (the default rule) when no configured rule forbids services, asks for the
+    separate notice or the transfers line, or follows the opt-out model."""
+    table = regions_of(ext).table
+    if table.restricts_any or table.notices_any or table.opt_out_any:
+        return current_rule()
+    return table.default
+
+
+def visitor_country() -> str | None:
+    """The country the request's rule was chosen from (``None``: unknown, or one rule for all)."""
+    from .state import request_consent
+
+    current_rule()
+    country: str | None = request_consent().cache.get(_CACHE_COUNTRY)
+    return country
+
+
+def transfers_granted() -> bool:
+    """Has the visitor given the separate consent to transfers abroad (:data:`TRANSFERS`)?"""
+    from .state import get_state
+
+    return get_state().allows(TRANSFERS)
 
 
 def restricted_view(ext: ConsentKitState) -> RuleView | None:
     """The current request's :class:`RuleView`, or ``None`` (then the app's registry applies).
 
-    Looks nothing up when no configured rule forbids services.
+    Under a rule with ``transfer_consent``, a visitor who has not given the transfers
+    consent gets a view without the services that send data abroad. Looks nothing up
+    when no configured rule forbids services or asks for that consent.
     """
     regions = regions_of(ext)
-    if not regions.table.forbids_any:
+    if not regions.table.restricts_any:
         return None
-    return regions.view(current_rule())
+    rule = current_rule()
+    if rule.transfer_consent and not transfers_granted():
+        return regions.view(rule, regions.home(rule, visitor_country()))
+    return regions.view(rule)
+
+
+def opt_out_state(ext: ConsentKitState, state: ConsentState) -> ConsentState:
+    """The state of an undecided visitor under the opt-out model: every category on, but
+    those a Global Privacy Control signal (or ``DNT``, when honoured) opts out of.
+
+    Not decided (the cookie is not written and the receipt of a later choice is its
+    first); ``source`` is ``"opt-out"``. Any other visitor's ``state`` as it is.
+    """
+    from dataclasses import replace
+
+    from .gpc import GPC_OFF
+    from .views import privacy_signal
+
+    if state.decided or not current_rule().opt_out:
+        return state
+    granted = set(ext.settings.optional_keys)
+    if privacy_signal(ext.settings):
+        granted -= set(GPC_OFF)
+    return replace(state, granted=frozenset(granted) | {"necessary"}, source="opt-out")
+
+
+class TransfersRecorder:
+    """The app's recorder, whose receipts also say whether the visitor consented to
+    transfers abroad, under a rule that asks for it: :data:`TRANSFERS` in ``granted`` or
+    ``denied`` beside the categories (and in ``withdrawn`` when taken back).
+
+    ``decision_draft`` keeps only the categories in ``granted``; this adds the line to its
+    draft and records it as the recorder does. Any failure to build it leaves the receipt
+    to the app's recorder (which logs).
+    """
+
+    def __init__(self, ext: ConsentKitState, inner: Any) -> None:
+        self.ext = ext
+        self.inner = inner
+
+    def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
+                 ) -> dict[str, Any] | None:
+        from dataclasses import replace
+
+        from .ledger.recorder import decision_draft, keep_notice, record
+
+        ledger = getattr(self.inner, "ledger", None)
+        try:
+            if ledger is None or not current_rule().transfer_consent:
+                return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
+            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        except Exception:  # noqa: BLE001 - the app's recorder logs what went wrong
+            return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
+        line = frozenset({TRANSFERS})
+        if TRANSFERS in state.granted:
+            draft = replace(draft, granted=draft.granted | line, denied=draft.denied - line)
+        else:
+            draft = replace(draft, granted=draft.granted - line, denied=draft.denied | line)
+        row = record(ledger, draft)
+        if row is not None:
+            keep_notice(self.ext, draft)
+        return row
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
-    """Register ``ext.services["regions"]`` and the Jinja global ``consent_rule``."""
-    ext.services["regions"] = Regions(ext)
+    """Register ``ext.services["regions"]``, the Jinja global ``consent_rule`` and, when a
+    rule follows the opt-out model, the default state of its undecided visitors."""
+    regions = ext.services["regions"] = Regions(ext)
     app.jinja_env.globals.setdefault("consent_rule", current_rule)
+    table = regions.table
+    if table.opt_out_any:
+        ext.services["default_state"] = lambda state: opt_out_state(ext, state)
+    recorder = ext.services.get("recorder")
+    if table.transfers_any and recorder is not None:
+        ext.services["recorder"] = TransfersRecorder(ext, recorder)
+    if table.notices_any and not ext.settings.controller:
+        import logging
+
+        logging.getLogger("flask_consentkit.regions").warning(
+            "flask-consentkit: a rule per audience (%s) asks for the separate information "
+            "notice, which must name the controller, but CONSENTKIT_CONTROLLER is not set: "
+            "the notice says that the controller is not named there.",
+            ", ".join(r.name for r in table.rules if r.separate_notice))

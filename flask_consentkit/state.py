@@ -99,6 +99,17 @@ def new_consent_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def consent_keys(settings: Settings) -> set[str]:
+    """What a visitor may grant: the optional categories and, when a rule per audience asks
+    for it, the separate consent to transfers abroad (``regions.TRANSFERS``)."""
+    keys = set(settings.optional_keys)
+    if settings.regions.transfers_any:
+        from .regions import TRANSFERS
+
+        keys.add(TRANSFERS)
+    return keys
+
+
 def decide(
     settings: Settings,
     granted: Iterable[str],
@@ -109,7 +120,7 @@ def decide(
 ) -> ConsentState:
     """A new decided state; the consent id is kept from ``previous`` when it has one."""
     now_ts = int(now if now is not None else time.time())
-    keys = set(settings.optional_keys)
+    keys = consent_keys(settings)
     return ConsentState(
         granted=frozenset(c for c in granted if c in keys) | _ONLY_NECESSARY,
         decided=True,
@@ -215,7 +226,7 @@ class ConsentCodec:
             return UNDECIDED
         if version != settings.policy_version:
             return OUTDATED
-        keys = set(settings.optional_keys)
+        keys = consent_keys(settings)
         return ConsentState(
             granted=frozenset(c for c in granted if c in keys) | _ONLY_NECESSARY,
             decided=True,
@@ -311,6 +322,11 @@ def get_state() -> ConsentState:
         ext = app.extensions["consentkit"]
         value = read_cookie(environ.get("HTTP_COOKIE"), ext.settings.cookie_name)
         ctx.state, ctx.reissue = ext.codec.loads(value)
+        if not ctx.state.decided:
+            # a rule per audience of the opt-out model: its undecided visitors' defaults
+            default = ext.services.get("default_state")
+            if default is not None:
+                ctx.state = default(ctx.state)
     return ctx.state
 
 

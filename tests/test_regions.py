@@ -9,6 +9,7 @@ was checked to resolve in ``GeoIP2-City-Test.mmdb`` once anonymised:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ def regions_app(tmp_path: Path, **config: Any) -> Flask:
         return {"rule": current_rule().name}
 
     return app
+
+
+def offered(html: str) -> str:
+    """``html`` without the preferences' line naming the services not offered here."""
+    return re.sub(r'<p class="ck-text ck-not-offered">.*?</p>', "", html, flags=re.DOTALL)
 
 
 def accept_all(client: Any, addr: str) -> None:
@@ -242,15 +248,16 @@ def test_looked_up_once_per_request_and_only_when_asked(tmp_path, testdata):
     assert counting.calls == [RU]
 
 
-def test_no_lookup_when_no_rule_forbids_services(tmp_path, testdata):
+def test_no_lookup_when_no_rule_changes_what_is_shown(tmp_path, testdata):
+    # no rule forbids services, asks for a notice or a transfers line, or is opt-out
     app = regions_app(tmp_path, CONSENTKIT_GEOIP_DATABASE=city(testdata),
-                      CONSENTKIT_REGIONS={"EU": "eu", "TR": "tr", "*": "opt-in"})
+                      CONSENTKIT_REGIONS={"EU": "eu", "US-CA": "us-ca", "*": "opt-in"})
     counting = CountingRegions(app)
     client = app.test_client()
     client.get("/page", environ_base={"REMOTE_ADDR": RU})
     client.get("/consent/", environ_base={"REMOTE_ADDR": RU})
     assert counting.calls == []
-    assert client.get("/rule", environ_base={"REMOTE_ADDR": TR}).json == {"rule": "tr"}
+    assert client.get("/rule", environ_base={"REMOTE_ADDR": US_CA}).json == {"rule": "us-ca"}
 
 
 # -- forbidden services -------------------------------------------------------------
@@ -263,6 +270,9 @@ def test_a_forbidden_service_is_not_offered_loaded_or_allowed_for_a_russian_visi
     accept_all(client, RU)  # whatever they choose
 
     prefs = client.get("/consent/", environ_base={"REMOTE_ADDR": RU}).get_data(as_text=True)
+    # one line says it is not offered here; the categories do not offer it
+    assert "Not offered in your region: Google Analytics 4." in prefs
+    prefs = offered(prefs)
     assert "Google Analytics" not in prefs and "google-analytics.com" not in prefs
     assert "Yandex Metrica" in prefs
 
@@ -316,6 +326,8 @@ def test_a_declared_service_with_countries_of_its_own(tmp_path, testdata):
         "Content-Security-Policy"]
     assert "cdn.example.ru" in policy and "cdn.example.com" not in policy
     prefs = client.get("/consent/", environ_base={"REMOTE_ADDR": RU}).get_data(as_text=True)
+    assert "Not offered in your region: Their CDN." in prefs
+    prefs = offered(prefs)
     assert "Our CDN" in prefs and "Their CDN" not in prefs
 
 

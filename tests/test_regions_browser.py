@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from flask_consentkit import ConsentKit
 
 from .conftest import SECRET
-from .test_regions import REGIONS, RU, UK
+from .test_regions import REGIONS, RU, UK, offered
 
 pytestmark = pytest.mark.browser
 
@@ -87,6 +87,8 @@ def test_a_russian_visitor_never_reaches_the_forbidden_service(live_server, brow
     reached, prefs = visit(browser, server, RU)
     assert "mc.yandex.ru" in reached
     assert not [h for h in reached if "google" in h], reached
+    assert "Not offered in your region: Google Analytics 4." in prefs
+    prefs = offered(prefs)
     assert "Yandex Metrica" in prefs and "Google Analytics" not in prefs
 
 

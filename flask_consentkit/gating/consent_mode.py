@@ -40,6 +40,7 @@ from markupsafe import Markup
 from ..categories import Service
 from ..config import CONSENT_MODE_TYPES
 from ..extension import ConsentKitState, get_kit_state
+from ..regions import restricted_view
 from ..state import ConsentState, get_state
 from ..vendors import load_catalogue
 
@@ -130,6 +131,9 @@ def vendor_consent_defaults(*vendors: str) -> Markup:
     if types.get("ad_storage") == "denied":
         script += "gtag('set','ads_data_redaction',true);"
     used = signalled_vendors(ext, vendors)
+    view = restricted_view(ext) if used else None
+    if view is not None:  # a rule per audience keeps these off: no stub, no default
+        used = {k: s for k, s in used.items() if k not in view.forbidden}
     if used:
         script += _vendor_script(used, _needs(mapping), state)
     return Markup('<script{} data-consent="necessary" data-consentkit-consent-mode="{}">'

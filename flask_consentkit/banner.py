@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import hashlib
 import html
 import json
 import logging
@@ -47,12 +46,21 @@ from jinja2 import TemplateNotFound
 from markupsafe import Markup, escape
 from werkzeug.routing import BuildError
 
+from ._compat import serving
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
 from .extension import add_vary, first_header, replace_body, response_body
 from .gpc import gpc_covers, gpc_received
-from .regions import restricted_view
+from .notice import NOTICE_SCHEMA, notice_id
+from .regions import (
+    TRANSFERS,
+    current_rule,
+    regions_of,
+    restricted_view,
+    shown_rule,
+    visitor_country,
+)
 from .state import (
     current_request,
     get_state,
@@ -91,10 +99,13 @@ _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
 _NEXT = "/consentkit-stand-in-next-7f3a"
 _PREFERENCES = "consentkit-stand-in-preferences-7f3a"
 _NONCE = "consentkit-stand-in-nonce-7f3a"
+_NOTICE = "consentkit-stand-in-notice-7f3a"
+_OPT_OUT = "consentkit-stand-in-opt-out-7f3a"
 #: pages up to this size are kept with the banner put in, up to this many bytes in all
 _KEEP_PAGE = 1 << 20
 _KEEP_TOTAL = 16 << 20
-_STAND_INS = re.compile("(" + "|".join(re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE)) + ")")
+_STAND_INS = re.compile("(" + "|".join(
+    re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE, _NOTICE, _OPT_OUT)) + ")")
 
 Catalog = Mapping[str, str]
 
@@ -203,7 +214,7 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
-        self._fingerprints: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._fingerprints: dict[tuple[Any, ...], tuple[str, str, dict[str, Any]]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
         #: the finished markup of requests without a nonce, by everything it depends on
         #: (the consent-mode mapping by identity: it is kept in the first slot)
@@ -216,6 +227,7 @@ class Banner:
         self._pages: dict[int, tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]]] = {}
         self._pages_bytes = 0
         self._own: bool | None = None
+        self._defaults: bool | None = None
         #: Accept-Language header → banner language ("" for none); browsers send few values
         self._accept_cache: dict[str, str] = {}
         self._asks = bool(self.settings.optional_keys)
@@ -469,7 +481,9 @@ class Banner:
         """
         ctx = request_consent()
         ctx.cache[_CACHE_PLACED] = True
-        if not self._own_templates():
+        if not self._own_templates() or self._url_defaults():
+            # the app's own templates may hold anything of the request (a CSRF token),
+            # its URL defaults anything of the request in every link: nothing is kept
             return str(render_template("consentkit/banner.html", ui=self.view())), False
         _, environ = request_parts()
         lang = self.language()
@@ -502,8 +516,16 @@ class Banner:
             self._rendered[key] = cached
         pieces, preferences = cached
         next_url = safe_next(_here())
-        preferences += f"?next={quote(next_url, safe='/')}&lang={quote(lang)}"
+        preferences += ("&" if "?" in preferences else "?") + (
+            f"next={quote(next_url, safe='/')}&lang={quote(lang)}")
         values = {_NEXT: str(escape(next_url)), _PREFERENCES: str(escape(preferences))}
+        for stand_in, endpoint in ((_NOTICE, "consentkit.notice"),
+                                   (_OPT_OUT, "consentkit.opt_out")):
+            if stand_in in pieces:  # a rule per audience's links, with the same query
+                url = _url_for(endpoint)
+                url += ("&" if "?" in url else "?") + (
+                    f"next={quote(next_url, safe='/')}&lang={quote(lang)}")
+                values[stand_in] = str(escape(url))
         if nonce is not None:
             values[_NONCE] = str(escape(nonce))
         text = "".join([values.get(piece, piece) for piece in pieces])
@@ -527,12 +549,26 @@ class Banner:
                 self._encoded[key] = data
         return data
 
+    def _url_defaults(self) -> bool:
+        """Does the app have ``url_defaults`` callbacks (which may change any URL built)?
+
+        Read once the app serves requests: none can be added after that.
+        """
+        if self._defaults is None:
+            app = current_app
+            found = any(app.url_default_functions.values())
+            if not serving(app):  # still being set up: ask again next time
+                return found
+            self._defaults = found
+        return self._defaults
+
     def _own_templates(self) -> bool:
-        """True while the app has not overridden the banner's templates."""
+        """True while the app has overridden none of the templates the banner is made of."""
         if self._own is None:
             env = current_app.jinja_env
             own = env.loader is not None
-            for name in ("consentkit/banner.html", "consentkit/_categories.html"):
+            for path in sorted(_TEMPLATES.glob("*.html")):
+                name = f"consentkit/{path.name}"
                 try:
                     _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
                 except TemplateNotFound:
@@ -541,17 +577,48 @@ class Banner:
             self._own = own
         return self._own
 
-    def fingerprint(self) -> tuple[str, str]:
-        """``(sha256 hex of the banner text shown in this request's language, language)``."""
+    def notice(self) -> tuple[str, str, dict[str, Any]]:
+        """``(notice id, language, notice)``: what this request's visitor is shown and told.
+
+        The notice (see :mod:`flask_consentkit.ledger.notices`) holds the banner's
+        text in the language shown, the categories offered with their services,
+        the policy and the controller; its id is the SHA-256 of its canonical JSON,
+        which the receipt of a decision records. Built once per language, privacy
+        signal, policy news and rule per audience.
+        """
         lang = self.language()
         key = (lang, _signal(self.settings), _outdated(), _rule_key(self.ext))
         cached = self._fingerprints.get(key)
         if cached is None:
             view = BannerView(self, "/", undecided=True)
             markup = render_template("consentkit/banner.html", ui=view)
-            cached = (hashlib.sha256(visible_text(markup).encode()).hexdigest(), lang)
+            settings = self.settings
+            content: dict[str, Any] = {
+                "schema": NOTICE_SCHEMA,
+                "language": lang,
+                "text": visible_text(markup),
+                "categories": [{
+                    "key": c.key, "name": c.label, "description": c.description,
+                    "required": c.required,
+                    "services": [{"name": sv.name, "purpose": sv.purpose,
+                                  "policy_url": sv.policy_url, "hosts": list(sv.hosts),
+                                  "countries": list(sv.countries), "cookies": list(sv.cookies)}
+                                 for sv in c.services],
+                } for c in view.categories],
+                "policy": {"version": settings.policy_version,
+                           "url": settings.privacy_policy_url,
+                           "effective": settings.policy_effective},
+                "controller": dict(settings.controller) or None,
+                "rule": _rule_key(self.ext) or None,
+            }
+            cached = (notice_id(content), lang, content)
             self._fingerprints[key] = cached
         return cached
+
+    def fingerprint(self) -> tuple[str, str]:
+        """``(notice id, language)`` of this request's notice (see :meth:`notice`)."""
+        ident, lang, _ = self.notice()
+        return ident, lang
 
     # -- the response processor ---------------------------------------------------
 
@@ -618,10 +685,12 @@ class Banner:
                                 banner, body[end:]))
             else:
                 out = b"".join((body[:end], banner, body[end:]))
-            if len(body) <= _KEEP_PAGE and len(outputs) < 8:
+            size = len(out) + len(banner)
+            if (len(body) <= _KEEP_PAGE and len(outputs) < 8
+                    and self._pages_bytes + size <= _KEEP_TOTAL):
                 # the entry keeps the banner, so its id is not reused while it is here
                 outputs[id(banner)] = (banner, out)
-                self._pages_bytes += len(out) + len(banner)
+                self._pages_bytes += size
         replace_body(response, out, body)
         add_vary(response, "Accept-Language")
         if self.settings.honor_gpc:
@@ -659,6 +728,9 @@ class Banner:
         self._pages_bytes += size
 
 
+Banner.inject.documents_only = True  # type: ignore[attr-defined]  # run on documents only
+
+
 class BannerView:
     """The banner and preferences of one request: language, texts, URLs, toggles."""
 
@@ -671,11 +743,18 @@ class BannerView:
         self.style_in_head = style_in_head
         self.lang = banner.language()
         state = get_state()
+        self.state = state
         self.decided = state.decided and not undecided
-        self.granted = sorted(state.granted) if self.decided else ["necessary"]
+        #: the rule per audience of this request (``opt-in`` when there are none)
+        self.rule = shown_rule(banner.ext)
+        #: undecided under the opt-out model: on by default (``regions.opt_out_state``);
+        #: the first layer is not shown, the reopen control and the opt-out link are
+        self.by_default = not self.decided and state.source == "opt-out" and not undecided
+        shown = self.decided or self.by_default
+        self.granted = sorted(state.granted) if shown else ["necessary"]
         self.next = safe_next(next_url if next_url is not None else _here())
         self.categories = banner.categories(
-            self.lang, lambda key: self.decided and state.allows(key)
+            self.lang, lambda key: shown and state.allows(key)
         )
         optional = [c for c in settings.categories if not c.required]
         self.purposes = self.t(
@@ -697,10 +776,18 @@ class BannerView:
             self.next = _NEXT
             self.preferences_url = _PREFERENCES
             self.nonce = _NONCE if stand_ins else None
+            notice_url, opt_out_url = _NOTICE, _OPT_OUT
         else:
             self.preferences_url = _url_for("consentkit.preferences", next=self.next,
                                             lang=self.lang)
             self.nonce = banner.ext.kit.csp_nonce()
+            notice_url = _url_for("consentkit.notice", next=self.next, lang=self.lang)
+            opt_out_url = _url_for("consentkit.opt_out", next=self.next, lang=self.lang)
+        #: the information notice of its own, linked from the first layer in place of the
+        #: privacy policy (a rule with ``separate_notice``), else ``None``
+        self.notice_url: str | None = notice_url if self.rule.separate_notice else None
+        #: "Do Not Sell or Share My Personal Information" (a rule of the opt-out model)
+        self.opt_out_url: str | None = opt_out_url if self.rule.opt_out else None
         self.script_url = _url_for("consentkit.static", filename="consentkit.js")
         self.style_url = _url_for("consentkit.static", filename="consentkit.css")
 
@@ -792,7 +879,7 @@ class BannerView:
         mode = services.get("consent_mode") or {}
         data = {
             "endpoint": self.action_url,
-            "decided": self.decided,
+            "decided": self.decided or self.by_default,
             "granted": self.granted,
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
@@ -802,8 +889,83 @@ class BannerView:
             # blocks: only a reload gets the page the new policy
             view = restricted_view(self.banner.ext)
             registry = view.registry if view is not None else services["vendors"]
-            data["reloadOn"] = list(registry.widening(frozenset(self.granted)))
+            reload_on = list(registry.widening(frozenset(self.granted)))
+            if view is not None and view.home is not None:
+                reload_on.append(TRANSFERS)  # brings the services abroad in
+            data["reloadOn"] = reload_on
         return data
+
+    # -- rules per audience ------------------------------------------------------
+
+    @property
+    def transfers(self) -> Transfers | None:
+        """The separate "transfers abroad" line (a rule with ``transfer_consent`` and
+        services sending data outside the visitor's country), else ``None``."""
+        if not self.rule.transfer_consent:
+            return None
+        abroad = regions_of(self.banner.ext).abroad(self.rule, visitor_country())
+        if not abroad:
+            return None
+        countries = sorted({c for s in abroad for c in s.countries})
+        shown = self.decided or self.by_default
+        return Transfers(
+            services=[s.name for s in abroad], countries=countries,
+            checked=shown and self.state.allows(TRANSFERS),
+            text=self.t("transfers.text", services=", ".join(s.name for s in abroad),
+                        countries=", ".join(countries)))
+
+    @property
+    def not_offered(self) -> str:
+        """One line naming the services the rule per audience does not offer here, or ``""``."""
+        if not self.rule.forbids_any:
+            return ""
+        names = sorted({s.name for s in self.banner.ext.services["vendors"].declared
+                        if self.rule.forbids(s)})
+        return self.t("prefs.not_offered", services=", ".join(names)) if names else ""
+
+    @property
+    def controller(self) -> list[tuple[str, str]]:
+        """``CONSENTKIT_CONTROLLER`` as ``(field, value)`` pairs (empty when not set)."""
+        return list(self.banner.settings.controller)
+
+    @property
+    def consent_days(self) -> int:
+        """How long a choice lasts (``CONSENTKIT_MAX_AGE``), in whole days (at least 1)."""
+        return max(1, round(self.banner.settings.max_age / 86400))
+
+    @property
+    def opted_out(self) -> bool:
+        """Is the sale and sharing of the visitor's data (``marketing``) off?"""
+        return not self.state.allows("marketing")
+
+    @property
+    def opt_out_keeps(self) -> list[str]:
+        """What the opt-out form keeps granted: the visitor's choice (or the opt-out model's
+        defaults) without the categories a Global Privacy Control signal opts out of."""
+        from .gpc import GPC_OFF
+
+        shown = self.decided or self.by_default
+        granted = self.state.granted if shown else frozenset()
+        return sorted(k for k in granted if k != "necessary" and k not in GPC_OFF)
+
+    @property
+    def abroad(self) -> list[tuple[str, tuple[str, ...]]]:
+        """``(service, countries)`` of the services offered here that send data outside
+        the visitor's country (the information notice's transfers abroad)."""
+        services = regions_of(self.banner.ext).abroad(self.rule, visitor_country())
+        return [(s.name, s.countries) for s in services]
+
+
+@dataclass
+class Transfers:
+    """The separate consent line for transfers abroad, as the templates show it."""
+
+    services: list[str]
+    countries: list[str]
+    checked: bool
+    text: str
+    key: str = TRANSFERS
+    toggle_id: str = "consentkit-transfers"
 
 
 @dataclass
@@ -834,7 +996,7 @@ class Records:
         ext = view.banner.ext
         if ext.services.get("ledger") is None:
             return None
-        from .ledger.views import cookie_consent_id
+        from .rights import cookie_consent_id
 
         receipt_url = None
         if "receipt" in ext.services:
@@ -1000,9 +1162,17 @@ _SPACE = re.compile(r"\s+")
 
 def _rule_key(ext: ConsentKitState) -> str:
     """What the banner's markup depends on of the request's rule per audience (``""``:
-    nothing; else the name of a rule that forbids services, which are then not offered)."""
+    nothing; else the key of the view of a rule that keeps services off, which are then not
+    offered, or the name of a rule with a notice, a transfers line or the opt-out model)."""
     view = restricted_view(ext)
-    return view.key if view is not None else ""
+    if view is not None:
+        return view.key
+    table = ext.settings.regions
+    if table.notices_any or table.opt_out_any or table.transfers_any:
+        rule = current_rule()
+        if rule.separate_notice or rule.opt_out or rule.transfer_consent:
+            return rule.name
+    return ""
 
 
 def visible_text(markup: str) -> str:
@@ -1024,7 +1194,8 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ext.services["translate"] = banner.translate_for_services
     ext.services["language"] = banner.language
     ext.services["banner_fingerprint"] = banner.fingerprint
-    ext.processors.append(banner.inject)
+    ext.services["notice"] = banner.notice
+    ext.processors.append(banner.inject)  # documents only (see Banner.inject)
     ext.processors.append(banner.remember_language)  # after inject, which picks the language
     app.jinja_env.globals["consent_banner"] = banner.render
     app.jinja_env.globals["consentkit_ui"] = banner.view

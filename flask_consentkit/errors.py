@@ -11,6 +11,7 @@ from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
     RequestEntityTooLarge,
+    ServiceUnavailable,
     TooManyRequests,
     UnsupportedMediaType,
 )
@@ -54,3 +55,7 @@ class ConsentRateLimited(ConsentKitError, TooManyRequests):
     def __init__(self, description: str | None = None, retry_after: int = 60) -> None:
         super().__init__(description)
         self.retry_after = retry_after
+
+
+class LedgerUnavailable(ConsentKitError, ServiceUnavailable):
+    """The ledger could not be reached for a visitor's request (503)."""

@@ -43,7 +43,8 @@ class ConsentKitState:
     kit: ConsentKit
     settings: Settings
     codec: ConsentCodec
-    #: run in order on every response before the consent cookie is written
+    #: run in order on every response before the consent cookie is written; one whose
+    #: function has ``documents_only = True`` only on documents (:func:`is_document`)
     processors: list[ResponseProcessor] = field(default_factory=list)
     #: objects of the subsystems (ledger, geo reader, user-agent parser …)
     services: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +63,35 @@ def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+#: the media types of documents, which the HTML rewrite, the banner and the browser
+#: policy may change (each processor narrows it further: the rewrite leaves SVG alone)
+DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
+_HTML = "text/html; charset=utf-8"
+
+
+def _content_type_and_cookies(headers: Iterable[tuple[str, str]]) -> tuple[str | None, bool]:
+    """``(the first Content-Type, whether a Set-Cookie is there)``, in one pass."""
+    content_type: str | None = None
+    cookies = False
+    key: str
+    value: str
+    for key, value in header_items(headers):
+        if len(key) == 12 and content_type is None and key.lower() == "content-type":
+            content_type = value
+        elif len(key) == 10 and key.lower() == "set-cookie":
+            cookies = True
+    return content_type, cookies
+
+
+def is_document(headers: Iterable[tuple[str, str]]) -> bool:
+    """Is the response with ``headers`` an HTML, XHTML or SVG document?"""
+    content_type = first_header(headers, "Content-Type")
+    if content_type is None:
+        return False
+    return (content_type == _HTML
+            or content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES)
 
 
 def response_body(response: Response) -> bytes:
@@ -192,8 +222,8 @@ class ConsentKit:
         from .collect import install as install_collect
         from .gating import install as install_gating
         from .ledger import install as install_ledger
-        from .ledger.signed import install as install_signing
         from .policy import install as install_policy
+        from .receipts import install as install_signing
         from .regions import install as install_regions
 
         views.register(app, state.settings)
@@ -252,9 +282,17 @@ class ConsentKit:
     def _process_response(self, response: Response, ext: ConsentKitState) -> Response:
         if type(response.response) is not list and response.status_code >= 400:
             _settle_error_page(response)
-        for processor in ext.processors:
-            response = processor(response, ext)
+        content_type, sets_cookies = _content_type_and_cookies(response.headers)
+        document = content_type is not None and (
+            content_type == _HTML
+            or content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES)
         ctx: RequestConsent | None = peek_request_consent()
+        if not document and not sets_cookies and ctx is None:
+            return response  # an API answer that nothing of the visitor's consent touched
+        for processor in ext.processors:
+            if document or not getattr(processor, "documents_only", False):
+                response = processor(response, ext)
+        ctx = peek_request_consent()
         if ctx is None:
             return response
         settings = ext.settings

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
+from .extension import first_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
 from .regions import restricted_view
 from .state import get_state, request_consent
@@ -38,7 +39,6 @@ logger = logging.getLogger("flask_consentkit.csp")
 ENVIRON_KEY = "consentkit.policy"
 #: the report endpoint below ``CONSENTKIT_URL_PREFIX``
 REPORT_PATH = "/csp-report"
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
 
 class UndeclaredHosts:
@@ -72,11 +72,6 @@ class UndeclaredHosts:
                        page, how, host, guess)
 
 
-def _is_html(response: Response) -> bool:
-    mimetype = response.mimetype
-    return mimetype in HTML_TYPES
-
-
 def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the vendors, the policy and its reports into ``app``."""
     settings = ext.settings
@@ -95,8 +90,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ext.services["policy"] = policy
 
     def note_policy(response: Response, ext: ConsentKitState) -> Response:
-        if not _is_html(response):
-            return response
+        # run on documents only (``documents_only``): HTML, XHTML and SVG
         ctx = request_consent()
         state = ctx.decision if ctx.decision is not None else get_state()
         granted = state.granted
@@ -106,7 +100,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         environ[ENVIRON_KEY] = (policy.value(granted, root, view),
                                 policy.reporting_endpoints(root))
         ctx.varies = True
-        if "Link" in response.headers:
+        if first_header(response.headers, "Link") is not None:
             hosts = view.registry if view is not None else registry
 
             def allows(target: Target) -> bool:
@@ -120,6 +114,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
                     response.headers.add("Link", kept)
         return response
 
+    note_policy.documents_only = True  # type: ignore[attr-defined]
     ext.processors.append(note_policy)
     app.wsgi_app = PolicyHeader(app.wsgi_app, policy.header)  # type: ignore[method-assign]
 

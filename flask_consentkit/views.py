@@ -32,7 +32,14 @@ from .errors import (
 )
 from .extension import get_kit_state
 from .gpc import gpc_status
-from .state import ConsentState, current_request, decide, get_state, request_consent
+from .state import (
+    ConsentState,
+    consent_keys,
+    current_request,
+    decide,
+    get_state,
+    request_consent,
+)
 
 ACTIONS = ("accept_all", "reject_all", "save")
 log = logging.getLogger("flask_consentkit.csp")
@@ -55,6 +62,9 @@ bp = Blueprint(
 
 
 def register(app: Flask, settings: Settings) -> None:
+    # the visitor's rights (export, erase) and signed receipts add their views to ``bp``
+    from . import receipts, rights  # noqa: F401
+
     app.register_blueprint(bp, url_prefix=settings.url_prefix or "/")
     app.add_url_rule("/.well-known/gpc.json", "consentkit_gpc", gpc_json)
 
@@ -179,7 +189,7 @@ def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, b
         raise ConsentBadRequest(
             f"Unknown action {action!r}; use one of: {', '.join(ACTIONS)}."
         )
-    known = set(settings.category_keys)
+    known = set(settings.category_keys) | consent_keys(settings)
     unknown = [c for c in categories if c not in known]
     if unknown:
         raise ConsentBadRequest(
@@ -208,7 +218,8 @@ def _granted_for(action: str, categories: list[str], settings: Settings, source:
     if action == "reject_all":
         return set(), source
     if action == "save":
-        return set(categories) & optional, source
+        # the separate consent to transfers abroad is given on its own line only
+        return set(categories) & consent_keys(settings), source
     granted = set(optional)
     if "marketing" in granted and privacy_signal(settings):
         granted.discard("marketing")
@@ -239,6 +250,9 @@ def choose() -> Response:
     action, categories, next_url, source, is_json = _read_choice(settings)
     previous = get_state()
     granted, source = _granted_for(action, categories, settings, source)
+    if action == "accept_all" and previous.decided:
+        # "Accept all" is no consent to transfers abroad, nor does it take one back
+        granted |= previous.granted & (consent_keys(settings) - set(settings.optional_keys))
     state = decide(settings, granted, previous=previous, source=source)
     ctx = request_consent()
     ctx.decision = state
@@ -266,6 +280,24 @@ def preferences() -> str:
         state=get_state(),
         next_url=safe_next(request.args.get("next")),
     )
+
+
+@bp.get("/notice")
+def notice() -> str:
+    """The information notice: controller, purposes, data and services, duration,
+    revocation, deletion and transfers abroad, as a page of its own (no JavaScript)."""
+    settings = get_kit_state().settings
+    return render_template("consentkit/notice.html", settings=settings,
+                           next_url=safe_next(request.args.get("next")))
+
+
+@bp.get("/opt-out")
+def opt_out() -> str:
+    """"Do Not Sell or Share My Personal Information": the opt-out of the sale and sharing
+    of personal information (``marketing``), one button, no JavaScript."""
+    settings = get_kit_state().settings
+    return render_template("consentkit/opt_out.html", settings=settings,
+                           next_url=safe_next(request.args.get("next")))
 
 
 @bp.get("/state")
@@ -316,10 +348,6 @@ def _error(error: HTTPException) -> Response | HTTPException:
         if key.lower() not in ("content-type", "content-length"):
             response.headers[key] = value
     return response
-
-
-from .ledger import signed as _signed_views  # noqa: E402,F401  (receipt)
-from .ledger import views as _ledger_views  # noqa: E402,F401  (export, erase)
 
 
 @bp.post("/csp-report")

@@ -408,6 +408,9 @@ def add_trackers(app: Flask, trackers: Iterable[Tracker]) -> None:
     gating: Gating = get_kit_state(app).services["gating"]
     gating.matcher = TrackerMatcher([*gating.matcher.trackers, *trackers])
     gating.scans = ScanCache()
+    regions = get_kit_state(app).services.get("regions")
+    for view in regions.views() if regions is not None else ():
+        view.scans = ScanCache()  # scanned with the old trackers too
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
@@ -415,6 +418,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ext.services["gating"] = Gating(ext.settings)
     ext.services["consent_mode"] = {k: list(v) for k, v in ext.settings.consent_mode.items()}
     ext.processors.append(filter_cookies)
+    process_html.documents_only = True  # type: ignore[attr-defined]
     ext.processors.append(process_html)
     app.jinja_env.globals.update(
         consent_script=consent_script,

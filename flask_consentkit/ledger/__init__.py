@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
+from ..errors import LedgerUnavailable
 from .recorder import install
-from .store import Draft, Ledger, LedgerError, LedgerUnavailable, VerifyResult
+from .store import Draft, Ledger, LedgerError, VerifyResult
 
 __all__ = ["Draft", "Ledger", "LedgerError", "LedgerUnavailable", "VerifyResult", "install"]

@@ -27,15 +27,15 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from ..errors import ConsentKitError
-from ..extension import get_kit_state
-from ..views import bp
-from .signing import Keyring, keyring_of, receipt_jws
-from .store import Ledger, LedgerUnavailable
-from .views import _limit, _no_store, cookie_consent_id
+from .errors import ConsentKitError, LedgerUnavailable
+from .extension import get_kit_state
+from .ledger.signing import Keyring, keyring_of, receipt_jws
+from .ledger.store import Ledger
+from .rights import _limit, _no_store, cookie_consent_id
+from .views import bp
 
 if TYPE_CHECKING:
-    from ..extension import ConsentKitState
+    from .extension import ConsentKitState
 
 log = logging.getLogger("flask_consentkit.ledger")
 

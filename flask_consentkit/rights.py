@@ -17,16 +17,16 @@ from flask import current_app, jsonify, request
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
-from .. import jsonbody, signals
-from ..categories import NECESSARY
-from ..errors import ConsentBadRequest
-from ..extension import ConsentKitState, get_kit_state
-from ..ratelimit import RateLimiter, anonymise_ip
-from ..state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
-from ..views import _bounded_body, bp, require_same_origin, safe_next
-from .recorder import banner_fingerprint
-from .signing import receipt_jws
-from .store import Draft, Ledger, LedgerUnavailable
+from . import jsonbody, signals
+from .categories import NECESSARY
+from .errors import ConsentBadRequest, LedgerUnavailable
+from .extension import ConsentKitState, get_kit_state
+from .ledger.recorder import banner_fingerprint
+from .ledger.signing import receipt_jws
+from .ledger.store import Draft, Ledger
+from .ratelimit import RateLimiter, anonymise_ip
+from .state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
+from .views import _bounded_body, bp, require_same_origin, safe_next
 
 log = logging.getLogger("flask_consentkit.ledger")
 

@@ -2,7 +2,7 @@
 
 Run from the project root: ``python bench/bench_technical.py``. Prints medians
 over several batches, and ratios against bare Flask measured in the same run.
-Needs ``../shared/testdata/`` (the MaxMind City test database and the uap-core
+Reads ``tests/testdata/`` (the MaxMind City test database and the uap-core
 corpus).
 """
 
@@ -29,7 +29,7 @@ from flask_consentkit.collect.useragent import UserAgentParser  # noqa: E402
 from flask_consentkit.extension import get_kit_state  # noqa: E402
 from flask_consentkit.state import UNDECIDED, decide, get_state  # noqa: E402
 
-TESTDATA = ROOT.parent / "shared" / "testdata"
+TESTDATA = ROOT / "tests" / "testdata"
 CITY = TESTDATA / "GeoIP2-City-Test.mmdb"
 CORPUS = TESTDATA / "uap-core_test_ua.yaml"
 UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -107,7 +107,7 @@ def _time_state(app: Flask, cookie: str) -> float:
 
 def main() -> None:
     if not CITY.exists():
-        sys.exit(f"the shared test data is not at {TESTDATA}")
+        sys.exit(f"the test data is not at {TESTDATA}")
     with CORPUS.open() as f:
         cases = yaml.load(f, Loader=yaml.CSafeLoader)["test_cases"]
     corpus = [c["user_agent_string"] for c in cases]

@@ -2,7 +2,7 @@
 
 Usage (from the project root)::
 
-    python scripts/derive_cookie_table.py [../shared/testdata/open-cookie-database.csv]
+    python scripts/derive_cookie_table.py [tests/testdata/open-cookie-database.csv]
 
 Writes ``flask_consentkit/cli/known_cookies.json`` and copies the database's
 licence (Apache-2.0) next to it as ``known_cookies.LICENSE``. Only facts are
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CSV = ROOT.parent / "shared" / "testdata" / "open-cookie-database.csv"
+DEFAULT_CSV = ROOT / "tests" / "testdata" / "open-cookie-database.csv"
 OUT = ROOT / "flask_consentkit" / "cli" / "known_cookies.json"
 LICENSE_OUT = OUT.with_suffix(".LICENSE")
 

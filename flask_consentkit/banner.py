@@ -228,6 +228,8 @@ class Banner:
         self._pages_bytes = 0
         self._own: bool | None = None
         self._defaults: bool | None = None
+        #: the stylesheet's ``<link>`` by charset and script root (see :meth:`_stylesheet`)
+        self._links: dict[tuple[str, str], bytes] = {}
         #: Accept-Language header → banner language ("" for none); browsers send few values
         self._accept_cache: dict[str, str] = {}
         self._asks = bool(self.settings.optional_keys)
@@ -712,11 +714,22 @@ class Banner:
                    req.method, req.path, where, why)
 
     def _stylesheet(self, charset: str) -> bytes:
-        """The ``<link>`` of the banner's stylesheet for the page's head (with the nonce)."""
-        href = escape(_url_for("consentkit.static", filename="consentkit.css"))
+        """The ``<link>`` of the banner's stylesheet for the page's head (with the nonce).
+
+        Kept per charset and script root when there is no nonce and no ``url_defaults``
+        (nothing else goes into it).
+        """
         nonce = self.ext.kit.csp_nonce()
-        extra = f' nonce="{escape(nonce)}"' if nonce else ""
-        return f'<link rel="stylesheet" href="{href}"{extra}>'.encode(charset, "xmlcharrefreplace")
+        key = None if nonce or self._url_defaults() else (charset, request.script_root)
+        link = self._links.get(key) if key is not None else None
+        if link is None:
+            href = escape(_url_for("consentkit.static", filename="consentkit.css"))
+            extra = f' nonce="{escape(nonce)}"' if nonce else ""
+            link = f'<link rel="stylesheet" href="{href}"{extra}>'.encode(
+                charset, "xmlcharrefreplace")
+            if key is not None and len(self._links) < 64:
+                self._links[key] = link
+        return link
 
     def _keep(self, key: int, page: tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]],
               size: int) -> None:

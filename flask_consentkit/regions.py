@@ -48,6 +48,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .categories import Service
@@ -310,26 +311,26 @@ class RegionTable:
         """More than one rule: the rule depends on the visitor's country."""
         return len(self.rules) > 1
 
-    @property
+    @cached_property  # the table never changes: asked on every HTML page
     def forbids_any(self) -> bool:
         return any(r.forbids_any for r in self.rules)
 
-    @property
+    @cached_property
     def transfers_any(self) -> bool:
         """Does some rule ask for the separate consent to transfers abroad?"""
         return any(r.transfer_consent for r in self.rules)
 
-    @property
+    @cached_property
     def notices_any(self) -> bool:
         """Does some rule ask for the separate information notice?"""
         return any(r.separate_notice for r in self.rules)
 
-    @property
+    @cached_property
     def opt_out_any(self) -> bool:
         """Does some rule follow the opt-out model?"""
         return any(r.opt_out for r in self.rules)
 
-    @property
+    @cached_property
     def restricts_any(self) -> bool:
         """May a visitor's rule keep some of the app's services off (forbidden, or abroad
         without the transfers consent)? Then HTML pages look the rule up."""

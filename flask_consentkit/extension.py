@@ -221,9 +221,9 @@ class ConsentKit:
         from .banner import install as install_banner
         from .collect import install as install_collect
         from .gating import install as install_gating
-        from .ledger import install as install_ledger
         from .policy import install as install_policy
         from .receipts import install as install_signing
+        from .recording import install as install_ledger
         from .regions import install as install_regions
 
         views.register(app, state.settings)

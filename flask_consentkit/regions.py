@@ -687,7 +687,7 @@ class TransfersRecorder:
                  ) -> dict[str, Any] | None:
         from dataclasses import replace
 
-        from .ledger.recorder import decision_draft, keep_notice, record
+        from .recording import decision_draft, keep_notice, record
 
         ledger = getattr(self.inner, "ledger", None)
         try:

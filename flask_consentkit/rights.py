@@ -21,10 +21,10 @@ from . import jsonbody, signals
 from .categories import NECESSARY
 from .errors import ConsentBadRequest, LedgerUnavailable
 from .extension import ConsentKitState, get_kit_state
-from .ledger.recorder import banner_fingerprint
 from .ledger.signing import receipt_jws
 from .ledger.store import Draft, Ledger
 from .ratelimit import RateLimiter, anonymise_ip
+from .recording import banner_fingerprint
 from .state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
 from .views import _bounded_body, bp, require_same_origin, safe_next
 

@@ -57,8 +57,7 @@ STORAGE_MAY_USE = ("flask_consentkit.ledger", "flask_consentkit.categories",
                    "flask_consentkit._compat")
 
 
-@pytest.mark.parametrize("path", [p for p in _modules("ledger") if p.name not in (
-    "recorder.py", "__init__.py")], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _modules("ledger"), ids=lambda p: p.name)
 def test_the_storage_knows_no_http(path: Path) -> None:
     names = _imports(path)
     web = {n for n in names if n.split(".")[0] in ("flask", "werkzeug", "jinja2")}
@@ -80,7 +79,7 @@ def test_the_low_modules_know_nothing_above_them(name: str) -> None:
 def test_only_the_endpoints_reach_into_the_blueprints_module() -> None:
     allowed = {"extension.py", "rights.py", "receipts.py", "views.py",
                # a decision's page path and the banner's links are made safe the same way
-               "banner.py", "regions.py", "recorder.py"}
+               "banner.py", "regions.py", "recording.py"}
     for path in _modules("."):
         if path.name in allowed or "cli" in path.parts:
             continue

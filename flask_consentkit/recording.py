@@ -2,9 +2,9 @@
 
 :func:`install` registers, from :meth:`ConsentKit.init_app`:
 
-- ``ext.services["ledger"]`` — the app's :class:`~.store.Ledger` (absent when
+- ``ext.services["ledger"]`` — the app's :class:`~.ledger.store.Ledger` (absent when
   ``CONSENTKIT_LEDGER_URL`` is ``None``);
-- ``ext.services["notices"]`` — the :class:`~.notices.NoticeStore` of the notices
+- ``ext.services["notices"]`` — the :class:`~.ledger.notices.NoticeStore` of the notices
   receipts name;
 - ``ext.services["recorder"]`` — called by the choice endpoint as
   ``recorder(action=, state=, previous=)``;
@@ -37,15 +37,15 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from sqlalchemy.engine import make_url
 
-from ..categories import NECESSARY
-from ..errors import ConsentConfigError
-from ..ratelimit import RateLimiter, anonymise_ip
-from ..state import ConsentState, request_consent
-from .notices import NoticeStore
-from .store import Draft, Ledger, LedgerOutcomeUnknown
+from .categories import NECESSARY
+from .errors import ConsentConfigError
+from .ledger.notices import NoticeStore
+from .ledger.store import Draft, Ledger, LedgerOutcomeUnknown
+from .ratelimit import RateLimiter, anonymise_ip
+from .state import ConsentState, request_consent
 
 if TYPE_CHECKING:
-    from ..extension import ConsentKitState
+    from .extension import ConsentKitState
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -195,7 +195,7 @@ def applied_rule(ext: ConsentKitState) -> str | None:
     Looked up here without the visitor's analytics consent: the rule is the legal
     basis of the choice, not analytics; the receipt keeps its name, never the address.
     """
-    from ..regions import DEFAULT_TABLE, current_rule
+    from .regions import DEFAULT_TABLE, current_rule
 
     if ext.settings.regions is DEFAULT_TABLE:
         return None
@@ -239,7 +239,7 @@ def page_path() -> str | None:
             candidate = parts.path or "/"
     if candidate is None and request.mimetype in ("application/x-www-form-urlencoded",
                                                   "multipart/form-data"):
-        from ..views import safe_next
+        from .views import safe_next
 
         value = request.form.get("next")
         if value:

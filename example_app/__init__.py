@@ -39,6 +39,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                "email": "privacy@storyforge.example"},
         # cookies the site itself sets for analytics: filtered and expired by consent
         CONSENTKIT_COOKIES={"analytics": ["sf_visitor", "sf_last_story"]},
+        # the one third party the site embeds, named on the preferences page (catalogue key)
+        CONSENTKIT_SERVICES=["youtube"],
         STORYFORGE_EMBED_URL="https://www.youtube-nocookie.com/embed/aqz-KE-bpKQ",
         CONSENTKIT_GEOIP_DATABASE=os.environ.get("EXAMPLE_GEOIP_DATABASE"),
     )
@@ -60,6 +62,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # set on every visit; the extension removes it unless analytics is allowed
         response.set_cookie("sf_last_story", slug, max_age=30 * 86400, samesite="Lax")
         return response
+
+    @app.get("/sitemap.xml")
+    def sitemap() -> Response:  # every story, so that `flask consent scan` visits them all
+        urls = "".join(f"<url><loc>{request.url_root}story/{slug}</loc></url>"
+                       for slug in STORIES)
+        return Response('<?xml version="1.0" encoding="UTF-8"?><urlset xmlns='
+                        f'"http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>',
+                        mimetype="application/xml")
 
     @app.get("/about")
     def about() -> str:

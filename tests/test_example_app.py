@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from example_app import create_app
+from flask_consentkit.cli import cli
 
 
 @pytest.fixture
@@ -49,3 +52,13 @@ def test_your_data_page_offers_the_visitors_records(example):
     assert response.status_code == 303
     assert "have been erased" in example.get(response.headers["Location"]).get_data(
         as_text=True)
+
+
+def test_the_example_app_passes_its_own_scan(tmp_path):
+    # the example is what a user copies: its pages, its sitemap's stories and its embed
+    app = create_app({"TESTING": True, "CONSENTKIT_LEDGER_URL": f"sqlite:///{tmp_path}/l.db"})
+    result = app.test_cli_runner().invoke(cli, ["scan", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and not report["unvisited"]
+    assert {"/story/lighthouse", "/story/caravan"} <= set(report["paths"])

@@ -104,6 +104,9 @@ _OPT_OUT = "consentkit-stand-in-opt-out-7f3a"
 #: pages up to this size are kept with the banner put in, up to this many bytes in all
 _KEEP_PAGE = 1 << 20
 _KEEP_TOTAL = 16 << 20
+#: what a page with the banner varies by (``Sec-GPC`` when the signal is honoured)
+_VARY = ("Accept-Language",)
+_VARY_GPC = ("Accept-Language", "Sec-GPC")
 _STAND_INS = re.compile("(" + "|".join(
     re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE, _NOTICE, _OPT_OUT)) + ")")
 
@@ -637,9 +640,8 @@ class Banner:
         req = current_request()
         endpoint = req.endpoint
         if endpoint == "consentkit.preferences":
-            add_vary(response, "Accept-Language")  # the page speaks the visitor's language
-            if self.settings.honor_gpc:
-                add_vary(response, "Sec-GPC")
+            # the page speaks the visitor's language, and says what GPC turned off
+            add_vary(response, *_VARY_GPC if self.settings.honor_gpc else _VARY)
             return response
         if not self.settings.auto_inject or not self._asks:
             return response
@@ -694,9 +696,8 @@ class Banner:
                 outputs[id(banner)] = (banner, out)
                 self._pages_bytes += size
         replace_body(response, out, body)
-        add_vary(response, "Accept-Language")
-        if self.settings.honor_gpc:
-            add_vary(response, "Sec-GPC")  # the banner says what the signal turned off
+        # the banner speaks the visitor's language and says what the GPC signal turned off
+        add_vary(response, *_VARY_GPC if self.settings.honor_gpc else _VARY)
         return response
 
     def _cannot_place(self, req: Any, reason: str) -> None:

@@ -144,20 +144,24 @@ def _settle_error_page(response: Response) -> None:
 _PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
 
 
-def add_vary(response: Response, token: str) -> None:
-    """``response.vary.add(token)``, without the parse and rewrite when it is cheap.
+def add_vary(response: Response, *tokens: str) -> None:
+    """``response.vary.add(token)`` for each token, without the parse and rewrite when
+    it is cheap.
 
     An absent header is added; a header of plain comma-separated names gets the
     same value werkzeug's ``HeaderSet`` would write; anything else goes through it.
     """
     current = first_header(response.headers, "Vary")
     if current is None:
-        response.headers.add("Vary", token)
+        response.headers.add("Vary", ", ".join(dict.fromkeys(tokens)))
     elif _PLAIN_VARY.fullmatch(current):
-        if token.lower() not in current.lower().split(", "):
-            response.headers.set("Vary", f"{current}, {token}")
+        have = current.lower().split(", ")
+        new = [t for t in dict.fromkeys(tokens) if t.lower() not in have]
+        if new:
+            response.headers.set("Vary", ", ".join([current, *new]))
     else:
-        response.vary.add(token)
+        for token in tokens:
+            response.vary.add(token)
 
 
 def get_kit_state(app: Flask | None = None) -> ConsentKitState:

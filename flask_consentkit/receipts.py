@@ -27,11 +27,11 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from .errors import ConsentKitError, LedgerUnavailable
+from .errors import ConsentKitError
 from .extension import get_kit_state
 from .ledger.signing import Keyring, keyring_of, receipt_jws
 from .ledger.store import Ledger
-from .rights import _limit, _no_store, cookie_consent_id
+from .rights import _limit, _no_store, cookie_consent_id, visitor_receipts
 from .views import bp
 
 if TYPE_CHECKING:
@@ -76,12 +76,7 @@ def receipt() -> Response:
         raise ConsentNotFound("No consent choice from this browser: make a choice first, then "
                               "download its signed receipt.")
     ledger: Ledger = ext.services["ledger"]
-    try:
-        found = ledger.export(consent_id)
-    except Exception as exc:  # noqa: BLE001
-        log.error("reading a visitor's receipt failed: %s", exc, exc_info=exc)
-        raise LedgerUnavailable("Your receipt cannot be read just now; try again later.",
-                                retry_after=60) from None
+    found = visitor_receipts(ledger, consent_id, "Your receipt", "receipt download")
     if not found:
         raise ConsentNotFound("No receipt of your choice is recorded (it may have been "
                               "erased); make a choice to get one.")

@@ -66,6 +66,19 @@ def _limit(ext: ConsentKitState, endpoint: str, consent_id: str | None) -> None:
     limiter.hit(endpoint, visitor)
 
 
+def visitor_receipts(ledger: Ledger, consent_id: str, what: str,
+                     doing: str) -> list[dict[str, Any]]:
+    """The receipts of ``consent_id``; a ledger that cannot be read is a 503 saying that
+    ``what`` ("Your receipts") cannot be read just now, and ``doing`` ("export") is
+    logged at ERROR with the cause."""
+    try:
+        return ledger.export(consent_id)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raised, the visitor gets a 503
+        log.error("%s of a visitor's receipts failed: %s", doing, exc, exc_info=exc)
+        raise LedgerUnavailable(f"{what} cannot be read just now; try again later.",
+                                retry_after=60) from None
+
+
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.vary.add("Cookie")
@@ -81,14 +94,9 @@ def export() -> Response:
     ledger: Ledger | None = ext.services.get("ledger")
     found: list[dict[str, Any]] = []
     if consent_id and ledger is not None:
-        try:
-            found = ledger.export(consent_id)
-        except Exception as exc:  # noqa: BLE001
-            log.error("export of a visitor's receipts failed: %s", exc, exc_info=exc)
-            raise LedgerUnavailable("Your receipts cannot be read just now; try again later.",
-                                    retry_after=60) from None
+        found = visitor_receipts(ledger, consent_id, "Your receipts", "export")
     keyring = ext.services.get("receipt")
-    if keyring is not None:  # each receipt's signed form too (see .signed)
+    if keyring is not None:  # each receipt's signed form too (see .receipts)
         found = [{**r, "jws": receipt_jws(keyring, consent_id, r)} for r in found]
     response = jsonify(consent_id=consent_id, receipts=found, ledger=ledger is not None)
     response.headers["Content-Disposition"] = 'inline; filename="consent-receipts.json"'

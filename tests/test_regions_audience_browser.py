@@ -18,6 +18,7 @@ from flask_consentkit import ConsentKit
 
 from .conftest import SECRET
 from .test_regions import REGIONS, TR, UK, US_CA
+from .test_regions_browser import record_elsewhere
 
 pytestmark = pytest.mark.browser
 
@@ -49,15 +50,7 @@ def context_for(browser: Any, addr: str, reached: list[str], **options: Any) -> 
     headers = {"X-Forwarded-For": addr, **options.pop("headers", {})}
     context = browser.new_context(extra_http_headers=headers, **options)
 
-    def route(r: Any) -> None:
-        host = urlsplit(r.request.url).hostname
-        if host == "127.0.0.1":
-            r.continue_()
-        else:  # never the network: note it and answer empty
-            reached.append(str(host))
-            r.fulfill(status=200, body="", content_type="text/javascript")
-
-    context.route("**/*", route)
+    record_elsewhere(context, reached)
     return context
 
 

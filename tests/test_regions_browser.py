@@ -50,10 +50,9 @@ def make(testdata: Any) -> Flask:
     return app
 
 
-def visit(browser: Any, server: Any, addr: str) -> tuple[list[str], str]:
-    """Accept everything, come back, let the page reach out: the hosts it reached."""
-    context = browser.new_context(extra_http_headers={"X-Forwarded-For": addr})
-    reached: list[str] = []
+def record_elsewhere(context: Any, reached: list[str]) -> None:
+    """Requests of ``context`` to any host but 127.0.0.1: noted in ``reached`` and answered
+    empty, never sent."""
 
     def route(r: Any) -> None:
         host = urlsplit(r.request.url).hostname
@@ -64,6 +63,14 @@ def visit(browser: Any, server: Any, addr: str) -> tuple[list[str], str]:
             r.fulfill(status=200, body="", content_type="text/javascript")
 
     context.route("**/*", route)
+
+
+def visit(browser: Any, server: Any, addr: str) -> tuple[list[str], str]:
+    """Accept everything, come back, let the page reach out: the hosts it reached."""
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": addr})
+    reached: list[str] = []
+
+    record_elsewhere(context, reached)
     try:
         page = context.new_page()
         page.goto(server.url + "/", wait_until="load")

@@ -113,7 +113,7 @@ def inject_us(kit_app: Flask) -> float:
     from flask_consentkit.state import request_consent
 
     ext = kit_app.extensions["consentkit"]
-    banner = ext.services["banner"]
+    banner = ext.banner
     with kit_app.test_request_context("/story", headers={"Accept-Language": "az,en;q=0.5"}):
         def step() -> None:
             request_consent().cache.clear()

@@ -81,7 +81,7 @@ def main() -> int:
     delta = (results["+ banner, policy on, accepted all"]
              - results["+ banner, policy off, accepted all"])
     print(f"  the policy's cost with the banner, accepted all {delta * 1e6:+6.1f} µs")
-    policy = on.extensions["consentkit"].services["policy"]
+    policy = on.extensions["consentkit"].policy
     everything = frozenset(on.extensions["consentkit"].settings.category_keys)
     for name, granted in (("new visitor", frozenset({"necessary"})),
                           ("accepted all", everything)):

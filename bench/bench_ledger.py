@@ -183,7 +183,7 @@ def fill_old(ledger: Ledger, rows: int) -> None:
 def prune_under_load(tmp: str, rows: int) -> None:
     url = f"sqlite:///{Path(tmp) / 'prune.sqlite3'}"
     app = kit_app(tmp, url)
-    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    ledger: Ledger = app.extensions["consentkit"].ledger
     fill_old(ledger, rows)
     client = app.test_client()
     latencies: list[float] = []

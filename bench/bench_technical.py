@@ -92,8 +92,8 @@ def kit_app(use_technical_data: bool = True) -> tuple[Flask, str]:
 
 def clear_caches(app: Flask) -> None:
     ext = get_kit_state(app)
-    ext.services["geo"].clear()
-    ext.services["user_agent"].clear()
+    ext.geo.clear()
+    ext.user_agent.clear()
     technical.clear_caches()
 
 

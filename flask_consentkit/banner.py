@@ -20,7 +20,7 @@ The language of a request is, in order: ``?lang=`` (when it is one of
 ``CONSENTKIT_LANGUAGES``), the language the visitor asked for earlier with
 ``?lang=`` (the session cookie ``<CONSENTKIT_COOKIE_NAME>_lang``, see
 :meth:`Banner.remember_language`), the app's locale (a callable the app puts at
-``app.extensions["consentkit"].services["locale_selector"]``, else Flask-Babel's
+``ConsentKit(locale_selector=…)``, else Flask-Babel's
 locale selector), the browser's ``Accept-Language``, then
 ``CONSENTKIT_DEFAULT_LANGUAGE``.
 """
@@ -50,7 +50,6 @@ from ._compat import serving
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .extension import add_vary, first_header, replace_body, response_body
 from .gpc import gpc_covers, gpc_received
 from .notice import NOTICE_SCHEMA, notice_id
 from .regions import (
@@ -61,6 +60,7 @@ from .regions import (
     shown_rule,
     visitor_country,
 )
+from .responses import add_vary, first_header, replace_body, response_body
 from .state import (
     current_request,
     get_state,
@@ -71,7 +71,7 @@ from .state import (
 from .views import privacy_signal, safe_next
 
 if TYPE_CHECKING:
-    from .extension import ConsentKitState
+    from .appstate import ConsentKitState
 
 logger = logging.getLogger("flask_consentkit.banner")
 
@@ -283,7 +283,7 @@ class Banner:
         """The language when the visitor has not asked for one: app, browser, default."""
         languages = self.settings.languages
         app, environ = request_parts()
-        selector = self.ext.services.get("locale_selector")
+        selector = self.ext.kit.locale_selector
         if selector is None:
             babel = app.extensions.get("babel")
             selector = getattr(babel, "locale_selector", None)
@@ -352,21 +352,35 @@ class Banner:
     def translate(self, key: str, lang: str | None = None, **params: Any) -> str:
         """Message ``key`` in ``lang`` (default: this request's), ``{name}`` filled from params.
 
-        A message missing from a catalog falls back to the default language,
+        The app's ``translate`` hook (:class:`~.ConsentKit`) answers first; a message
+        it leaves to us, or missing from a catalog, falls back to the default language,
         then English, then the key itself.
         """
         lang = lang or self.language()
-        text = None
-        for code in (lang, self.settings.default_language, BASE_LANGUAGE):
-            catalog = self.catalogs.get(code)
-            if catalog is not None and key in catalog:
-                text = catalog[key]
-                break
+        text = self._own_text(key, lang, params)
+        if text is None:
+            for code in (lang, self.settings.default_language, BASE_LANGUAGE):
+                catalog = self.catalogs.get(code)
+                if catalog is not None and key in catalog:
+                    text = catalog[key]
+                    break
         if text is None:
             return key
         if not params:
             return text
         return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+    def _own_text(self, key: str, lang: str, params: Mapping[str, Any]) -> str | None:
+        """The app's own text of ``key`` in ``lang``, or ``None`` (also when its hook fails)."""
+        own = self.ext.kit.translate
+        if own is None:
+            return None
+        try:
+            text = own(key, lang, **params)
+        except Exception:  # noqa: BLE001 - an app's broken catalog must not break the page
+            logger.exception("flask-consentkit: the app's translate hook failed for %r", key)
+            return None
+        return text if isinstance(text, str) and text else None
 
     def format_date(self, iso: str, lang: str | None = None) -> str:
         """The day ``iso`` (``YYYY-MM-DD``) as ``lang`` writes it: ``November 1, 2026``,
@@ -494,7 +508,7 @@ class Banner:
         lang = self.language()
         state = get_state()
         nonce = self.ext.kit.csp_nonce()
-        mode = self.ext.services.get("consent_mode") or {}
+        mode = self.ext.consent_mode or {}
         signal = _signal(self.settings)
         outdated = _outdated()
         final_key = None
@@ -879,7 +893,7 @@ class BannerView:
     @property
     def keeps_records(self) -> bool:
         """True when the app keeps consent records (a ledger), which the visitor may get."""
-        return self.banner.ext.services.get("ledger") is not None
+        return self.banner.ext.ledger is not None
 
     @property
     def records(self) -> Records | None:
@@ -889,8 +903,8 @@ class BannerView:
     @property
     def data(self) -> dict[str, Any]:
         """What the banner script needs, handed over as JSON (``|tojson``)."""
-        services = self.banner.ext.services
-        mode = services.get("consent_mode") or {}
+        ext = self.banner.ext
+        mode = ext.consent_mode
         data = {
             "endpoint": self.action_url,
             "decided": self.decided or self.by_default,
@@ -898,11 +912,11 @@ class BannerView:
             "consentMode": {k: list(v) for k, v in dict(mode).items()},
             "saved": self.t("status.saved"),
         }
-        if "policy" in services:
+        if ext.policy is not None and ext.vendors is not None:
             # granting one of these lets the browser reach a host this page's policy
             # blocks: only a reload gets the page the new policy
-            view = restricted_view(self.banner.ext)
-            registry = view.registry if view is not None else services["vendors"]
+            view = restricted_view(ext)
+            registry = view.registry if view is not None else ext.vendors
             reload_on = list(registry.widening(frozenset(self.granted)))
             if view is not None and view.home is not None:
                 reload_on.append(TRANSFERS)  # brings the services abroad in
@@ -933,7 +947,7 @@ class BannerView:
         """One line naming the services the rule per audience does not offer here, or ``""``."""
         if not self.rule.forbids_any:
             return ""
-        names = sorted({s.name for s in self.banner.ext.services["vendors"].declared
+        names = sorted({s.name for s in self.banner.ext.vendors.declared
                         if self.rule.forbids(s)})
         return self.t("prefs.not_offered", services=", ".join(names)) if names else ""
 
@@ -1008,12 +1022,12 @@ class Records:
     @classmethod
     def of(cls, view: BannerView) -> Records | None:
         ext = view.banner.ext
-        if ext.services.get("ledger") is None:
+        if ext.ledger is None:
             return None
         from .rights import cookie_consent_id
 
         receipt_url = None
-        if "receipt" in ext.services:
+        if ext.receipt_keyring is not None:
             try:
                 receipt_url = _url_for("consentkit.receipt")
             except BuildError:  # the signed receipt's endpoint is not there yet
@@ -1195,20 +1209,20 @@ def visible_text(markup: str) -> str:
 
 
 def get_banner(app: Flask | None = None) -> Banner:
-    from .extension import get_kit_state
+    from .appstate import get_kit_state
 
-    banner: Banner = get_kit_state(app).services["banner"]
+    banner: Banner = get_kit_state(app).banner
     return banner
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the banner into ``app``: services, Jinja globals and the injecting processor."""
     banner = Banner(app, ext)
-    ext.services["banner"] = banner
-    ext.services["translate"] = banner.translate_for_services
-    ext.services["language"] = banner.language
-    ext.services["banner_fingerprint"] = banner.fingerprint
-    ext.services["notice"] = banner.notice
+    ext.banner = banner
+    ext.translate = banner.translate_for_services
+    ext.language = banner.language
+    ext.banner_fingerprint = banner.fingerprint
+    ext.notice = banner.notice
     ext.processors.append(banner.inject)  # documents only (see Banner.inject)
     ext.processors.append(banner.remember_language)  # after inject, which picks the language
     app.jinja_env.globals["consent_banner"] = banner.render

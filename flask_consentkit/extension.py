@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import functools
-import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ._compat import header_items, header_list
+from .appstate import ConsentKitState, ResponseProcessor, get_kit_state
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
+from .responses import add_vary, content_type_and_cookies, is_document_type, settle_error_page
 from .state import (
     ConsentCodec,
     ConsentState,
@@ -28,152 +27,12 @@ from .state import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: A function that post-processes every response (gating, banner, cookies).
-ResponseProcessor = Callable[[Response, "ConsentKitState"], Response]
+__all__ = ["AlreadyRegisteredError", "ConsentKit", "ConsentKitState", "ResponseProcessor",
+           "get_kit_state", "requires_consent"]
 
 
 class AlreadyRegisteredError(ConsentKitError, RuntimeError):
     """:meth:`ConsentKit.init_app` was called twice for one app."""
-
-
-@dataclass
-class ConsentKitState:
-    """Everything the extension keeps for one app, at ``app.extensions["consentkit"]``."""
-
-    kit: ConsentKit
-    settings: Settings
-    codec: ConsentCodec
-    #: run in order on every response before the consent cookie is written; one whose
-    #: function has ``documents_only = True`` only on documents (:func:`is_document`)
-    processors: list[ResponseProcessor] = field(default_factory=list)
-    #: objects of the subsystems (ledger, geo reader, user-agent parser …)
-    services: dict[str, Any] = field(default_factory=dict)
-
-
-def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    """The first value of header ``name`` (any case), or ``None``.
-
-    ``headers.get(name)`` of werkzeug builds and catches an exception for a
-    header that is absent, the common case on the per-request path.
-    """
-    name = name.lower()
-    key: str
-    value: str
-    for key, value in header_items(headers):
-        if key.lower() == name:
-            return value
-    return None
-
-
-#: the media types of documents, which the HTML rewrite, the banner and the browser
-#: policy may change (each processor narrows it further: the rewrite leaves SVG alone)
-DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
-_HTML = "text/html; charset=utf-8"
-
-
-def _content_type_and_cookies(headers: Iterable[tuple[str, str]]) -> tuple[str | None, bool]:
-    """``(the first Content-Type, whether a Set-Cookie is there)``, in one pass."""
-    content_type: str | None = None
-    cookies = False
-    key: str
-    value: str
-    for key, value in header_items(headers):
-        if len(key) == 12 and content_type is None and key.lower() == "content-type":
-            content_type = value
-        elif len(key) == 10 and key.lower() == "set-cookie":
-            cookies = True
-    return content_type, cookies
-
-
-def is_document(headers: Iterable[tuple[str, str]]) -> bool:
-    """Is the response with ``headers`` an HTML, XHTML or SVG document?"""
-    content_type = first_header(headers, "Content-Type")
-    if content_type is None:
-        return False
-    return (content_type == _HTML
-            or content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES)
-
-
-def response_body(response: Response) -> bytes:
-    """``response.get_data()``, without the flattening when the body is one ``bytes``.
-
-    The caller has checked that the response is neither streamed nor passed through.
-    """
-    body = response.response
-    if type(body) is list and len(body) == 1 and type(body[0]) is bytes:
-        return body[0]
-    return response.get_data()
-
-
-def replace_body(response: Response, data: bytes, old: bytes) -> None:
-    """``response.set_data(data)``, with less work for ``Content-Length``.
-
-    Left alone when the length cannot change; else rewritten in place when
-    werkzeug wrote it (its own spelling, one header), else set as werkzeug does.
-    """
-    response.response = [data]
-    if len(data) == len(old) or not response.automatically_set_content_length:
-        return
-    headers = header_list(response.headers)
-    if headers is not None:
-        for index, (key, _) in enumerate(headers):
-            if key == "Content-Length":
-                headers[index] = (key, str(len(data)))
-                return
-    response.headers["Content-Length"] = str(len(data))
-
-
-#: the largest error page read whole so that it can be gated and get the banner
-MAX_ERROR_PAGE = 1 << 20
-
-
-def _settle_error_page(response: Response) -> None:
-    """Read an error page whose body is an iterator, but of a known small length, whole.
-
-    Flask turns an ``HTTPException`` (``abort(404)``, an unknown URL) into a
-    response by running it as a WSGI app, so its body is an iterator although it
-    is one small page: read whole, it is gated and gets the banner like any
-    page, instead of being taken for a stream.
-    """
-    length = response.content_length
-    if (not response.direct_passthrough and length is not None
-            and length <= MAX_ERROR_PAGE):
-        response.make_sequence()
-
-
-_PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
-
-
-def add_vary(response: Response, *tokens: str) -> None:
-    """``response.vary.add(token)`` for each token, without the parse and rewrite when
-    it is cheap.
-
-    An absent header is added; a header of plain comma-separated names gets the
-    same value werkzeug's ``HeaderSet`` would write; anything else goes through it.
-    """
-    current = first_header(response.headers, "Vary")
-    if current is None:
-        response.headers.add("Vary", ", ".join(dict.fromkeys(tokens)))
-    elif _PLAIN_VARY.fullmatch(current):
-        have = current.lower().split(", ")
-        new = [t for t in dict.fromkeys(tokens) if t.lower() not in have]
-        if new:
-            response.headers.set("Vary", ", ".join([current, *new]))
-    else:
-        for token in tokens:
-            response.vary.add(token)
-
-
-def get_kit_state(app: Flask | None = None) -> ConsentKitState:
-    """The extension's per-app state; raises when the app did not register it."""
-    app = app or current_app
-    try:
-        return cast(ConsentKitState, app.extensions["consentkit"])
-    except KeyError:
-        raise ConsentKitError(
-            "flask-consentkit is not registered on this app; call ConsentKit(app) "
-            "or consent.init_app(app) first."
-        ) from None
 
 
 class ConsentKit:
@@ -186,10 +45,20 @@ class ConsentKit:
         consent = ConsentKit()
         consent.init_app(app)
 
+    The hooks an app may replace are arguments here and attributes after (set them
+    before the first request; they apply to every app this object is registered on):
+
     :param app: the app to register on now, or ``None`` to call :meth:`init_app` later.
-    :param nonce_getter: returns the request's CSP nonce (for example
+    :param nonce_getter: ``() -> str | None``, the request's CSP nonce (for example
         ``lambda: request.csp_nonce`` with Flask-Talisman). By default the
         extension looks for ``request.csp_nonce`` and ``g.csp_nonce``.
+    :param locale_selector: ``() -> str | None``, the app's locale for this request
+        (``"az"``, ``"ru-RU"`` …), asked after ``?lang=`` and the language the visitor
+        chose, before ``Accept-Language``. By default Flask-Babel's locale selector,
+        when the app has one.
+    :param translate: ``(key, lang, **params) -> str | None``, the app's own text of
+        message ``key`` in ``lang`` (``None`` to use the extension's catalogs). It must
+        answer from its arguments alone: rendered banners are kept per language.
     """
 
     def __init__(
@@ -197,8 +66,12 @@ class ConsentKit:
         app: Flask | None = None,
         *,
         nonce_getter: Callable[[], str | None] | None = None,
+        locale_selector: Callable[[], str | None] | None = None,
+        translate: Callable[..., str | None] | None = None,
     ) -> None:
         self.nonce_getter = nonce_getter
+        self.locale_selector = locale_selector
+        self.translate = translate
         if app is not None:
             self.init_app(app)
 
@@ -220,7 +93,7 @@ class ConsentKit:
         self._install(app, state)
 
     def _install(self, app: Flask, state: ConsentKitState) -> None:
-        # imported here: the subsystems import this module
+        # imported here: they import the request machinery this module's users may not need
         from . import views
         from .banner import install as install_banner
         from .collect import install as install_collect
@@ -285,11 +158,9 @@ class ConsentKit:
 
     def _process_response(self, response: Response, ext: ConsentKitState) -> Response:
         if type(response.response) is not list and response.status_code >= 400:
-            _settle_error_page(response)
-        content_type, sets_cookies = _content_type_and_cookies(response.headers)
-        document = content_type is not None and (
-            content_type == _HTML
-            or content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES)
+            settle_error_page(response)
+        content_type, sets_cookies = content_type_and_cookies(response.headers)
+        document = is_document_type(content_type)
         ctx: RequestConsent | None = peek_request_consent()
         if not document and not sets_cookies and ctx is None:
             return response  # an API answer that nothing of the visitor's consent touched

@@ -2,10 +2,10 @@
 
 :func:`install` is called by :meth:`ConsentKit.init_app`. It registers:
 
-- ``ext.services["vendors"]`` — the app's :class:`~.vendors.VendorRegistry`;
-- ``ext.services["policy"]`` — its :class:`~.csp.BrowserPolicy` (absent with
+- ``ext.vendors`` — the app's :class:`~.vendors.VendorRegistry`;
+- ``ext.policy`` — its :class:`~.csp.BrowserPolicy` (absent with
   ``CONSENTKIT_CSP = False``);
-- ``ext.services["violations"]`` — where the browsers' reports are counted: the
+- ``ext.violations`` — where the browsers' reports are counted: the
   ledger's database, or this process's memory when receipts are off;
 - a response processor that, for every HTML response, reads the visitor's
   choice and notes the header value for it, and drops ``Link:`` headers that
@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
-from .extension import first_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
 from .regions import restricted_view
+from .responses import first_header
 from .state import get_state, request_consent
 from .urls import Target
 from .vendors import VendorRegistry
 
 if TYPE_CHECKING:
-    from .extension import ConsentKitState
+    from .appstate import ConsentKitState
 
 logger = logging.getLogger("flask_consentkit.csp")
 
@@ -77,17 +77,17 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     settings = ext.settings
     registry = VendorRegistry(settings.category_keys, settings.services,
                               undeclared=settings.undeclared_vendors == "catalogue")
-    ext.services["vendors"] = registry
-    ext.services["undeclared_hosts"] = UndeclaredHosts(registry)
-    ledger = ext.services.get("ledger")
+    ext.vendors = registry
+    ext.undeclared_hosts = UndeclaredHosts(registry)
+    ledger = ext.ledger
     violations: Violations = ViolationStore(ledger) if ledger is not None else MemoryViolations()
-    ext.services["violations"] = violations
-    ext.services["report_bucket"] = TokenBucket()
+    ext.violations = violations
+    ext.report_bucket = TokenBucket()
     if settings.csp is False:
         return
     mode: Mode = "enforce" if settings.csp == "enforce" else "report-only"
     policy = BrowserPolicy(registry, mode, settings.url_prefix + REPORT_PATH)
-    ext.services["policy"] = policy
+    ext.policy = policy
 
     def note_policy(response: Response, ext: ConsentKitState) -> Response:
         # run on documents only (``documents_only``): HTML, XHTML and SVG

@@ -3,8 +3,8 @@
 :func:`install` (from ``init_app``) loads ``CONSENTKIT_SIGNING_KEY`` and
 ``CONSENTKIT_SIGNING_OLD_KEYS`` (:func:`.signing.keyring_of`) and registers:
 
-- ``ext.services["signing"]`` — the :class:`~.signing.Keyring` (absent without any key);
-- ``ext.services["receipt"]`` — the same keyring, when it holds a private key and
+- ``ext.keyring`` — the :class:`~.signing.Keyring` (absent without any key);
+- ``ext.receipt_keyring`` — the same keyring, when it holds a private key and
   the ledger is on: receipts can be signed (the preferences page then offers
   the download);
 - ``GET /.well-known/consentkit/jwks.json`` — every public key, current first,
@@ -27,15 +27,14 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from .appstate import get_kit_state
 from .errors import ConsentKitError
-from .extension import get_kit_state
 from .ledger.signing import Keyring, keyring_of, receipt_jws
-from .ledger.store import Ledger
 from .rights import _limit, _no_store, cookie_consent_id, visitor_receipts
 from .views import bp
 
 if TYPE_CHECKING:
-    from .extension import ConsentKitState
+    from .appstate import ConsentKitState
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -53,9 +52,9 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     settings = ext.settings
     keyring = keyring_of(settings.signing_key, settings.signing_old_keys)
     if keyring is not None:
-        ext.services["signing"] = keyring
-        if keyring.can_sign and ext.services.get("ledger") is not None:
-            ext.services["receipt"] = keyring
+        ext.keyring = keyring
+        if keyring.can_sign and ext.ledger is not None:
+            ext.receipt_keyring = keyring
     app.add_url_rule(JWKS_PATH, "consentkit_jwks", jwks_json)
 
 
@@ -63,9 +62,9 @@ def install(app: Flask, ext: ConsentKitState) -> None:
 def receipt() -> Response:
     """The visitor's latest receipt as a compact JWS, to keep (``consent-receipt.jws``)."""
     ext = get_kit_state()
-    keyring: Keyring | None = ext.services.get("receipt")
+    keyring: Keyring | None = ext.receipt_keyring
     if keyring is None:
-        if ext.services.get("ledger") is None:
+        if ext.ledger is None:
             raise ConsentNotFound("This site keeps no consent records, so there is no receipt "
                                   "to sign.")
         raise ConsentNotFound("This site does not sign receipts (no signing key is configured); "
@@ -75,8 +74,8 @@ def receipt() -> Response:
     if consent_id is None:
         raise ConsentNotFound("No consent choice from this browser: make a choice first, then "
                               "download its signed receipt.")
-    ledger: Ledger = ext.services["ledger"]
-    found = visitor_receipts(ledger, consent_id, "Your receipt", "receipt download")
+    assert ext.ledger is not None  # a receipt keyring is made only beside a ledger
+    found = visitor_receipts(ext.ledger, consent_id, "Your receipt", "receipt download")
     if not found:
         raise ConsentNotFound("No receipt of your choice is recorded (it may have been "
                               "erased); make a choice to get one.")
@@ -89,7 +88,7 @@ def receipt() -> Response:
 def jwks_json() -> Response:
     """``/.well-known/consentkit/jwks.json``: the keys that sign receipts and checkpoints."""
     ext = get_kit_state()
-    keyring: Keyring | None = ext.services.get("signing")
+    keyring: Keyring | None = ext.keyring
     if keyring is None or not keyring.public:
         response = jsonify(error="this site signs nothing: no signing key is configured",
                            status=404)

@@ -2,13 +2,13 @@
 
 :func:`install` registers, from :meth:`ConsentKit.init_app`:
 
-- ``ext.services["ledger"]`` — the app's :class:`~.ledger.store.Ledger` (absent when
+- ``ext.ledger`` — the app's :class:`~.ledger.store.Ledger` (absent when
   ``CONSENTKIT_LEDGER_URL`` is ``None``);
-- ``ext.services["notices"]`` — the :class:`~.ledger.notices.NoticeStore` of the notices
+- ``ext.notices`` — the :class:`~.ledger.notices.NoticeStore` of the notices
   receipts name;
-- ``ext.services["recorder"]`` — called by the choice endpoint as
+- ``ext.recorder`` — called by the choice endpoint as
   ``recorder(action=, state=, previous=)``;
-- ``ext.services["ratelimiter"]`` — the data-subject endpoints' limiter.
+- ``ext.ratelimiter`` — the data-subject endpoints' limiter.
 
 A write that fails never loses the visitor's choice: the recorder logs the
 error at ERROR, with the receipt's content (its consent id is pseudonymous, its
@@ -45,7 +45,7 @@ from .ratelimit import RateLimiter, anonymise_ip
 from .state import ConsentState, request_consent
 
 if TYPE_CHECKING:
-    from .extension import ConsentKitState
+    from .appstate import ConsentKitState
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -55,9 +55,9 @@ MAX_PATH = 512
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
-    """Register the ledger, the recorder and the rate limiter on ``ext.services``."""
+    """Register the ledger, the recorder and the rate limiter on ``ext``."""
     settings = ext.settings
-    ext.services["ratelimiter"] = RateLimiter.from_config(
+    ext.ratelimiter = RateLimiter.from_config(
         settings.ratelimit, settings.ratelimit_storage_url
     )
     if settings.ledger_url is None:
@@ -66,9 +66,9 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
     ledger = Ledger(check_url(settings.ledger_url), timeout=settings.ledger_timeout)
-    ext.services["ledger"] = ledger
-    ext.services["notices"] = NoticeStore(ledger)
-    ext.services["recorder"] = Recorder(ext, ledger)
+    ext.ledger = ledger
+    ext.notices = NoticeStore(ledger)
+    ext.recorder = Recorder(ext, ledger)
 
 
 def check_url(url: str) -> str:
@@ -130,7 +130,7 @@ def keep_notice(ext: ConsentKitState, draft: Draft) -> None:
     A notice that cannot be stored is logged at ERROR; the next receipt that names it
     stores it (its id is the hash of what was shown, so nothing else can take its place).
     """
-    notice, store = ext.services.get("notice"), ext.services.get("notices")
+    notice, store = ext.notice, ext.notices
     if notice is None or store is None or draft.banner_hash is None:
         return
     try:
@@ -208,7 +208,7 @@ def applied_rule(ext: ConsentKitState) -> str | None:
 
 def banner_fingerprint(ext: ConsentKitState) -> tuple[str | None, str | None]:
     """``(sha256 hex of the banner text shown, language)`` from the banner, if present."""
-    fingerprint = ext.services.get("banner_fingerprint")
+    fingerprint = ext.banner_fingerprint
     if fingerprint is None:
         return None, None
     try:
@@ -216,9 +216,9 @@ def banner_fingerprint(ext: ConsentKitState) -> tuple[str | None, str | None]:
     except Exception as exc:  # noqa: BLE001 - a receipt without it beats no receipt
         log.warning("banner fingerprint unavailable for the receipt: %s", exc)
         return None, None
-    digest = digest if isinstance(digest, str) and _HEX64.match(digest) else None
-    language = language[:16] if isinstance(language, str) and language else None
-    return digest, language
+    # checked like any input: a test or an app's banner may put anything there
+    return (digest if isinstance(digest, str) and _HEX64.match(digest) else None,
+            language[:16] if isinstance(language, str) and language else None)
 
 
 def page_path() -> str | None:
@@ -266,7 +266,7 @@ def technical(ext: ConsentKitState, state: ConsentState) -> tuple[str | None, st
     geo_allowed = state.allows(rules.get("geo", "analytics"))
     ip: str | None = None
     country: str | None = None
-    provider = ext.services.get("technical_data")
+    provider = ext.technical_data
     if provider is not None:
         try:
             data = provider()

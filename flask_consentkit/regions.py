@@ -8,7 +8,7 @@ everyone else. Unset, everyone gets ``"opt-in"``: the extension's behaviour
 without the key.
 
 The rule of a request is chosen from the visitor's country, looked up in the
-configured GeoIP source (``ext.services["geo"]``, see :mod:`.collect.geo`) from the
+configured GeoIP source (``ext.geo``, see :mod:`.collect.geo`) from the
 **anonymised** address (IPv4 /24, IPv6 /48, whatever ``CONSENTKIT_ANONYMIZE_IP``
 says) — without the visitor's analytics consent, since it is the legal basis
 that is being decided, and without keeping the address anywhere but the geo
@@ -57,8 +57,8 @@ from .errors import ConsentConfigError
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .appstate import ConsentKitState
     from .collect.geo import GeoRecord
-    from .extension import ConsentKitState
     from .gating.html import HostRules, ScanCache
     from .state import ConsentState
     from .vendors import VendorRegistry
@@ -451,7 +451,7 @@ class RuleView:
 
 
 class Regions:
-    """One app's rules per audience, at ``ext.services["regions"]``."""
+    """One app's rules per audience, at ``ext.regions``."""
 
     def __init__(self, ext: ConsentKitState) -> None:
         self.ext = ext
@@ -473,7 +473,7 @@ class Regions:
         on a tie the first configured (``"*"`` last).
         """
         if self._strictest is None:
-            registry = self.ext.services.get("vendors")
+            registry = self.ext.vendors
             services = registry.services if registry is not None else self.ext.settings.services
 
             def weight(indexed: tuple[int, Rule]) -> tuple[int, int, int]:
@@ -488,7 +488,7 @@ class Regions:
         """The location of the request's anonymised address, or ``None``."""
         from .collect.ip import normalise
 
-        geo = self.ext.services.get("geo")
+        geo = self.ext.geo
         if geo is None:
             return None
         address = normalise(environ.get("REMOTE_ADDR"), True)  # anonymised, always
@@ -545,7 +545,7 @@ class Regions:
     def _make_view(self, rule: Rule, home: frozenset[str] | None = None) -> RuleView | None:
         from .vendors import Catalogue, VendorRegistry
 
-        base: VendorRegistry | None = self.ext.services.get("vendors")
+        base: VendorRegistry | None = self.ext.vendors
         if base is None:
             return None
 
@@ -572,7 +572,7 @@ class Regions:
     def abroad(self, rule: Rule, country: str | None) -> list[Service]:
         """The app's declared services that ``rule`` does not forbid and that send data
         outside the visitor's country (what the notice and the transfers line name)."""
-        registry = self.ext.services.get("vendors")
+        registry = self.ext.vendors
         services = registry.declared if registry is not None else self.ext.settings.services
         home = self.home(rule, country)
         return [s for s in services if not rule.forbids(s) and rule.abroad(s, home)]
@@ -584,9 +584,9 @@ class Regions:
 
 def regions_of(ext: ConsentKitState) -> Regions:
     """The app's :class:`Regions` (made on first use for an app that skipped :func:`install`)."""
-    regions: Regions | None = ext.services.get("regions")
+    regions: Regions | None = ext.regions
     if regions is None:
-        regions = ext.services["regions"] = Regions(ext)
+        regions = ext.regions = Regions(ext)
     return regions
 
 
@@ -708,16 +708,16 @@ class TransfersRecorder:
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
-    """Register ``ext.services["regions"]``, the Jinja global ``consent_rule`` and, when a
+    """Register ``ext.regions``, the Jinja global ``consent_rule`` and, when a
     rule follows the opt-out model, the default state of its undecided visitors."""
-    regions = ext.services["regions"] = Regions(ext)
+    regions = ext.regions = Regions(ext)
     app.jinja_env.globals.setdefault("consent_rule", current_rule)
     table = regions.table
     if table.opt_out_any:
-        ext.services["default_state"] = lambda state: opt_out_state(ext, state)
-    recorder = ext.services.get("recorder")
+        ext.default_state = lambda state: opt_out_state(ext, state)
+    recorder = ext.recorder
     if table.transfers_any and recorder is not None:
-        ext.services["recorder"] = TransfersRecorder(ext, recorder)
+        ext.recorder = TransfersRecorder(ext, recorder)
     if table.notices_any and not ext.settings.controller:
         import logging
 

@@ -18,9 +18,9 @@ from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
 from . import jsonbody, signals
+from .appstate import ConsentKitState, get_kit_state
 from .categories import NECESSARY
 from .errors import ConsentBadRequest, LedgerUnavailable
-from .extension import ConsentKitState, get_kit_state
 from .ledger.signing import receipt_jws
 from .ledger.store import Draft, Ledger
 from .ratelimit import RateLimiter, anonymise_ip
@@ -58,7 +58,7 @@ def cookie_consent_id(ext: ConsentKitState) -> str | None:
 
 
 def _limit(ext: ConsentKitState, endpoint: str, consent_id: str | None) -> None:
-    limiter: RateLimiter | None = ext.services.get("ratelimiter")
+    limiter: RateLimiter | None = ext.ratelimiter
     if limiter is None:
         return
     visitor = f"id:{consent_id}" if consent_id else \
@@ -91,11 +91,11 @@ def export() -> Response:
     ext = get_kit_state()
     consent_id = cookie_consent_id(ext)
     _limit(ext, "export", consent_id)
-    ledger: Ledger | None = ext.services.get("ledger")
+    ledger: Ledger | None = ext.ledger
     found: list[dict[str, Any]] = []
     if consent_id and ledger is not None:
         found = visitor_receipts(ledger, consent_id, "Your receipts", "export")
-    keyring = ext.services.get("receipt")
+    keyring = ext.receipt_keyring
     if keyring is not None:  # each receipt's signed form too (see .receipts)
         found = [{**r, "jws": receipt_jws(keyring, consent_id, r)} for r in found]
     response = jsonify(consent_id=consent_id, receipts=found, ledger=ledger is not None)
@@ -130,7 +130,7 @@ def erase() -> Response:
 
     previous = get_state()
     withdrawn = frozenset(previous.granted - {NECESSARY}) if previous.decided else frozenset()
-    ledger: Ledger | None = ext.services.get("ledger")
+    ledger: Ledger | None = ext.ledger
     erased, tombstone_id = 0, None
     if consent_id and ledger is not None:
         banner_hash, language = banner_fingerprint(ext)

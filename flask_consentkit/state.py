@@ -324,7 +324,7 @@ def get_state() -> ConsentState:
         ctx.state, ctx.reissue = ext.codec.loads(value)
         if not ctx.state.decided:
             # a rule per audience of the opt-out model: its undecided visitors' defaults
-            default = ext.services.get("default_state")
+            default = ext.default_state
             if default is not None:
                 ctx.state = default(ctx.state)
     return ctx.state

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.urls import iri_to_uri
 
 from . import csp, jsonbody, signals
+from .appstate import get_kit_state
 from .categories import NECESSARY
 from .config import Settings
 from .errors import (
@@ -30,7 +31,6 @@ from .errors import (
     ConsentRateLimited,
     ConsentUnsupportedMediaType,
 )
-from .extension import get_kit_state
 from .gpc import gpc_status
 from .state import (
     ConsentState,
@@ -257,7 +257,7 @@ def choose() -> Response:
     ctx = request_consent()
     ctx.decision = state
     ctx.withdrawn = frozenset(previous.granted - state.granted) if previous.decided else frozenset()
-    recorder = ext.services.get("recorder")
+    recorder = ext.recorder
     if recorder is not None:
         recorder(action=action, state=state, previous=previous)
     _send_signals(state, previous)
@@ -363,7 +363,7 @@ def csp_report() -> Response:
     if mimetype not in csp.REPORT_TYPES:
         raise ConsentUnsupportedMediaType(
             f"send a report as one of {', '.join(sorted(csp.REPORT_TYPES))}")
-    if not ext.services["report_bucket"].take():
+    if not ext.report_bucket.take():
         raise ConsentRateLimited("too many reports; try again in a second.", retry_after=1)
     if request.content_length is not None and request.content_length > csp.MAX_REPORT_BODY:
         raise ConsentPayloadTooLarge(f"a report may be at most {csp.MAX_REPORT_BODY} bytes.")
@@ -381,11 +381,11 @@ def csp_report() -> Response:
         raise ConsentBadRequest(f"not a CSP violation report: {e}.") from None
     if counts:
         try:
-            ext.services["violations"].add(counts)
+            ext.violations.add(counts)
         except Exception:  # noqa: BLE001 - a report is never worth a 500
             log.warning("flask-consentkit: could not store %d violation report(s)",
                         sum(counts.values()), exc_info=True)
-        undeclared = ext.services["undeclared_hosts"]
+        undeclared = ext.undeclared_hosts
         for host, directive, path in counts:
             undeclared.saw(host, path, f"tried to reach ({directive}, reported by a browser)")
     return current_app.response_class(status=204)

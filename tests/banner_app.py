@@ -70,7 +70,7 @@ def banner_app(tmp_path: Path | None = None, *, csp: bool = False, **config: Any
     # so choices are applied in place (no reload)
     config.setdefault("CONSENTKIT_UNDECLARED_VENDORS", "blocked")
     app = make_app(tmp_path, **config)
-    app.extensions["consentkit"].services["consent_mode"] = CONSENT_MODE
+    app.extensions["consentkit"].consent_mode = CONSENT_MODE
 
     if csp:
         @app.before_request

@@ -111,7 +111,7 @@ def test_auto_inject_off_and_placed_by_hand(app_factory):
 
 def test_banner_processor_runs_after_the_others(app):
     ext = app.extensions["consentkit"]
-    banner = ext.services["banner"]
+    banner = ext.banner
     # the page is gated before the banner goes in; the language it used is kept last
     assert ext.processors[-2:] == [banner.inject, banner.remember_language]
 
@@ -232,7 +232,7 @@ def test_kept_banners_and_pages_follow_each_request(app_factory):
     assert "/a?x=1" not in other and 'value="/b"' in other
     for response in (first, again):
         assert response.headers["Content-Length"] == str(len(response.get_data()))
-    banner = app.extensions["consentkit"].services["banner"]
+    banner = app.extensions["consentkit"].banner
     kept = len(banner._encoded)
     for _ in range(3):
         html = client.get("/nonced").get_data(as_text=True)
@@ -258,7 +258,7 @@ def test_every_text_and_config_value_is_escaped(tmp_path):
         CONSENTKIT_PRIVACY_POLICY_URL="/privacy?x=\"<y>",
         CONSENTKIT_COLLECTION_RULES={"user_agent": "analytics"},
     )
-    app.extensions["consentkit"].services["consent_mode"] = {HOSTILE: ["ad_storage"]}
+    app.extensions["consentkit"].consent_mode = {HOSTILE: ["ad_storage"]}
     client = app.test_client()
     for url in ("/page?next=%3C/script%3E", "/consent/?next=/%22%3E%3Cscript%3E"):
         html = client.get(url).get_data(as_text=True)
@@ -331,7 +331,7 @@ def test_preferences_page_next_is_kept_on_this_site(client):
 
 
 def test_translate_service(app):
-    translate = app.extensions["consentkit"].services["translate"]
+    translate = app.extensions["consentkit"].translate
     with app.test_request_context("/?lang=tr"):
         assert translate("placeholder.button") == "Çerez ayarlarını aç"
         assert translate("placeholder.text", category="Analitik") == (
@@ -350,7 +350,7 @@ def test_translate_service_gives_the_apps_own_category_texts(app_factory):
         "necessary", "analytics", "performance",
         {"key": "video", "label": {"en": "Videos", "az": "Videolar"}},
         "social"])
-    translate = app.extensions["consentkit"].services["translate"]
+    translate = app.extensions["consentkit"].translate
     with app.test_request_context("/?lang=az"):
         assert translate("category.video.label") == "Videolar"
         assert translate("category.analytics.label") == "Analitik"
@@ -361,14 +361,14 @@ def test_translate_service_gives_the_apps_own_category_texts(app_factory):
 
 def test_banner_fingerprint_is_the_id_of_the_notice_of_the_text_shown(tmp_path):
     app = banner_app(tmp_path)
-    services = app.extensions["consentkit"].services
-    fingerprint = services["banner_fingerprint"]
+    ext = app.extensions["consentkit"]
+    fingerprint = ext.banner_fingerprint
     client = app.test_client()
     html = client.get("/page?lang=az").get_data(as_text=True)
     shown = visible_text(banner_of(html))
     with app.test_request_context("/consent/?lang=az", method="POST"):
         digest, lang = fingerprint()
-        ident, _, notice = services["notice"]()
+        ident, _, notice = ext.notice()
     assert lang == "az"
     assert digest == ident == notice_id(notice)  # the SHA-256 of the notice kept
     assert notice["text"] == shown  # which holds the text shown
@@ -380,7 +380,7 @@ def test_banner_fingerprint_is_the_id_of_the_notice_of_the_text_shown(tmp_path):
         "necessary", {"key": "analytics", "description": "Other words"}],
         CONSENTKIT_COLLECTION_RULES={"user_agent": "analytics"})
     with app2.test_request_context("/consent/?lang=az", method="POST"):
-        assert app2.extensions["consentkit"].services["banner_fingerprint"]()[0] != digest
+        assert app2.extensions["consentkit"].banner_fingerprint()[0] != digest
 
 
 def test_url_prefix_is_followed(app_factory):
@@ -416,7 +416,7 @@ def test_a_privacy_signal_is_explained_in_the_banner(tmp_path):
     note = "Global Privacy Control signal received; opt-out request honored"
     assert note not in client.get("/page").get_data(as_text=True)
     assert note in client.get("/page", headers={"Sec-GPC": "1"}).get_data(as_text=True)
-    fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]
+    fingerprint = app.extensions["consentkit"].banner_fingerprint
     with app.test_request_context("/consent/", method="POST"):
         plain = fingerprint()
     with app.test_request_context("/consent/", method="POST", headers={"Sec-GPC": "1"}):

@@ -124,7 +124,7 @@ def test_what_the_banner_keeps_of_pages_stays_within_its_budget(monkeypatch) -> 
         for client in (undecided, decided):
             for lang in ("en", "az", "ru", "tr"):
                 assert client.get(f"/{name}?lang={lang}").status_code == 200
-    kept = app.extensions["consentkit"].services["banner"]
+    kept = app.extensions["consentkit"].banner
     held = sum(len(body) + sum(len(b) + len(out) for b, out in outputs.values())
                for body, _, _, outputs in kept._pages.values())
     assert held <= 300_000, held

@@ -66,7 +66,7 @@ def test_erasure_is_confirmed_then_done_without_javascript(app: Flask) -> None:
     assert client.get_cookie("consentkit") is None and client.get_cookie("_vh") is None
     done = records_of(client.get(location).get_data(as_text=True))
     assert "Your consent records have been erased and your choice forgotten." in done
-    ledger = app.extensions["consentkit"].services["ledger"]
+    ledger = app.extensions["consentkit"].ledger
     assert ledger.verify().ok and ledger.verify().erased == 1
 
 
@@ -74,7 +74,7 @@ def test_the_signed_receipt_link_is_shown_only_with_a_receipt_service(app: Flask
     client = app.test_client()
     client.post("/consent/", data={"action": "reject_all", "next": "/page"}, headers=SAME_ORIGIN)
     assert "signed receipt" not in client.get("/consent/").get_data(as_text=True)
-    app.extensions["consentkit"].services["receipt"] = object()
+    app.extensions["consentkit"].receipt_keyring = object()
     section = records_of(client.get("/consent/").get_data(as_text=True))
     assert '<a href="/consent/receipt" download="consent-receipt.jws">' \
            "Download my signed receipt</a>" in section
@@ -98,7 +98,7 @@ def test_the_records_speak_the_visitors_language(app: Flask, lang: str) -> None:
     client = app.test_client()
     client.post("/consent/", data={"action": "accept_all", "next": "/"}, headers=SAME_ORIGIN)
     html = client.get(f"/consent/?lang={lang}&erase=confirm").get_data(as_text=True)
-    ui: Any = app.extensions["consentkit"].services["banner"]
+    ui: Any = app.extensions["consentkit"].banner
     for key in ("records.title", "records.download", "records.confirm", "records.erase_now",
                 "records.cancel"):
         assert str(ui.translate(key, lang)).replace("“", "").replace("”", "")[:20] in \

@@ -140,7 +140,7 @@ def test_chromium_reports_what_it_blocked(live_server, browser, tmp_path):
     context.route(f"{server.url}/story*", without_report_to)
     try:
         context.new_page().goto(server.url + "/story?secret=1", wait_until="load")
-        store = app.extensions["consentkit"].services["violations"]
+        store = app.extensions["consentkit"].violations
         deadline = time.monotonic() + 20
         while not store.top() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -54,7 +54,7 @@ def small(tmp_path: Path) -> Flask:
          "hosts": ["fonts.example"]},
     ]})])
     ext = app.extensions["consentkit"]
-    ext.services["vendors"] = VendorRegistry(ext.settings.category_keys, ext.settings.services,
+    ext.vendors = VendorRegistry(ext.settings.category_keys, ext.settings.services,
                                              catalogue)
     return app
 

@@ -45,8 +45,8 @@ def geo_app(
             return reader
 
         ext = get_kit_state(app)
-        ext.services["geo"] = DatabaseGeo(str(testdata / "GeoIP2-City-Test.mmdb"), opener=opener)
-        ext.services["user_agent"].clear()
+        ext.geo = DatabaseGeo(str(testdata / "GeoIP2-City-Test.mmdb"), opener=opener)
+        ext.user_agent.clear()
         return app
 
     return make
@@ -61,7 +61,7 @@ def test_without_consent_every_field_is_none_and_nothing_is_looked_up(
 ) -> None:
     app = geo_app()
     client = app.test_client()
-    parser = get_kit_state(app).services["user_agent"]
+    parser = get_kit_state(app).user_agent
     received: list[Any] = []
     with technical_data_collected.connected_to(lambda s, **kw: received.append(kw), app):
         assert probe(client, "175.16.199.23") == NONE
@@ -84,7 +84,7 @@ def test_analytics_gives_anonymised_ip_and_location_only(
     # the database only ever saw the anonymised address
     assert reads(readers) == ["175.16.199.0"]
     # user-agent data is governed by performance: not parsed at all
-    assert get_kit_state(app).services["user_agent"].cache_info().misses == 0
+    assert get_kit_state(app).user_agent.cache_info().misses == 0
 
 
 def test_ipv6_is_anonymised_to_48_bits(geo_app: Callable[..., Flask]) -> None:
@@ -187,7 +187,7 @@ def test_computed_once_per_request(
     grant(client, "analytics", "performance")
     cookie = client.get_cookie("consentkit")
     assert cookie is not None
-    parser = get_kit_state(app).services["user_agent"]
+    parser = get_kit_state(app).user_agent
     with app.test_request_context(environ_base={"REMOTE_ADDR": "175.16.199.40"},
                                   headers={"User-Agent": IPHONE,
                                            "Cookie": f"consentkit={cookie.value}"}):
@@ -227,7 +227,7 @@ def test_service_seam_and_jinja_global(geo_app: Callable[..., Flask]) -> None:
 
     @app.get("/seam")
     def seam() -> dict[str, Any]:
-        data = get_kit_state().services["technical_data"]()
+        data = get_kit_state().technical_data()
         from flask import render_template_string
 
         country = render_template_string("{{ technical_data().country }}")
@@ -243,7 +243,7 @@ def test_without_a_geo_source_location_is_none(
 ) -> None:
     app = app_factory()
     add_probe(app)
-    assert get_kit_state(app).services["geo"] is None
+    assert get_kit_state(app).geo is None
     client = app.test_client()
     grant(client, "analytics")
     assert probe(client, "175.16.199.23") == {**NONE, "ip": "175.16.199.0"}

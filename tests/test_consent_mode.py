@@ -84,7 +84,7 @@ def test_mapping_is_configurable_and_shared_with_the_banner(tmp_path):
     mapping = {"analytics": ["analytics_storage", "ad_user_data"], "performance":
                ["analytics_storage"]}
     app = make_app(tmp_path, CONSENTKIT_CONSENT_MODE=mapping)
-    assert get_kit_state(app).services["consent_mode"] == mapping
+    assert get_kit_state(app).consent_mode == mapping
     client = app.test_client()
     client.post("/consent/", json={"action": "save", "categories": ["analytics"]},
                 headers=SAME_ORIGIN)
@@ -106,7 +106,7 @@ def _cookie(client) -> str:
 def test_default_mapping_drops_categories_the_app_does_not_have(tmp_path):
     app = make_app(tmp_path, CONSENTKIT_CATEGORIES=["necessary", "analytics"],
                    CONSENTKIT_COLLECTION_RULES={"user_agent": "analytics"})
-    assert get_kit_state(app).services["consent_mode"] == {
+    assert get_kit_state(app).consent_mode == {
         "necessary": ["security_storage"], "analytics": ["analytics_storage"]}
 
 

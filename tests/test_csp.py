@@ -125,7 +125,7 @@ def test_the_apps_own_policy_stays_even_when_set_after_ours(tmp_path):
 
 
 def test_the_header_is_built_once_per_set_of_granted_categories(app):
-    policy_ = app.extensions["consentkit"].services["policy"]
+    policy_ = app.extensions["consentkit"].policy
     first = policy_.value(frozenset({"necessary", "analytics"}))
     assert policy_.value(frozenset({"necessary", "analytics"})) is first
     assert policy_.value(frozenset({"necessary"})) != first
@@ -199,7 +199,7 @@ def test_urls_that_stay_on_the_page_are_not_targets(url):
 
 
 def test_each_undeclared_host_is_logged_once_with_the_line_that_declares_it(app, caplog):
-    seen = app.extensions["consentkit"].services["undeclared_hosts"]
+    seen = app.extensions["consentkit"].undeclared_hosts
     with caplog.at_level(logging.WARNING, "flask_consentkit.csp"):
         seen.saw("www.youtube.com", "/story", "embeds a frame from")
         seen.saw("www.youtube.com", "/other", "embeds a frame from")

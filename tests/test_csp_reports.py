@@ -54,7 +54,7 @@ def test_reports_of_both_shapes_are_counted_as_aggregates(app):
     assert post(client, reporting_api("https://www.facebook.com/tr?id=1&ev=PageView",
                                       "https://www.facebook.com/tr?id=2"),
                 REPORTS).status_code == 204
-    rows = app.extensions["consentkit"].services["violations"].top()
+    rows = app.extensions["consentkit"].violations.top()
     assert [(r["host"], r["directive"], r["path"], r["count"]) for r in rows] == [
         ("www.facebook.com", "img-src", "/a", 2),
         ("www.googletagmanager.com", "script-src-elem", "/story/lighthouse", 2),
@@ -91,7 +91,7 @@ def test_violations_without_a_third_party_host_are_not_counted(app):
     client = app.test_client()
     for blocked in ("inline", "eval", "data", "blob:http://localhost/x", "/own.js", ""):
         assert post(client, legacy(blocked=blocked)).status_code == 204
-    assert app.extensions["consentkit"].services["violations"].top() == []
+    assert app.extensions["consentkit"].violations.top() == []
 
 
 @pytest.mark.parametrize("body, status", [
@@ -122,9 +122,9 @@ def test_a_huge_body_gets_413_without_being_read(app):
 
 
 def test_a_flood_is_cut_at_the_processs_rate(app):
-    services = app.extensions["consentkit"].services
-    assert (services["report_bucket"].rate, services["report_bucket"].burst) == (50.0, 200.0)
-    services["report_bucket"] = TokenBucket(rate=0.5, burst=200)  # the default burst, slower
+    ext = app.extensions["consentkit"]
+    assert (ext.report_bucket.rate, ext.report_bucket.burst) == (50.0, 200.0)
+    ext.report_bucket = TokenBucket(rate=0.5, burst=200)  # the default burst, slower
     client = app.test_client()
     statuses = [post(client, legacy()).status_code for _ in range(260)]
     assert statuses[:200] == [204] * 200
@@ -134,7 +134,7 @@ def test_a_flood_is_cut_at_the_processs_rate(app):
 
 
 def test_storage_stays_bounded(app):
-    store = app.extensions["consentkit"].services["violations"]
+    store = app.extensions["consentkit"].violations
     store.max_rows = 5
     client = app.test_client()
     for i in range(12):
@@ -148,7 +148,7 @@ def test_storage_stays_bounded(app):
 
 def test_without_a_ledger_the_reports_are_kept_in_memory_and_bounded(tmp_path):
     app = make_app(tmp_path)
-    store = app.extensions["consentkit"].services["violations"]
+    store = app.extensions["consentkit"].violations
     store.max_rows = 2
     client = app.test_client()
     for i in range(4):

@@ -186,7 +186,7 @@ def test_phone_without_javascript_in_russian_through_erasure(visitor: Any,
     left = v.cookies()
     assert "consentkit" not in left and not set(VENDOR_COOKIES) & left
     assert "session" in left
-    ledger = flaskr.extensions["consentkit"].services["ledger"]
+    ledger = flaskr.extensions["consentkit"].ledger
     assert ledger.verify().erased == 1
 
 

@@ -229,7 +229,7 @@ def test_placeholder_in_the_visitors_language(client):
 
 
 def test_placeholder_falls_back_to_english_without_a_catalog(app, client):
-    del get_kit_state(app).services["translate"]
+    get_kit_state(app).translate = None
     body = client.get("/page").get_data().decode()
     assert ">Choose cookie settings</a>" in body
     assert "consent to Marketing cookies" in body
@@ -254,7 +254,7 @@ def test_placeholder_uses_the_translation_service(app, client):
         "placeholder.button": "Kuki ayarları",
         "category.marketing.label": "Marketinq",
     }
-    get_kit_state(app).services["translate"] = lambda key, **p: texts[key].format(**p)
+    get_kit_state(app).translate = lambda key, **p: texts[key].format(**p)
     body = client.get("/page").get_data().decode("utf-8")
     assert "Məzmun bloklanıb" in body
     assert "Marketinq kukiləri üçün razılıq lazımdır." in body
@@ -265,7 +265,7 @@ def test_a_broken_translation_falls_back_to_english(app, client):
     def broken(key, **params):
         raise KeyError(key)
 
-    get_kit_state(app).services["translate"] = broken
+    get_kit_state(app).translate = broken
     assert b"Choose cookie settings" in client.get("/page").get_data()
 
 

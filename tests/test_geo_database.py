@@ -115,7 +115,7 @@ def test_missing_database_warns_at_init_and_views_keep_working(
 
     # the file appears (a deploy copies it in): lookups start without a restart
     shutil.copy(testdata / "GeoIP2-City-Test.mmdb", path)
-    geo = get_kit_state(app).services["geo"]
+    geo = get_kit_state(app).geo
     geo.recheck_seconds = 0
     geo._next_check = 0.0
     assert probe(client, "175.16.199.23")["country"] == "CN"
@@ -147,7 +147,7 @@ def test_apps_share_the_database(app_factory: Callable[..., Flask], testdata: Pa
     path = str(testdata / "GeoIP2-City-Test.mmdb")
     one = app_factory(CONSENTKIT_GEOIP_DATABASE=path)
     two = app_factory(CONSENTKIT_GEOIP_DATABASE=path)
-    assert get_kit_state(one).services["geo"] is get_kit_state(two).services["geo"]
+    assert get_kit_state(one).geo is get_kit_state(two).geo
 
 
 def test_c_extension_is_used_when_installed(testdata: Path) -> None:

@@ -80,7 +80,7 @@ def test_no_call_without_consent(ws_app: Flask, mocked: responses.RequestsMock) 
 
 
 def test_timeout_setting_reaches_the_client(ws_app: Flask) -> None:
-    geo = get_kit_state(ws_app).services["geo"]
+    geo = get_kit_state(ws_app).geo
     assert isinstance(geo, WebServiceGeo) and geo.timeout == 1.5
     assert geo._client_or_none()._timeout == 1.5
 
@@ -180,7 +180,7 @@ def test_geolite_host(app_factory: Callable[..., Flask], mocked: responses.Reque
                content_type=CITY_TYPE)
     app = app_factory(CONSENTKIT_GEOIP_ACCOUNT_ID="42", CONSENTKIT_GEOIP_LICENSE_KEY="key",
                       CONSENTKIT_GEOIP_HOST="geolite.info")
-    assert get_kit_state(app).services["geo"].lookup("175.16.199.0").country == "CN"
+    assert get_kit_state(app).geo.lookup("175.16.199.0").country == "CN"
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def test_flask_babel_locale_selector_is_followed(tmp_path):
 def test_the_apps_own_locale_selector_is_followed(app_factory):
     app = app_factory()
     chosen = {"value": None}
-    app.extensions["consentkit"].services["locale_selector"] = lambda: chosen["value"]
+    app.extensions["consentkit"].kit.locale_selector = lambda: chosen["value"]
     client = app.test_client()
     assert lang_of(client, "/", **{"Accept-Language": "ru"}) == "ru"  # None: no opinion
     chosen["value"] = "tr-TR"

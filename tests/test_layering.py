@@ -67,7 +67,8 @@ def test_the_storage_knows_no_http(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["categories.py", "urls.py", "notice.py", "jsonbody.py",
-                                  "vendors.py", "csp.py", "_compat.py", "errors.py"])
+                                  "vendors.py", "csp.py", "_compat.py", "errors.py",
+                                  "appstate.py", "responses.py"])
 def test_the_low_modules_know_nothing_above_them(name: str) -> None:
     above = ("flask_consentkit.extension", "flask_consentkit.views", "flask_consentkit.banner",
              "flask_consentkit.gating", "flask_consentkit.ledger", "flask_consentkit.policy",
@@ -84,4 +85,14 @@ def test_only_the_endpoints_reach_into_the_blueprints_module() -> None:
         if path.name in allowed or "cli" in path.parts:
             continue
         found = {n for n in _imports(path) if n.startswith("flask_consentkit.views")}
+        assert not found, f"{path.relative_to(PACKAGE)} imports {sorted(found)}"
+
+
+def test_no_subsystem_imports_the_extension_object() -> None:
+    """The subsystems read the per-app state from ``appstate`` and the response helpers
+    from ``responses``; ``extension`` imports them (to wire them), never the reverse."""
+    for path in _modules("."):
+        if path.name == "extension.py" or path == PACKAGE / "__init__.py":
+            continue
+        found = {n for n in _imports(path) if n.startswith("flask_consentkit.extension")}
         assert not found, f"{path.relative_to(PACKAGE)} imports {sorted(found)}"

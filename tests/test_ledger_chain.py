@@ -201,7 +201,7 @@ def test_default_store_is_a_wal_sqlite_file_in_a_new_instance_folder(tmp_path: P
     app = Flask(__name__, instance_path=str(instance))
     app.config.update(SECRET_KEY="x" * 32)
     ConsentKit(app)
-    ledger = app.extensions["consentkit"].services["ledger"]
+    ledger = app.extensions["consentkit"].ledger
     assert not instance.exists()  # nothing happens before the first use
     ledger.append(draft())
     path = instance / "consentkit-ledger.sqlite3"

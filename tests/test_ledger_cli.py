@@ -19,7 +19,7 @@ OTHER = "visitor-0000000000000002"
 
 
 def ledger_of(app: Flask) -> Ledger:
-    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    ledger: Ledger = app.extensions["consentkit"].ledger
     return ledger
 
 

@@ -21,7 +21,7 @@ ALL = ["analytics", "functional", "marketing", "necessary", "performance"]
 
 
 def receipts(app: Flask, consent_id: str) -> list[dict[str, Any]]:
-    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    ledger: Ledger = app.extensions["consentkit"].ledger
     return ledger.export(consent_id)
 
 
@@ -99,9 +99,9 @@ class Technical:
 
 
 def test_banner_and_technical_data_services_feed_the_receipt(ledger_app: Flask) -> None:
-    services = ledger_app.extensions["consentkit"].services
-    services["banner_fingerprint"] = lambda: ("ab" * 32, "az")
-    services["technical_data"] = lambda: Technical("203.0.113.77", "az")
+    ext = ledger_app.extensions["consentkit"]
+    ext.banner_fingerprint = lambda: ("ab" * 32, "az")
+    ext.technical_data = lambda: Technical("203.0.113.77", "az")
     state = choose(ledger_app.test_client(), "accept_all").get_json()
     [receipt] = receipts(ledger_app, state["consent_id"])
     assert (receipt["banner_hash"], receipt["language"]) == ("ab" * 32, "az")
@@ -122,7 +122,7 @@ def test_ledger_off_registers_no_recorder_and_warns_outside_tests(
         production = Flask(__name__)
         production.config.update(SECRET_KEY=SECRET, CONSENTKIT_LEDGER_URL=None)
         ConsentKit(production)
-    assert "recorder" not in app.extensions["consentkit"].services
+    assert app.extensions["consentkit"].recorder is None
     assert choose(app.test_client()).status_code == 200
     assert [r.levelno for r in caplog.records if "receipts are off" in r.getMessage()] \
         == [logging.INFO, logging.WARNING]
@@ -160,13 +160,13 @@ def test_unreachable_ledger_keeps_the_choice_and_logs_the_receipt(
 
 def test_failing_services_cost_their_fields_not_the_receipt(
         ledger_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
-    services = ledger_app.extensions["consentkit"].services
+    ext = ledger_app.extensions["consentkit"]
 
     def broken() -> Any:
         raise RuntimeError("catalog missing")
 
-    services["banner_fingerprint"] = broken
-    services["technical_data"] = broken
+    ext.banner_fingerprint = broken
+    ext.technical_data = broken
     with caplog.at_level(logging.WARNING, logger="flask_consentkit.ledger"):
         state = choose(ledger_app.test_client(), "accept_all").get_json()
     [receipt] = receipts(ledger_app, state["consent_id"])
@@ -176,9 +176,9 @@ def test_failing_services_cost_their_fields_not_the_receipt(
 
 
 def test_malformed_service_values_are_not_stored(ledger_app: Flask) -> None:
-    services = ledger_app.extensions["consentkit"].services
-    services["banner_fingerprint"] = lambda: ("not-a-hash", "")
-    services["technical_data"] = lambda: Technical("not an ip", "Azerbaijan")
+    ext = ledger_app.extensions["consentkit"]
+    ext.banner_fingerprint = lambda: ("not-a-hash", "")
+    ext.technical_data = lambda: Technical("not an ip", "Azerbaijan")
     state = choose(ledger_app.test_client(), "accept_all").get_json()
     [receipt] = receipts(ledger_app, state["consent_id"])
     assert receipt["banner_hash"] is None and receipt["language"] is None

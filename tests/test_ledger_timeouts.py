@@ -55,7 +55,7 @@ def test_the_timeout_reaches_the_ledger(tmp_path: Path, value: float) -> None:
                    CONSENTKIT_LEDGER_TIMEOUT=value)
     state = app.extensions["consentkit"]
     assert state.settings.ledger_timeout == value
-    assert state.services["ledger"].timeout == value
+    assert state.ledger.timeout == value
     assert make_app(tmp_path).extensions["consentkit"].settings.ledger_timeout == 5.0
 
 

@@ -232,7 +232,7 @@ def test_the_preferences_page_shows_the_effective_date(tmp_path, lang):
 
 
 def test_dates_are_written_for_the_language(app):
-    banner = app.extensions["consentkit"].services["banner"]
+    banner = app.extensions["consentkit"].banner
     assert banner.format_date("2027-01-09", "en") == "January 9, 2027"
     assert banner.format_date("2027-05-31", "ru") == "31 мая 2027 г."
     assert banner.format_date("2027-08-15", "az") == "15 avqust 2027"
@@ -241,7 +241,7 @@ def test_dates_are_written_for_the_language(app):
 
 def test_the_fingerprint_of_the_banner_shown_includes_the_news(tmp_path):
     app = changed_app(tmp_path)
-    fingerprint = app.extensions["consentkit"].services["banner_fingerprint"]
+    fingerprint = app.extensions["consentkit"].banner_fingerprint
     with app.test_request_context("/?lang=en"):
         plain = fingerprint()
     cookie = {"Cookie": f"consentkit={forge(payload(v='1'))}"}

@@ -82,7 +82,7 @@ class CountingRegions:
 
     def __init__(self, app: Flask) -> None:
         self.calls: list[str] = []
-        regions: Regions = app.extensions["consentkit"].services["regions"]
+        regions: Regions = app.extensions["consentkit"].regions
         original = regions.locate
 
         def locate(environ: Any) -> Any:
@@ -194,7 +194,7 @@ def test_the_rule_of_the_visitors_country(tmp_path, testdata, addr, rule):
 def test_without_analytics_consent_and_from_the_anonymised_address(tmp_path, testdata):
     app = regions_app(tmp_path, CONSENTKIT_GEOIP_DATABASE=city(testdata),
                       CONSENTKIT_ANONYMIZE_IP=False)
-    geo = app.extensions["consentkit"].services["geo"]
+    geo = app.extensions["consentkit"].geo
     seen: list[str] = []
     original = geo.lookup
     geo.lookup = lambda address, public=True: (seen.append(address), original(address, public))[1]
@@ -224,10 +224,10 @@ def test_without_a_database_the_strictest_rule(tmp_path):
 def test_the_strictest_rule_is_the_one_that_forbids_most(tmp_path):
     app = regions_app(tmp_path, CONSENTKIT_REGIONS={
         "CN": {"name": "no-cn", "forbid_countries": ["CN"]}, "RU": "ru", "EU": "eu"})
-    regions = app.extensions["consentkit"].services["regions"]
+    regions = app.extensions["consentkit"].regions
     assert regions.strictest.name == "ru"
     app = regions_app(tmp_path, CONSENTKIT_REGIONS={"EU": "eu", "*": "opt-in"})
-    assert app.extensions["consentkit"].services["regions"].strictest.name == "eu"
+    assert app.extensions["consentkit"].regions.strictest.name == "eu"
 
 
 def test_looked_up_once_per_request_and_only_when_asked(tmp_path, testdata):
@@ -309,7 +309,7 @@ def test_the_policy_cache_is_keyed_by_the_rule(tmp_path, testdata):
     ru_again = client.get("/page", environ_base={"REMOTE_ADDR": RU}).headers[
         "Content-Security-Policy"]
     assert ru != uk and ru == ru_again
-    policy = app.extensions["consentkit"].services["policy"]
+    policy = app.extensions["consentkit"].policy
     assert {key[2] for key in policy._values} == {"ru", ""}
 
 

@@ -166,7 +166,7 @@ def test_transfers_abroad_need_their_own_consent(tmp_path, testdata):
     assert '<script src="https://www.google-analytics.com' not in get(
         client, "/page", TR).get_data(as_text=True)
 
-    ledger = app.extensions["consentkit"].services["ledger"]
+    ledger = app.extensions["consentkit"].ledger
     consent_id = client.get("/consent/state").json["consent_id"]
     rows = ledger.export(consent_id)
     assert [TRANSFERS in r["denied"] for r in rows] == [True, False, False, True]
@@ -184,7 +184,7 @@ def test_a_british_visitor_needs_no_transfers_consent(tmp_path, testdata):
     accept_all(client, UK)
     html = get(client, "/page", UK).get_data(as_text=True)
     assert '<script src="https://www.google-analytics.com' in html
-    rows = app.extensions["consentkit"].services["ledger"].export(
+    rows = app.extensions["consentkit"].ledger.export(
         client.get("/consent/state").json["consent_id"])
     assert TRANSFERS not in rows[0]["granted"] and TRANSFERS not in rows[0]["denied"]
     dispose_engines(url)
@@ -248,7 +248,7 @@ def test_a_californian_under_the_opt_out_model(tmp_path, testdata):
         as_text=True)
     state = client.get("/consent/state", environ_base={"REMOTE_ADDR": US_CA}).json
     assert state["decided"] and "marketing" not in state["granted"]
-    rows = app.extensions["consentkit"].services["ledger"].export(state["consent_id"])
+    rows = app.extensions["consentkit"].ledger.export(state["consent_id"])
     assert rows[-1]["rule"] == "us-ca+opt-out" and "marketing" in rows[-1]["denied"]
     dispose_engines(url)
 
@@ -308,7 +308,7 @@ def test_add_trackers_forgets_the_rules_scans(tmp_path, testdata):
     app = app_for(tmp_path, testdata)
     client = app.test_client()
     get(client, "/page", RU)  # makes the Russian rule's view and scans the page
-    views = app.extensions["consentkit"].services["regions"].views()
+    views = app.extensions["consentkit"].regions.views()
     assert views
     before = [v.scans for v in views]
     add_trackers(app, TRACKERS[:1])

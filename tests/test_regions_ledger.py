@@ -33,7 +33,7 @@ def test_the_receipt_names_the_rule_applied(tmp_path: Path, testdata: Path) -> N
     # country itself only with it, as before
     assert [r["rule"] for r in receipts(app)] == ["ru", "eu", "ru"]
     assert receipts(app)[0]["country"] is None
-    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    ledger: Ledger = app.extensions["consentkit"].ledger
     assert ledger.verify().ok
     dispose_engines(url)
 

@@ -53,7 +53,7 @@ def pg_app(tmp_path: Path, postgres_url: str) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        ledger = app.extensions["consentkit"].services.get("ledger")
+        ledger = app.extensions["consentkit"].ledger
         engine = getattr(ledger, "engine", None)
         if engine is not None:
             engine.dispose()

@@ -103,7 +103,7 @@ def redis_apps(redis_url: str, tmp_path: Path) -> Iterator[Callable[[], Flask]]:
     def build() -> Flask:
         app = make_app(tmp_path, CONSENTKIT_RATELIMIT="2/hour",
                        CONSENTKIT_RATELIMIT_STORAGE_URL=redis_url)
-        app.extensions["consentkit"].services["ratelimiter"].prefix = prefix
+        app.extensions["consentkit"].ratelimiter.prefix = prefix
         return app
 
     yield build
@@ -128,7 +128,7 @@ def test_redis_counts_across_apps(redis_apps: Callable[[], Flask], redis_url: st
     assert elsewhere.get("/consent/export").status_code == 200
     limited = client.get("/consent/export")
     assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 3600
-    prefix = first.extensions["consentkit"].services["ratelimiter"].prefix
+    prefix = first.extensions["consentkit"].ratelimiter.prefix
     store = redis.Redis.from_url(redis_url)
     keys = list(store.scan_iter(f"{prefix}*"))
     assert len(keys) == 1 and 0 < store.ttl(keys[0]) <= 3601

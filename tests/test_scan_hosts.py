@@ -166,7 +166,7 @@ def test_a_catalogue_of_its_own(tmp_path: Path) -> None:
          "hosts": ["*.tracker-one.example"]},
     ]})])
     ext = app.extensions["consentkit"]
-    ext.services["vendors"] = VendorRegistry(ext.settings.category_keys, ext.settings.services,
+    ext.vendors = VendorRegistry(ext.settings.category_keys, ext.settings.services,
                                              catalogue)
     _result, data = scan_json(app)
     found = hosts(data)
@@ -181,7 +181,7 @@ def test_a_catalogue_of_its_own(tmp_path: Path) -> None:
 
 def _registry(tmp_path: Path, services: list[Any]) -> VendorRegistry:
     app = make_app(tmp_path, CONSENTKIT_SERVICES=services)
-    registry: VendorRegistry = app.extensions["consentkit"].services["vendors"]
+    registry: VendorRegistry = app.extensions["consentkit"].vendors
     return registry
 
 

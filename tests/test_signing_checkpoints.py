@@ -48,7 +48,7 @@ def app(store_url: str, tmp_path: Path, key: Path) -> Flask:
 
 
 def ledger_of(app: Flask) -> Ledger:
-    ledger: Ledger = app.extensions["consentkit"].services["ledger"]
+    ledger: Ledger = app.extensions["consentkit"].ledger
     return ledger
 
 
@@ -169,7 +169,7 @@ def test_a_checkpoint_line_is_one_signed_json_line(app: Flask, tmp_path: Path) -
     assert data["first"] == {"seq": 1, "digest": rows[0]["digest"],
                              "created_at": chain.timestamp(rows[0]["created_at"]) + "Z"}
     assert data["anchor"] == {"seq": 0, "digest": chain.GENESIS}
-    assert data["kid"] == app.extensions["consentkit"].services["signing"].kid
+    assert data["kid"] == app.extensions["consentkit"].keyring.kid
     assert datetime.fromisoformat(data["time"].rstrip("Z")) > datetime.now() - timedelta(days=1)
     assert len(data["sig"]) == 86  # 64 bytes, base64url
     # appending keeps earlier lines
@@ -361,13 +361,13 @@ def test_checkpoints_of_an_old_key_verify_after_rotation(
     file = tmp_path / "checkpoints.jsonl"
     ledger.append(draft())
     checkpoint(app, file)
-    old_kid = app.extensions["consentkit"].services["signing"].kid
+    old_kid = app.extensions["consentkit"].keyring.kid
 
     new_key = make_key(tmp_path, "signing-2027.key")
     rotated = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_RATELIMIT=None,
                        CONSENTKIT_SIGNING_KEY=str(new_key),
                        CONSENTKIT_SIGNING_OLD_KEYS=[f"{key}.pub"])
-    new_kid = rotated.extensions["consentkit"].services["signing"].kid
+    new_kid = rotated.extensions["consentkit"].keyring.kid
     assert new_kid != old_kid
     ledger_of(rotated).append(draft())
     checkpoint(rotated, file)

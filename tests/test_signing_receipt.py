@@ -255,9 +255,9 @@ def test_bad_old_keys_are_refused(tmp_path: Path, key: Path) -> None:
     assert "is not a PEM public key" in str(caught.value)
     # a retired key's private file is accepted as well: only its public half is used
     app = make_app(tmp_path, CONSENTKIT_SIGNING_OLD_KEYS=[str(key)])
-    ring = app.extensions["consentkit"].services["signing"]
+    ring = app.extensions["consentkit"].keyring
     assert not ring.can_sign and len(ring.public) == 1
-    assert "receipt" not in app.extensions["consentkit"].services
+    assert app.extensions["consentkit"].receipt_keyring is None
 
 
 def test_the_cli_explains_a_bad_key_without_a_traceback_and_keygen_still_runs(

@@ -103,7 +103,7 @@ def test_host_patterns_match_as_csp_does():
 
 def registry(tmp_path, services):
     app = make_app(tmp_path, CONSENTKIT_SERVICES=services)
-    return app.extensions["consentkit"].services["vendors"]
+    return app.extensions["consentkit"].vendors
 
 
 def test_a_catalogue_key_declares_that_vendor(tmp_path):
@@ -140,7 +140,7 @@ def test_an_unknown_host_is_allowed_for_nobody(tmp_path):
 
 def test_a_catalogue_vendor_whose_category_the_app_lacks_is_allowed_for_nobody(tmp_path):
     app = make_app(tmp_path, CONSENTKIT_CATEGORIES=["necessary", "analytics"])
-    vendors = app.extensions["consentkit"].services["vendors"]
+    vendors = app.extensions["consentkit"].vendors
     target = Target("www.youtube.com", "/embed/x")
     assert not vendors.allows(target, frozenset({"analytics", "marketing"}))
 
@@ -180,7 +180,7 @@ def test_the_preferences_page_shows_what_the_catalogue_knows(tmp_path):
 def test_blocked_undeclared_vendors_leave_only_declared_services(tmp_path):
     app = make_app(tmp_path, CONSENTKIT_UNDECLARED_VENDORS="blocked",
                    CONSENTKIT_SERVICES=["youtube"])
-    vendors = app.extensions["consentkit"].services["vendors"]
+    vendors = app.extensions["consentkit"].vendors
     everything = frozenset({"functional", "analytics", "performance", "marketing"})
     assert vendors.allows(Target("www.youtube.com", "/embed/x"), everything)
     assert not vendors.allows(Target("www.googletagmanager.com", "/gtm.js"), everything)

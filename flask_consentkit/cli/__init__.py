@@ -6,8 +6,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
+from ..appstate import ConsentKitState
 from ..errors import ConsentConfigError
-from ..extension import ConsentKitState
 
 #: Commands that need nothing of the app, so run even when it cannot load (``keygen``
 #: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).
@@ -63,8 +63,8 @@ def _status_policy() -> None:
     """The browser policy's part of ``status``: mode, vendors, what browsers blocked."""
     ext = kit_state()
     settings = ext.settings
-    vendors = ext.services["vendors"]
-    policy = ext.services.get("policy")
+    vendors = ext.vendors
+    policy = ext.policy
     if policy is None:
         click.echo("browser policy: off (CONSENTKIT_CSP = False): only the server's rewrite "
                    "keeps trackers out")
@@ -78,7 +78,7 @@ def _status_policy() -> None:
     click.echo(f"vendors:        {len(vendors.declared)} declared, {len(vendors.catalogue)} in "
                f"the catalogue; undeclared ones {mode}")
     try:
-        blocked = ext.services["violations"].top(10)
+        blocked = ext.violations.top(10)
     except Exception as e:  # noqa: BLE001 - status must still print the rest
         click.echo(f"blocked hosts:  unreadable ({type(e).__name__}: {e})")
         return

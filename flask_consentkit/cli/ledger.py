@@ -20,7 +20,7 @@ _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 def _ledger() -> Ledger:
-    ledger: Ledger | None = kit_state().services.get("ledger")
+    ledger: Ledger | None = kit_state().ledger
     if ledger is None:
         raise click.ClickException(
             "consent receipts are off (CONSENTKIT_LEDGER_URL is None); set it to an "
@@ -66,7 +66,7 @@ def export_command(consent_id: str, fmt: str) -> None:
 
 
 def _notices() -> NoticeStore:
-    store: NoticeStore | None = kit_state().services.get("notices")
+    store: NoticeStore | None = kit_state().notices
     if store is None:
         _ledger()  # says why: receipts are off
         raise click.ClickException("this app keeps no notices")
@@ -162,7 +162,7 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
     else:
         click.echo(result.describe(), err=True)
     ok = result.ok
-    store: NoticeStore | None = kit_state().services.get("notices")
+    store: NoticeStore | None = kit_state().notices
     for problem in store.check() if store is not None else ():
         click.echo(problem, err=True)
         ok = False

@@ -1905,10 +1905,10 @@ def scan(app: Flask, paths: Sequence[str], explicit: Collection[str] = ()) -> Sc
     the scan when they answer 4xx.
     """
     ext = kit_state()
-    gating = ext.services.get("gating")
+    gating = ext.gating
     trackers: Sequence[Tracker] = getattr(getattr(gating, "matcher", None), "trackers",
                                           TRACKERS)
-    registry = ext.services.get("vendors")
+    registry = ext.vendors
     if not isinstance(registry, VendorRegistry):
         registry = VendorRegistry(ext.settings.category_keys, ext.settings.services)
     adapter = _adapter(app)
@@ -1918,7 +1918,7 @@ def scan(app: Flask, paths: Sequence[str], explicit: Collection[str] = ()) -> Sc
         preferences = None
     ctx = _Context(app, ext.settings, registry, trackers, set(explicit), preferences, adapter,
                    _own_hosts(app))
-    policy = ext.services.get("policy")
+    policy = ext.policy
     result = ScanResult(paths=list(paths), csp=getattr(policy, "mode", "off"))
     plain: set[tuple[Any, ...]] = set()
     for gpc in (False, True):
@@ -2021,7 +2021,7 @@ def scan_command(extra: tuple[str, ...], max_per_route: int, fmt: str) -> None:
                       "sampled": sampled, "other_sites": sitemap.skipped,
                       "problems": sitemap.problems}
     result.notes += [f"sitemap: {p}" for p in sitemap.problems]
-    violations = kit_state().services.get("violations")
+    violations = kit_state().violations
     if violations is not None:
         try:
             result.blocked = list(violations.top(BLOCKED_SHOWN))

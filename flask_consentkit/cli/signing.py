@@ -19,7 +19,7 @@ from .ledger import _ledger
 
 def keyring(*, sign: bool) -> Keyring:
     """The app's keys; a ClickException saying how to set them up when there are none."""
-    ring: Keyring | None = kit_state().services.get("signing")
+    ring: Keyring | None = kit_state().keyring
     if ring is None or (sign and not ring.can_sign):
         raise click.ClickException(
             f"no signing key: set {KEY_SETTING} to an Ed25519 private key file (`flask consent "
@@ -32,13 +32,13 @@ def keyring(*, sign: bool) -> Keyring:
 def status_signing() -> None:
     """The signing part of ``flask consent status``."""
     ext = kit_state()
-    ring: Keyring | None = ext.services.get("signing")
+    ring: Keyring | None = ext.keyring
     if ring is None or not ring.can_sign:
         click.echo(f"signing:        off: checkpoints and signed receipts need {KEY_SETTING}; "
                    "make a key with `flask consent keygen /path/consent-signing.key` and set "
                    f"{KEY_SETTING} to that path (GET /consent/receipt answers 404 until then)")
     else:
-        where = "" if "receipt" in ext.services else " (no ledger: no receipts to sign)"
+        where = "" if ext.receipt_keyring is not None else " (no ledger: no receipts to sign)"
         click.echo(f"signing:        key {ring.kid} ({ring.paths.get(ring.kid or '')}){where}")
     if ring is not None:
         old = [kid for kid in ring.public if kid != ring.kid]

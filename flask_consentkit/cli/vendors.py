@@ -20,7 +20,7 @@ from . import cli, kit_state
 
 def _registry() -> VendorRegistry:
     ext = kit_state()
-    registry = ext.services.get("vendors")
+    registry = ext.vendors
     if isinstance(registry, VendorRegistry):
         return registry
     return VendorRegistry(ext.settings.category_keys, ext.settings.services)

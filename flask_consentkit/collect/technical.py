@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from ..extension import get_kit_state
+from ..appstate import get_kit_state
 from ..signals import technical_data_collected
 from ..state import get_state, request_consent, request_parts
 from .geo import GeoRecord, GeoService, WebServiceGeo, shared_database
@@ -27,8 +27,8 @@ from .ip import normalise
 from .useragent import EMPTY, DeviceType, UserAgentInfo, UserAgentParser
 
 if TYPE_CHECKING:
+    from ..appstate import ConsentKitState
     from ..config import Settings
-    from ..extension import ConsentKitState
 
 log = logging.getLogger("flask_consentkit.collect")
 
@@ -115,7 +115,7 @@ def _collect(
             text, public = address
             if allow_ip:
                 ip = text
-            geo: GeoService | None = ext.services.get("geo")
+            geo: GeoService | None = ext.geo
             if allow_geo and geo is not None:
                 try:
                     record = geo.lookup(text, public)
@@ -123,7 +123,7 @@ def _collect(
                     log.warning("geo lookup for %s failed", text, exc_info=True)
     info = EMPTY
     if allow_ua:
-        parser: UserAgentParser | None = ext.services.get("user_agent")
+        parser: UserAgentParser | None = ext.user_agent
         if parser is not None:
             try:
                 info = parser.parse(environ.get("HTTP_USER_AGENT"))
@@ -191,13 +191,9 @@ def make_geo_service(settings: Settings) -> GeoService | None:
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
-    """Register the collectors in ``ext.services`` (``geo``, ``user_agent``, ``technical_data``)."""
-    ext.services["user_agent"] = UserAgentParser(ext.settings.ua_parser)
-    ext.services["geo"] = make_geo_service(ext.settings)
-    ext.services["technical_data"] = technical_data
+    """Register the collectors on ``ext`` (``geo``, ``user_agent``, ``technical_data``)."""
+    ext.user_agent = UserAgentParser(ext.settings.ua_parser)
+    ext.geo = make_geo_service(ext.settings)
+    ext.technical_data = technical_data
     app.jinja_env.globals.setdefault("technical_data", technical_data)
 
-
-def services(ext: ConsentKitState) -> dict[str, Any]:
-    """The collector objects of one app (for diagnostics and the CLI)."""
-    return {k: ext.services.get(k) for k in ("geo", "user_agent")}

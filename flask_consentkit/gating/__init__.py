@@ -8,9 +8,9 @@ same script under its earlier name).
 
 The HTML rewrite runs on every ``text/html`` response whose body is in
 memory. It decides every element that fetches from a third party by the app's
-vendor registry (``ext.services["vendors"]``, see :class:`~.html.HostRules`),
+vendor registry (``ext.vendors``, see :class:`~.html.HostRules`),
 and known trackers (:mod:`.trackers`) by their patterns; each third-party host
-a page names is told to ``ext.services["undeclared_hosts"]`` when the page is
+a page names is told to ``ext.undeclared_hosts`` when the page is
 first scanned (an undeclared one is logged once). It is skipped, at no cost,
 for bodies that hold nothing it could change (no script, iframe, link, image,
 media, embed, ``<noscript>``, ``<svg>``, style …); the visitor's consent is
@@ -36,15 +36,11 @@ from flask import Flask, Response, request, stream_with_context, url_for
 from markupsafe import escape
 
 from .._compat import header_items, serving
+from ..appstate import ConsentKitState, get_kit_state
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
-from ..extension import (
-    ConsentKitState,
-    get_kit_state,
-    replace_body,
-    response_body,
-)
 from ..regions import restricted_view
+from ..responses import replace_body, response_body
 from ..state import get_state, request_consent, request_parts
 from ..urls import network_target
 from .consent_mode import consent_mode_defaults, vendor_consent_defaults
@@ -100,7 +96,7 @@ ENGLISH_LABELS = {
 
 
 class Gating:
-    """The per-app objects of the gating, at ``ext.services["gating"]``."""
+    """The per-app objects of the gating, at ``ext.gating``."""
 
     def __init__(self, settings: Settings, trackers: Iterable[Tracker] = TRACKERS) -> None:
         self.settings = settings
@@ -122,7 +118,7 @@ class Gating:
     def host_rules(self, ext: ConsentKitState) -> HostRules | None:
         """The app's hosts as the rewrite asks about them (built on first use: the
         vendor registry is installed after the gating)."""
-        registry = ext.services.get("vendors")
+        registry = ext.vendors
         rules = self._hosts
         if rules is None or rules.registry is not registry:
             if registry is None:
@@ -199,7 +195,7 @@ class RequestGate:
 
     def __init__(self, ext: ConsentKitState, charset: str = "utf-8") -> None:
         self.ext = ext
-        self.gating: Gating = ext.services["gating"]
+        self.gating: Gating = ext.gating
         #: reports are logged once per key by the app's gating (see Gate.report)
         self.reports_once = self.gating
         self.charset = charset
@@ -227,7 +223,7 @@ class RequestGate:
         return text
 
     def _translate(self, key: str, **params: str) -> str:
-        translate = self.ext.services.get("translate")
+        translate = self.ext.translate
         if translate is not None:
             try:
                 text = translate(key, **params)
@@ -246,7 +242,7 @@ class RequestGate:
         except KeyError:
             configured = None
         if configured is not None:
-            language = self.ext.services.get("language")
+            language = self.ext.language
             return pick_text(configured, language() if language else "en") or category
         translated = self._text(f"category.{category}.label")
         if translated != f"category.{category}.label":
@@ -278,7 +274,7 @@ class RequestGate:
         ``False`` when that is not known: no ``language`` service, or
         ``url_defaults`` callbacks that may change the link for any reason.
         """
-        language = self.ext.services.get("language")
+        language = self.ext.language
         app, environ = request_parts()
         if language is None or self.gating.url_defaults(app):
             return False
@@ -329,7 +325,7 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
     if content_type != _HTML and (
             not content_type or content_type.split(";", 1)[0].strip() not in HTML_TYPES):
         return response
-    gating: Gating = ext.services["gating"]
+    gating: Gating = ext.gating
     parts = response.response
     if response.direct_passthrough or (type(parts) is not list and response.is_streamed):
         if response.is_streamed and not request_consent().cache.get("gated_stream"):
@@ -369,7 +365,7 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
 
 def _saw(ext: ConsentKitState) -> Any:
     """What the scan tells each third-party host it finds (with this request's page)."""
-    undeclared = ext.services.get("undeclared_hosts")
+    undeclared = ext.undeclared_hosts
     if undeclared is None:
         return None
     page = request.path
@@ -394,7 +390,7 @@ def gated_stream(chunks: Iterable[bytes | str], *, encoding: str = "utf-8") -> I
     ctx.cache["gated_stream"] = True
     ctx.varies = True
     gate = RequestGate(ext, encoding)
-    gating: Gating = ext.services["gating"]
+    gating: Gating = ext.gating
     view = restricted_view(ext)
     return stream_with_context(
         gate_stream(chunks, gate, encoding=encoding, matcher=gating.matcher,
@@ -405,18 +401,18 @@ def gated_stream(chunks: Iterable[bytes | str], *, encoding: str = "utf-8") -> I
 
 def add_trackers(app: Flask, trackers: Iterable[Tracker]) -> None:
     """Neutralise more known trackers on ``app`` (in addition to :data:`TRACKERS`)."""
-    gating: Gating = get_kit_state(app).services["gating"]
+    gating: Gating = get_kit_state(app).gating
     gating.matcher = TrackerMatcher([*gating.matcher.trackers, *trackers])
     gating.scans = ScanCache()
-    regions = get_kit_state(app).services.get("regions")
+    regions = get_kit_state(app).regions
     for view in regions.views() if regions is not None else ():
         view.scans = ScanCache()  # scanned with the old trackers too
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the gating into ``app``: processors, services and Jinja globals."""
-    ext.services["gating"] = Gating(ext.settings)
-    ext.services["consent_mode"] = {k: list(v) for k, v in ext.settings.consent_mode.items()}
+    ext.gating = Gating(ext.settings)
+    ext.consent_mode = {k: list(v) for k, v in ext.settings.consent_mode.items()}
     ext.processors.append(filter_cookies)
     process_html.documents_only = True  # type: ignore[attr-defined]
     ext.processors.append(process_html)

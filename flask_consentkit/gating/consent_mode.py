@@ -5,7 +5,7 @@ emits is already the visitor's *current* state: a returning visitor who granted
 analytics gets ``analytics_storage: "granted"`` at once, and no
 ``wait_for_update`` race is needed. A choice made later in the page is sent by
 the banner's script as ``gtag('consent', 'update', …)`` from the same mapping
-(``ext.services["consent_mode"]``).
+(``ext.consent_mode``).
 
 Besides Google's, the script carries the default of each vendor with a consent
 API that the app declares in ``CONSENTKIT_SERVICES`` by its catalogue key (or
@@ -37,9 +37,9 @@ from collections.abc import Iterable, Mapping
 
 from markupsafe import Markup
 
+from ..appstate import ConsentKitState, get_kit_state
 from ..categories import Service
 from ..config import CONSENT_MODE_TYPES
-from ..extension import ConsentKitState, get_kit_state
 from ..regions import restricted_view
 from ..state import ConsentState, get_state
 from ..vendors import load_catalogue
@@ -88,8 +88,7 @@ def signalled_vendors(ext: ConsentKitState, extra: Iterable[str] = ()) -> dict[s
     the app did not declare, under its catalogue category). Kept per app.
     """
     extra = tuple(extra)
-    cache: dict[tuple[str, ...], dict[str, Service]] = ext.services.setdefault(
-        "vendor_signals", {})
+    cache = ext.vendor_signals
     found = cache.get(extra)
     if found is None:
         found = {s.key: s for s in ext.settings.services if s.key in VENDOR_SIGNALS}

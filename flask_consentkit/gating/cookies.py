@@ -9,7 +9,7 @@ Two rules, applied to every response (HTML or not) by :func:`filter_cookies`:
 2. When this request withdrew categories (``request_consent().withdrawn``,
    set by the choice and erase views), every cookie of those categories that
    the browser sent is expired — whether the app declared it, the vendor
-   catalogue lists it (``ext.services["vendors"]``), or the known-cookie table
+   catalogue lists it (``ext.vendors``), or the known-cookie table
    (``flask_consentkit/cli/known_cookies.json``, derived from the Open Cookie
    Database) names it as analytics or marketing — and so is every exactly
    named declared one even when it was not sent (a cookie on another path is
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, request
 
+from ..appstate import ConsentKitState
 from ..categories import NECESSARY, Category, CookiePattern
 from ..config import Settings
-from ..extension import ConsentKitState
 from ..state import RequestConsent, get_state, peek_request_consent
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def _cookie_name(header: str) -> str:
 
 def filter_cookies(response: Response, ext: ConsentKitState) -> Response:
     """The response processor: rules 1 and 2 of this module."""
-    rules: CookieRules = ext.services["gating"].cookies
+    rules: CookieRules = ext.gating.cookies
     if not rules.empty:
         headers = response.headers.getlist("Set-Cookie")
         if headers:
@@ -218,12 +218,12 @@ class VendorCookies:
 
 def _vendor_cookies(ext: ConsentKitState) -> VendorCookies | None:
     """The app's :class:`VendorCookies`, built on first use (the registry comes after us)."""
-    registry = ext.services.get("vendors")
+    registry = ext.vendors
     if registry is None:
         return None
-    found: VendorCookies | None = ext.services.get("vendor_cookies")
+    found: VendorCookies | None = ext.vendor_cookies
     if found is None or found.registry is not registry:
-        found = ext.services["vendor_cookies"] = VendorCookies(registry)
+        found = ext.vendor_cookies = VendorCookies(registry)
     return found
 
 
@@ -248,7 +248,7 @@ def cookie_categories(name: str, rules: CookieRules,
 def _protected(ext: ConsentKitState) -> frozenset[str]:
     """Cookies a withdrawal never touches: the consent, language and session cookies."""
     names = {ext.settings.cookie_name}
-    banner = ext.services.get("banner")
+    banner = ext.banner
     language = getattr(banner, "language_cookie", None)
     if isinstance(language, str):
         names.add(language)

@@ -11,8 +11,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from ..appstate import get_kit_state
 from ..errors import ConsentConfigError
-from ..extension import get_kit_state
 
 
 def _check_category(category: str, helper: str) -> None:

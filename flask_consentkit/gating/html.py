@@ -809,7 +809,7 @@ class HostRules:
     """The app's vendors as the rewrite asks about them: which categories allow a host.
 
     Built on the app's :class:`~flask_consentkit.vendors.VendorRegistry`
-    (``ext.services["vendors"]``); the answers for URLs and hosts are kept, since
+    (``ext.vendors``); the answers for URLs and hosts are kept, since
     the pages of a site share most of them.
     """
 

@@ -1,6 +1,6 @@
 """The receipts store (SQLAlchemy Core 2.x): append, erase, export, verify, prune.
 
-One :class:`Ledger` per app, kept in ``ext.services["ledger"]``. It connects
+One :class:`Ledger` per app, kept in ``ext.ledger``. It connects
 lazily: the engines are created once per process and URL (a forked or spawned
 worker makes its own) and the tables are created on first use, with the schema
 version recorded in ``consentkit_meta``.

@@ -47,6 +47,7 @@ from markupsafe import Markup, escape
 from werkzeug.routing import BuildError
 
 from ._compat import serving
+from .cache import Kept
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
@@ -217,24 +218,34 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
-        self._fingerprints: dict[tuple[Any, ...], tuple[str, str, dict[str, Any]]] = {}
-        self._rendered: dict[tuple[Any, ...], tuple[tuple[str, ...], str]] = {}
+        # What each kept output depends on is its key, built where it is used (and
+        # listed in ARCHITECTURE.md); nothing is kept for an app that overrides a
+        # template of ours or has url_defaults (see _finished).
+        #: the notice of a language, privacy signal, policy news and rule (see notice())
+        self._fingerprints: Kept[tuple[Any, ...], tuple[str, str, dict[str, Any]]] = Kept(
+            "notices", 256, 4 << 20)
+        #: the rendered banner split at its stand-ins, by everything but the page
+        self._rendered: Kept[tuple[Any, ...], tuple[tuple[str, ...], str]] = Kept(
+            "banner templates", 1024, 8 << 20)
         #: the finished markup of requests without a nonce, by everything it depends on
         #: (the consent-mode mapping by identity: it is kept in the first slot)
-        self._finals: dict[tuple[Any, ...], tuple[Any, str]] = {}
+        self._finals: Kept[tuple[Any, ...], tuple[Any, str]] = Kept(
+            "banner markup", 1024, 8 << 20)
         #: finished markup (the same ``str`` object each time) -> its bytes, per charset
-        self._encoded: dict[tuple[str, str], bytes] = {}
-        #: pages seen by :meth:`inject`, by the page object's ``id`` (kept in the
-        #: entry, so the ``id`` is not reused while it is here): the page, where the
-        #: banner goes, where its ``</head>`` is, and its outputs by the banner's ``id``
-        self._pages: dict[int, tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]]] = {}
-        self._pages_bytes = 0
+        self._encoded: Kept[tuple[str, str], bytes] = Kept("banner bytes", 2048, 8 << 20)
+        #: pages seen by :meth:`inject`, by the page object's ``id`` (kept in the entry,
+        #: so the ``id`` is not reused while it is here): ``(page, where the banner goes,
+        #: where its </head> is)``; and their outputs, by the ids of the page and of the
+        #: banner's bytes: ``(page, banner, output)``. Half the budget each.
+        self._pages: Kept[int, tuple[bytes, int, int]] = Kept("pages", 64, _KEEP_TOTAL // 2)
+        self._outputs: Kept[tuple[int, int], tuple[bytes, bytes, bytes]] = Kept(
+            "page outputs", 512, _KEEP_TOTAL // 2)
         self._own: bool | None = None
         self._defaults: bool | None = None
         #: the stylesheet's ``<link>`` by charset and script root (see :meth:`_stylesheet`)
-        self._links: dict[tuple[str, str], bytes] = {}
+        self._links: Kept[tuple[str, str], bytes] = Kept("stylesheet links", 64, 64 << 10)
         #: Accept-Language header → banner language ("" for none); browsers send few values
-        self._accept_cache: dict[str, str] = {}
+        self._accept_cache: Kept[str, str] = Kept("accept-language", 512, 1 << 20)
         self._asks = bool(self.settings.optional_keys)
         #: the session cookie that keeps a language asked for with ``?lang=``
         self.language_cookie = f"{self.settings.cookie_name}_lang"
@@ -298,9 +309,7 @@ class Banner:
             found = self._accept_cache.get(header)
             if found is None:
                 found = self._from_accept_language()
-                if len(self._accept_cache) >= 512:
-                    self._accept_cache.clear()
-                self._accept_cache[header] = found
+                self._accept_cache.put(header, found, len(header))
             if found:
                 return found
         return self.settings.default_language
@@ -530,9 +539,7 @@ class Banner:
             rendered = render_template("consentkit/banner.html", ui=view)
             # split at the stand-ins once, so a request only joins the pieces
             cached = (tuple(_STAND_INS.split(rendered)), _url_for("consentkit.preferences"))
-            if len(self._rendered) >= 1024:
-                self._rendered.clear()
-            self._rendered[key] = cached
+            self._rendered.put(key, cached, sum(len(p) for p in cached[0]))
         pieces, preferences = cached
         next_url = safe_next(_here())
         preferences += ("&" if "?" in preferences else "?") + (
@@ -549,10 +556,7 @@ class Banner:
             values[_NONCE] = str(escape(nonce))
         text = "".join([values.get(piece, piece) for piece in pieces])
         if final_key is not None:
-            if len(self._finals) >= 1024:
-                self._finals.clear()
-                self._encoded.clear()
-            self._finals[final_key] = (mode, text)
+            self._finals.put(final_key, (mode, text), len(text))
         return text, final_key is not None
 
     def _encoded_banner(self, charset: str, head: bool = False) -> bytes:
@@ -564,8 +568,7 @@ class Banner:
         data = self._encoded.get(key)
         if data is None:
             data = text.encode(charset, "xmlcharrefreplace")
-            if len(self._encoded) < 2048:
-                self._encoded[key] = data
+            self._encoded.put(key, data, len(data))
         return data
 
     def _url_defaults(self) -> bool:
@@ -631,7 +634,7 @@ class Banner:
                 "rule": _rule_key(self.ext) or None,
             }
             cached = (notice_id(content), lang, content)
-            self._fingerprints[key] = cached
+            self._fingerprints.put(key, cached, len(content["text"]))
         return cached
 
     def fingerprint(self) -> tuple[str, str]:
@@ -682,19 +685,19 @@ class Banner:
         page = self._pages.get(id(body))
         if page is None or page[0] is not body:
             end = insertion_point(body)
-            page = (body, end, _head_end(body, end), {})
+            page = (body, end, _head_end(body, end))
             if len(body) <= _KEEP_PAGE:
-                self._keep(id(body), page, len(body))
-        end, head, outputs = page[1], page[2], page[3]
+                self._pages.put(id(body), page, len(body))
+        end, head = page[1], page[2]
         if end == _NOWHERE:
             if body.strip():
                 self._cannot_place(req, "fragment")
             return response
         head = head if self._own_templates() else _NOWHERE
         banner = self._encoded_banner(charset, head != _NOWHERE)
-        found = outputs.get(id(banner))
-        if found is not None and found[0] is banner:
-            out = found[1]
+        kept = self._outputs.get((id(body), id(banner)))
+        if kept is not None and kept[0] is body and kept[1] is banner:
+            out = kept[2]
         else:
             if head != _NOWHERE:
                 # the stylesheet in the head: the page's first paint already has the
@@ -703,12 +706,10 @@ class Banner:
                                 banner, body[end:]))
             else:
                 out = b"".join((body[:end], banner, body[end:]))
-            size = len(out) + len(banner)
-            if (len(body) <= _KEEP_PAGE and len(outputs) < 8
-                    and self._pages_bytes + size <= _KEEP_TOTAL):
-                # the entry keeps the banner, so its id is not reused while it is here
-                outputs[id(banner)] = (banner, out)
-                self._pages_bytes += size
+            if len(body) <= _KEEP_PAGE:
+                # the entry keeps the page and the banner: their ids are not reused
+                # while it is here
+                self._outputs.put((id(body), id(banner)), (body, banner, out), len(out))
         replace_body(response, out, body)
         # the banner speaks the visitor's language and says what the GPC signal turned off
         add_vary(response, *_VARY_GPC if self.settings.honor_gpc else _VARY)
@@ -742,18 +743,10 @@ class Banner:
             extra = f' nonce="{escape(nonce)}"' if nonce else ""
             link = f'<link rel="stylesheet" href="{href}"{extra}>'.encode(
                 charset, "xmlcharrefreplace")
-            if key is not None and len(self._links) < 64:
-                self._links[key] = link
+            if key is not None:
+                self._links.put(key, link, len(link))
         return link
 
-    def _keep(self, key: int, page: tuple[bytes, int, int, dict[int, tuple[bytes, bytes]]],
-              size: int) -> None:
-        if len(self._pages) >= 64 or self._pages_bytes + size > _KEEP_TOTAL:
-            self._pages = {}
-            self._pages_bytes = 0
-        # a new dict for each change: readers in other threads see one or the other
-        self._pages = {**self._pages, key: page}
-        self._pages_bytes += size
 
 
 Banner.inject.documents_only = True  # type: ignore[attr-defined]  # run on documents only

@@ -1,7 +1,8 @@
 """The banner's kept markup: each thing it depends on changes it (issue 14).
 
-Every ingredient of the banner's cache keys — language, choice, page, nonce,
-the app's URL defaults, the app's own templates — is changed in turn, and the
+Every ingredient of the banner's cache keys — language, choice, page and query,
+nonce, privacy signal, policy news, script root, the app's URL defaults, the app's
+own templates — is changed in turn, and the
 banner served must change with it; and what is kept stays within its budget.
 """
 
@@ -79,7 +80,8 @@ def test_url_defaults_of_the_app_reach_the_banners_links():
     assert "tenant=beta" in beta and "tenant=alpha" not in beta
 
 
-@pytest.mark.parametrize("change", ["language", "choice", "page", "nonce"])
+@pytest.mark.parametrize("change", ["language", "choice", "page", "query", "nonce",
+                                    "privacy signal", "policy news", "script root"])
 def test_each_ingredient_of_the_key_changes_the_banner(change: str) -> None:
     app = _app()
     kit = ConsentKit(app)
@@ -92,6 +94,13 @@ def test_each_ingredient_of_the_key_changes_the_banner(change: str) -> None:
         kit.nonce_getter = lambda: request.args.get("n")
 
     client = app.test_client()
+    if change == "policy news":  # a choice made for the policy version before this one
+        old = _app(CONSENTKIT_POLICY_VERSION="0")
+        ConsentKit(old)
+        earlier = old.test_client()
+        earlier.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+        cookie = earlier.get_cookie("consentkit")
+        assert cookie is not None
     base = _banner(client.get("/a?lang=en&n=AAAAAAAA").get_data(as_text=True))
     if change == "language":
         other = client.get("/a?lang=az&n=AAAAAAAA")
@@ -100,6 +109,15 @@ def test_each_ingredient_of_the_key_changes_the_banner(change: str) -> None:
         other = client.get("/a?lang=en&n=AAAAAAAA")
     elif change == "page":
         other = client.get("/b?lang=en&n=AAAAAAAA")
+    elif change == "query":
+        other = client.get("/a?lang=en&n=AAAAAAAA&story=2")
+    elif change == "privacy signal":
+        other = client.get("/a?lang=en&n=AAAAAAAA", headers={"Sec-GPC": "1"})
+    elif change == "policy news":
+        client.set_cookie("consentkit", cookie.value)
+        other = client.get("/a?lang=en&n=AAAAAAAA")
+    elif change == "script root":
+        other = client.get("/a?lang=en&n=AAAAAAAA", environ_overrides={"SCRIPT_NAME": "/site"})
     else:
         other = client.get("/a?lang=en&n=BBBBBBBB")
     assert _banner(other.get_data(as_text=True)) != base
@@ -124,8 +142,9 @@ def test_what_the_banner_keeps_of_pages_stays_within_its_budget(monkeypatch) -> 
         for client in (undecided, decided):
             for lang in ("en", "az", "ru", "tr"):
                 assert client.get(f"/{name}?lang={lang}").status_code == 200
-    kept = app.extensions["consentkit"].banner
-    held = sum(len(body) + sum(len(b) + len(out) for b, out in outputs.values())
-               for body, _, _, outputs in kept._pages.values())
+    banner = app.extensions["consentkit"].banner
+    held = (sum(len(body) for (body, _, _), _ in banner._pages._data.values())
+            + sum(len(out) for (_, _, out), _ in banner._outputs._data.values()))
     assert held <= 300_000, held
+    assert banner._pages.bytes + banner._outputs.bytes == held
     assert re.search(r"consentkit-banner", undecided.get("/p1?lang=en").get_data(as_text=True))

@@ -37,6 +37,7 @@ from markupsafe import escape
 
 from .._compat import header_items, serving
 from ..appstate import ConsentKitState, get_kit_state
+from ..cache import Kept
 from ..categories import NECESSARY, pick_text
 from ..config import Settings
 from ..regions import restricted_view
@@ -106,7 +107,7 @@ class Gating:
         #: assembled placeholders by language, category, title, link and charset: the
         #: same bytes object for every request that needs them (kept outputs are
         #: found by it, see :class:`~.html.ScannedDocument`)
-        self.placeholders: dict[tuple[Any, ...], bytes] = {}
+        self.placeholders: Kept[tuple[Any, ...], bytes] = Kept("placeholders", 512, 1 << 20)
         self._paths: dict[tuple[Any, ...], str] = {}
         self._reported: set[str] = set()
         self._url_defaults: bool | None = None
@@ -174,10 +175,7 @@ class Gating:
 
     def remember_placeholder(self, key: tuple[Any, ...], markup: bytes) -> None:
         """Keep a placeholder (at most 512: titles and links come from the pages)."""
-        with self._lock:
-            if len(self.placeholders) >= 512:
-                self.placeholders.clear()
-            self.placeholders[key] = markup
+        self.placeholders.put(key, markup, len(markup))
 
     def report(self, key: str, message: str) -> None:
         """Log ``message`` as a warning the first time ``key`` is seen."""

@@ -13,7 +13,15 @@ from flask.typing import ResponseReturnValue
 from .appstate import ConsentKitState, ResponseProcessor, get_kit_state
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
-from .responses import add_vary, content_type_and_cookies, is_document_type, settle_error_page
+from .responses import (
+    add_vary,
+    content_type_and_cookies,
+    fill_holes,
+    is_document_type,
+    replace_body,
+    response_body,
+    settle_error_page,
+)
 from .state import (
     ConsentCodec,
     ConsentState,
@@ -170,6 +178,10 @@ class ConsentKit:
         ctx = peek_request_consent()
         if ctx is None:
             return response
+        if ctx.fills:
+            body = response_body(response)
+            replace_body(response, fill_holes(body, ctx.fills), body)
+            ctx.fills = ()
         settings = ext.settings
         if ctx.clear:
             response.delete_cookie(

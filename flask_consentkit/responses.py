@@ -7,7 +7,7 @@ A low module: it knows Flask's and werkzeug's response objects (through
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from flask import Response
 
@@ -129,3 +129,21 @@ def add_vary(response: Response, *tokens: str) -> None:
     else:
         for token in tokens:
             response.vary.add(token)
+
+
+def fill_holes(out: bytes, fills: Sequence[bytes]) -> bytes:
+    """``out`` with its runs of NULs, in order, replaced by ``fills`` (as many bytes each).
+
+    Markup may be put in before and between the holes first (the banner is): none of it
+    holds a NUL.
+    """
+    parts: list[bytes] = []
+    at = 0
+    for fill in fills:
+        hole = out.find(b"\0", at)
+        assert hole >= 0 and out[hole:hole + len(fill)] == b"\0" * len(fill)
+        parts.append(out[at:hole])
+        parts.append(fill)
+        at = hole + len(fill)
+    parts.append(out[at:])
+    return b"".join(parts)

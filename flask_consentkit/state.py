@@ -252,6 +252,10 @@ class RequestConsent:
     varies: bool = False
     #: categories withdrawn by this request's decision
     withdrawn: frozenset[str] = frozenset()
+    #: the response's body holds runs of NULs where these bytes go, put in last, after
+    #: the banner (the gating's output of a page kept with holes: the same kept object
+    #: on every request, which the banner finds by identity)
+    fills: tuple[bytes, ...] = ()
     #: scratch space for subsystems (technical data, language …), keyed by name
     cache: dict[str, Any] = field(default_factory=dict)
 

@@ -48,12 +48,14 @@ from .consent_mode import consent_mode_defaults, vendor_consent_defaults
 from .cookies import CookieRules, filter_cookies
 from .helpers import consent_iframe, consent_script
 from .html import (
+    FilledDocument,
     HostRules,
+    NoncedDocument,
     ScanCache,
+    ScannedDocument,
     TrackerMatcher,
     could_need_gating,
     gate_stream,
-    rewrite,
 )
 from .trackers import TRACKERS, Tracker, find_tracker
 
@@ -345,15 +347,22 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
     if view is not None:
         hosts, scans = view.host_rules, view.scans
     own = gating.own_host(request.environ)
-    doc = scans.known(body, own)  # a page seen before needs no other check
-    if doc is not None:
-        new = doc.apply(RequestGate(ext, charset))
-    elif could_need_gating(body, gating.matcher):
-        new, _ = rewrite(body, RequestGate(ext, charset), matcher=gating.matcher,
-                         cache=scans, nonce=ext.kit.csp_nonce, hosts=hosts, own=own,
-                         saw=_saw(ext))
+    doc: ScannedDocument | NoncedDocument | FilledDocument | None = scans.known(body, own)
+    if doc is None:  # not a page seen before: the same page but for a token (a CSRF
+        # field) or a nonce is found without the prefilter; any other page the
+        # prefilter clears needs nothing
+        if not scans.kin(body) and not could_need_gating(body, gating.matcher):
+            return response
+        doc = scans.entry(body, gating.matcher, ext.kit.csp_nonce, hosts=hosts, own=own,
+                          saw=_saw(ext))
+    gate = RequestGate(ext, charset)
+    if isinstance(doc, FilledDocument):
+        # the kept output with its holes: this request's tokens go in last
+        # (ConsentKit._process_response), after the banner has found the page by identity
+        new = doc.base.apply(gate)
+        request_consent().fills = tuple(doc.fills)
     else:
-        return response
+        new = doc.apply(gate)
     if new is not body:
         # also when ``new`` only equals ``body``: the kept bytes are the same object on
         # every request, which lets the banner find its own kept output by identity

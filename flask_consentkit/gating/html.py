@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._compat import parse_regex
 from .._compat import re_constants as _c
 from ..categories import NECESSARY
+from ..responses import fill_holes
 from ..urls import Target, network_target
 from .trackers import TRACKERS, Tracker
 
@@ -2215,6 +2216,11 @@ class ScanCache:
         return isinstance(body, bytes) and any(
             doc.body == body for doc in self._scans.get(self._key(body), ()))
 
+    def kin(self, body: bytes) -> bool:
+        """Was a document of ``body``'s length and ends kept (the same page but for a
+        nonce or a token, most likely: :meth:`entry` finds it without the prefilter)?"""
+        return self._key(body) in self._scans
+
     def known(self, body: bytes, own: str | None = None) -> ScannedDocument | None:
         """The scanned document ``body`` if it was scanned before for the page's host
         ``own`` (no scan, no nonce)."""
@@ -2399,17 +2405,8 @@ class FilledDocument:
         self.base, self.fills = base, fills
 
     def apply(self, gate: Gate) -> bytes:
-        out = self.base.apply(gate)
-        parts: list[bytes] = []
-        at = 0
-        for fill in self.fills:
-            hole = out.find(b"\0", at)
-            assert hole >= 0 and out[hole:hole + len(fill)] == b"\0" * len(fill)
-            parts.append(out[at:hole])
-            parts.append(fill)
-            at = hole + len(fill)
-        parts.append(out[at:])
-        return b"".join(parts)
+        return fill_holes(self.base.apply(gate), self.fills)
+
 
 
 #: bytes of the values the holes may take: tokens, base64 (url), hex, UUIDs, JWTs

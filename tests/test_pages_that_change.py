@@ -1,0 +1,78 @@
+"""Pages that change on every request (a CSRF field), through the whole extension.
+
+The gating keeps such a page once, with holes where the token goes; the banner is
+put into that kept output, and the request's token goes in last. Each answer must
+be exactly what a fresh app (nothing kept) answers for the same page.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, render_template_string, request
+
+from flask_consentkit import ConsentKit
+
+from .conftest import SAME_ORIGIN, SECRET
+
+PAGE = """<!doctype html><html><head><title>Story</title>
+<meta name="csrf" content="{{ token }}">
+<script src="https://www.googletagmanager.com/gtag/js?id=G-ABC123" async></script></head>
+<body><h1>Story</h1>
+<form method="post" action="/comment"><input type="hidden" name="csrf_token" value="{{ token }}">
+<textarea name="c"></textarea></form>
+<iframe src="https://www.youtube.com/embed/xyz" title="Trailer"></iframe>
+<p data-x="{{ token }}">{{ text }}</p>
+<footer>The end</footer>
+</body></html>"""
+
+
+def _app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True, CONSENTKIT_LEDGER_URL=None,
+                      CONSENTKIT_SERVICES=["youtube", "google-analytics"])
+    ConsentKit(app)
+
+    @app.get("/story")
+    def story() -> str:
+        return render_template_string(PAGE, token=request.headers["X-Token"],
+                                      text="Once upon a time")
+
+    return app
+
+
+def _answer(app: Flask, token: str, granted: str | None, lang: str) -> bytes:
+    client = app.test_client()
+    if granted:
+        client.post("/consent/", json={"action": "save", "granted": [granted]},
+                    headers=SAME_ORIGIN)
+    response = client.get(f"/story?lang={lang}", headers={"X-Token": token})
+    assert response.status_code == 200
+    assert response.headers["Content-Length"] == str(len(response.get_data()))
+    return response.get_data()
+
+
+def test_each_answer_holds_its_own_token_and_equals_a_fresh_apps() -> None:
+    kept = _app()
+    for round_ in range(3):
+        for granted in (None, "analytics", "marketing"):
+            for lang in ("en", "az"):
+                token = secrets.token_urlsafe(32)
+                body = _answer(kept, token, granted, lang)
+                assert b"\0" not in body
+                assert body.count(token.encode()) == 3
+                assert b'id="consentkit"' in body  # the banner went in
+                fresh = _answer(_app(), token, granted, lang)
+                assert body == fresh, (round_, granted, lang)
+    # the page was kept once with its holes (else this test would test nothing new)
+    scans = kept.extensions["consentkit"].gating.scans
+    holed = [doc for docs in scans._scans.values() for doc in docs if doc.holes]
+    assert len(holed) == 1 and len(holed[0].holes) == 3
+
+
+def test_a_token_of_another_length_is_a_page_of_its_own() -> None:
+    app = _app()
+    short, long_ = "abc123", secrets.token_urlsafe(48)
+    for token in (short, long_, short, long_):
+        body = _answer(app, token, None, "en")
+        assert body.count(token.encode()) == 3 and b"\0" not in body

@@ -657,8 +657,7 @@ class Banner:
         req = current_request()
         endpoint = req.endpoint
         if endpoint == "consentkit.preferences":
-            # the page speaks the visitor's language, and says what GPC turned off
-            add_vary(response, *_VARY_GPC if self.settings.honor_gpc else _VARY)
+            self._vary(response)
             return response
         if not self.settings.auto_inject or not self._asks:
             return response
@@ -711,9 +710,18 @@ class Banner:
                 # while it is here
                 self._outputs.put((id(body), id(banner)), (body, banner, out), len(out))
         replace_body(response, out, body)
-        # the banner speaks the visitor's language and says what the GPC signal turned off
-        add_vary(response, *_VARY_GPC if self.settings.honor_gpc else _VARY)
+        self._vary(response)
         return response
+
+    def _vary(self, response: Response) -> None:
+        """The page speaks the visitor's language and says what the GPC signal turned off:
+        ``Vary`` on those headers (written with ``Cookie`` at the end of the hook)."""
+        tokens = _VARY_GPC if self.settings.honor_gpc else _VARY
+        ctx = peek_request_consent()
+        if ctx is None:
+            add_vary(response, *tokens)
+        else:
+            ctx.vary += tokens
 
     def _cannot_place(self, req: Any, reason: str) -> None:
         """Log, once per endpoint and reason, an HTML page that got no banner."""

@@ -195,8 +195,8 @@ class ConsentKit:
             self._write_cookie(response, ext, ctx.decision)
         elif ctx.reissue and ctx.state is not None and ctx.state.decided:
             self._write_cookie(response, ext, ctx.state)
-        if ctx.varies:
-            add_vary(response, "Cookie")
+        if ctx.varies or ctx.vary:
+            add_vary(response, *ctx.vary, *(("Cookie",) if ctx.varies else ()))
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

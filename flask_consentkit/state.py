@@ -250,6 +250,9 @@ class RequestConsent:
     clear: bool = False
     #: the response depends on the consent cookie (adds ``Vary: Cookie``)
     varies: bool = False
+    #: other request headers the response depends on, written into ``Vary`` with
+    #: ``Cookie`` once, at the end of the response hook
+    vary: tuple[str, ...] = ()
     #: categories withdrawn by this request's decision
     withdrawn: frozenset[str] = frozenset()
     #: the response's body holds runs of NULs where these bytes go, put in last, after

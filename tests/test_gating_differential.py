@@ -85,6 +85,9 @@ markup = st.lists(st.sampled_from(CONTEXT + TRACKERS), max_size=14).map("".join)
 @example('<a title="<svg>"><title></svg><p x="</title><img src=//cdn.tracker.example/a.gif>">')
 @example('<a t="<svg><path d="><noscript>"/></svg><p title="</noscript>'
          '<img src=//cdn.tracker.example/a.gif>">')
+# an <svg> a breakout closed: its end tag inside a later <math> closes nothing
+@example('<svg><img alt=""><math></svg><title><img src=//cdn.tracker.example/a.gif>')
+@example('<svg></svg><math></svg><title><img src=//cdn.tracker.example/a.gif>')
 def test_html5lib_reads_nothing_fetched_from_a_host_not_allowed(html):
     body = html.encode()
     out = run(html).encode()

@@ -1025,6 +1025,8 @@ _NOSCRIPT_DEPTH = 64
 _MATH_TEXT = frozenset({b"mi", b"mo", b"mn", b"ms", b"mtext"})
 _MGLYPH = frozenset({b"mglyph", b"malignmark"})
 _SVG_POINTS = frozenset({b"foreignobject", b"desc", b"title"})
+#: end tags that close no element open outside foreign content (``_html_end``)
+_NEVER_OUTSIDE = frozenset({b"body", b"html", b"br", b"svg", b"math"})
 _FONT_BREAKS = (b"color", b"face", b"size")
 _counters: dict[bytes, re.Pattern[bytes]] = {}
 
@@ -1456,8 +1458,11 @@ class _Reader:
             return
         if barrier >= 0:
             return
-        # the element may be open outside the foreign content (not tracked there)
-        if name not in (b"body", b"html", b"br") and self._ancestor_open(name, frames[0].start):
+        # the element may be open outside the foreign content (not tracked there); never
+        # an <svg> or <math>, which are no HTML elements: their end tag closes one only
+        # through the foreign content's rules (an earlier one a breakout closed is not
+        # open, whatever the count of tags says)
+        if name not in _NEVER_OUTSIDE and self._ancestor_open(name, frames[0].start):
             self._pop(0, at)
 
     def _ancestor_open(self, name: bytes, before: int) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from flask import Flask, Response, current_app
 
+from .cache import Kept
 from .errors import ConsentKitError
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class ConsentKitState:
     #: run in order on every response before the consent cookie is written; one whose
     #: function has ``documents_only = True`` only on documents (:func:`.responses.is_document`)
     processors: list[ResponseProcessor] = field(default_factory=list)
+    #: whole outputs of pages (the gating's and the banner's, which are marked
+    #: ``page_output``), by :meth:`.Banner.page_key`: ``(page, output, Vary tokens)``
+    page_outputs: Kept[tuple[Any, ...], tuple[bytes, bytes, tuple[str, ...]]] = field(
+        default_factory=lambda: Kept("page outputs", 256, 16 << 20))
 
     # -- gating (gating/) ------------------------------------------------------
     gating: Gating = field(init=False)

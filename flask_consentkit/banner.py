@@ -44,6 +44,7 @@ from flask import Flask, Response, current_app, has_request_context, render_temp
 from flask import url_for as _url_for
 from jinja2 import TemplateNotFound
 from markupsafe import Markup, escape
+from werkzeug.exceptions import BadHost
 from werkzeug.routing import BuildError
 
 from ._compat import serving
@@ -644,6 +645,52 @@ class Banner:
 
     # -- the response processor ---------------------------------------------------
 
+    def page_key(self, response: Response, content_type: str) -> tuple[Any, ...] | None:
+        """The key of this response's whole output, the gating's and the banner's (see
+        :meth:`.ConsentKit._kept_page`), or ``None`` when it may not be kept.
+
+        Everything that output depends on: the page (its length and ends; the kept
+        page is compared whole), its media type and charset; the visitor's decisions,
+        language, privacy signal and policy news; the rule per audience; the Consent
+        Mode mapping; and the request's address (the placeholders' and the banner's
+        links, the page's own host). Not kept: a nonce, ``url_defaults`` or templates
+        of the app's own (which may put anything of the request in), our own pages,
+        pages that get no banner (which need not read the consent cookie), partial
+        requests, a decision or an erasure in this request, a banner the page placed
+        itself, a compressed or streamed body.
+        """
+        parts = response.response
+        if (not self.settings.auto_inject or not self._asks  # else the page may not read
+                or type(parts) is not list or len(parts) != 1 or type(parts[0]) is not bytes
+                or (content_type != _HTML
+                    and content_type.split(";", 1)[0].strip().lower() != "text/html")):
+            return None
+        req = current_request()
+        endpoint = req.endpoint
+        environ = req.environ
+        if ((endpoint is not None and endpoint.startswith("consentkit."))
+                or not self._own_templates() or self._url_defaults()
+                or _partial_request(environ)
+                or first_header(response.headers, "Content-Encoding") is not None):
+            return None
+        ctx = request_consent()
+        if (ctx.decision is not None or ctx.clear or ctx.fills
+                or ctx.cache.get(_CACHE_PLACED) or self.ext.kit.csp_nonce() is not None):
+            return None
+        # reading the consent for the key does not make the response depend on it: a
+        # kept output does (it was made by reading it), a page that needs nothing not
+        varies = ctx.varies
+        state = get_state()
+        body: bytes = parts[0]
+        get = environ.get
+        key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),
+               self.language(), _signal(self.settings), _outdated(), state.decided,
+               state.granted, id(self.ext.consent_mode), get("SCRIPT_NAME"), get("PATH_INFO"),
+               get("QUERY_STRING"), get("HTTP_HOST"), get("SERVER_NAME"),
+               get("SERVER_PORT"), get("wsgi.url_scheme"))
+        ctx.varies = varies
+        return key
+
     def inject(self, response: Response, ext: ConsentKitState) -> Response:
         """Put the banner into a plain HTML response that is a whole document.
 
@@ -666,6 +713,8 @@ class Banner:
         environ = req.environ
         if _partial_request(environ):
             return response  # an htmx or Turbo partial: the page around it has the banner
+        if isinstance(req.routing_exception, BadHost):
+            return response  # Flask refused the Host: no link of ours can be built
         ctx = peek_request_consent()
         if ctx is not None and ctx.cache.get(_CACHE_PLACED):
             return response
@@ -758,6 +807,7 @@ class Banner:
 
 
 Banner.inject.documents_only = True  # type: ignore[attr-defined]  # run on documents only
+Banner.inject.page_output = True  # type: ignore[attr-defined]  # its output may be kept whole
 
 
 class BannerView:

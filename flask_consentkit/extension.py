@@ -31,7 +31,11 @@ from .state import (
     current_request,
     get_state,
     peek_request_consent,
+    request_consent,
 )
+
+#: the largest page whose whole output is kept (:meth:`ConsentKit._kept_page`)
+MAX_KEPT_PAGE = 1 << 20
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,9 +176,15 @@ class ConsentKit:
         ctx: RequestConsent | None = peek_request_consent()
         if not document and not sets_cookies and ctx is None:
             return response  # an API answer that nothing of the visitor's consent touched
-        for processor in ext.processors:
-            if document or not getattr(processor, "documents_only", False):
-                response = processor(response, ext)
+        page = None
+        if document and ext.banner is not None and content_type is not None:
+            page = ext.banner.page_key(response, content_type)
+        if page is not None:
+            response = self._kept_page(response, ext, page)
+        else:
+            for processor in ext.processors:
+                if document or not getattr(processor, "documents_only", False):
+                    response = processor(response, ext)
         ctx = peek_request_consent()
         if ctx is None:
             return response
@@ -197,6 +207,39 @@ class ConsentKit:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies or ctx.vary:
             add_vary(response, *ctx.vary, *(("Cookie",) if ctx.varies else ()))
+        return response
+
+    def _kept_page(self, response: Response, ext: ConsentKitState, key: tuple[Any, ...]
+                   ) -> Response:
+        """Run the processors on a page whose whole output (the gating's and the banner's)
+        is kept under ``key`` (:meth:`.Banner.page_key`: everything that output depends on).
+
+        A page seen before for such a request gets the kept output and skips the
+        processors marked ``page_output``; the others (the policy, the cookie filter …)
+        run as always.
+        """
+        body = response_body(response)
+        ctx = request_consent()
+        found = ext.page_outputs.get(key)
+        if found is not None and (found[0] is body or found[0] == body):
+            replace_body(response, found[1], body)
+            ctx.vary += found[2]
+            ctx.varies = True  # the kept output was made by reading the consent
+            for processor in ext.processors:
+                if not getattr(processor, "page_output", False):
+                    response = processor(response, ext)
+            return response
+        vary = ctx.vary
+        for processor in ext.processors:
+            response = processor(response, ext)
+        ctx = request_consent()
+        if (not ctx.fills and ctx.varies and type(response.response) is list
+                and len(response.response) == 1 and type(response.response[0]) is bytes
+                and ctx.vary[:len(vary)] == vary):
+            out = response.response[0]
+            if out is not body and len(body) <= MAX_KEPT_PAGE:
+                ext.page_outputs.put(key, (body, out, ctx.vary[len(vary):]),
+                                     len(body) + len(out))
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

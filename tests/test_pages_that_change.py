@@ -76,3 +76,48 @@ def test_a_token_of_another_length_is_a_page_of_its_own() -> None:
     for token in (short, long_, short, long_):
         body = _answer(app, token, None, "en")
         assert body.count(token.encode()) == 3 and b"\0" not in body
+
+
+def test_a_page_seen_before_gets_the_same_answer_headers_included() -> None:
+    app = _app()
+
+    @app.get("/same")
+    def same() -> str:
+        return render_template_string(PAGE, token="fixed-token-of-the-page", text="x")
+
+    client = app.test_client()
+    first, again = client.get("/same?lang=ru"), client.get("/same?lang=ru")
+    assert first.get_data() == again.get_data()
+    assert first.headers["Vary"] == again.headers["Vary"] == "Accept-Language, Sec-GPC, Cookie"
+    assert first.headers["Content-Security-Policy"] == again.headers["Content-Security-Policy"]
+    assert len(app.extensions["consentkit"].page_outputs) == 1  # kept whole once
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    decided = client.get("/same?lang=ru")
+    assert decided.get_data() != first.get_data()  # the choice is in the key
+    assert decided.get_data() == _app_answer("/same?lang=ru", accept=True)
+
+
+def _app_answer(path: str, *, accept: bool) -> bytes:
+    fresh = _app()
+
+    @fresh.get("/same")
+    def same() -> str:
+        return render_template_string(PAGE, token="fixed-token-of-the-page", text="x")
+
+    client = fresh.test_client()
+    if accept:
+        client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    return client.get(path).get_data()
+
+
+def test_a_host_flask_refuses_gets_its_400_page_without_our_links() -> None:
+    app = _app()
+    app.register_error_handler(400, lambda e: (
+        '<!doctype html><html><body><iframe src="https://www.youtube.com/embed/x">'
+        "</iframe></body></html>", 400))
+    response = app.test_client().get("/story", headers={"Host": "0..0", "X-Token": "t"})
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert 'id="consentkit"' not in body  # the banner's links cannot be built
+    assert "youtube.com/embed" not in body.split("data-consent-src", 1)[0]  # still gated
+    assert 'href="/consent/?next=' in body  # the placeholder's link, without url_for

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from flask import Flask, Response, request, stream_with_context, url_for
 from markupsafe import escape
+from werkzeug.exceptions import BadHost
 
 from .._compat import header_items, serving
 from ..appstate import ConsentKitState, get_kit_state
@@ -151,6 +152,8 @@ class Gating:
         depend on anything.
         """
         app, environ = request_parts()
+        if isinstance(request.routing_exception, BadHost):  # no URL can be built
+            return str(environ.get("SCRIPT_NAME", "")) + self.settings.url_prefix + "/"
         if self.url_defaults(app):
             return url_for("consentkit.preferences")
         key = tuple(environ.get(name) for name in _URL_ENVIRON)
@@ -411,6 +414,7 @@ def add_trackers(app: Flask, trackers: Iterable[Tracker]) -> None:
     gating: Gating = get_kit_state(app).gating
     gating.matcher = TrackerMatcher([*gating.matcher.trackers, *trackers])
     gating.scans = ScanCache()
+    get_kit_state(app).page_outputs.clear()  # made with the old trackers
     regions = get_kit_state(app).regions
     for view in regions.views() if regions is not None else ():
         view.scans = ScanCache()  # scanned with the old trackers too
@@ -422,6 +426,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ext.consent_mode = {k: list(v) for k, v in ext.settings.consent_mode.items()}
     ext.processors.append(filter_cookies)
     process_html.documents_only = True  # type: ignore[attr-defined]
+    process_html.page_output = True  # type: ignore[attr-defined]  # kept whole with the banner
     ext.processors.append(process_html)
     app.jinja_env.globals.update(
         consent_script=consent_script,

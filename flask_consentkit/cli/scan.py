@@ -19,9 +19,12 @@ from the app's own sitemap (``/sitemap.xml`` and the ``Sitemap:`` lines of
   attributes and the same-origin stylesheets they load; in URL literals of
   inline scripts (joined across ``+``, a ternary of literals included; a
   literal whose host goes on in a variable is left out); in ``Link:`` headers.
-  The page is read as served — after the server's rewrite — with a tokenizer
-  that splits it as a browser's does (comments, raw text, script escapes,
-  ``<noscript>`` read as a visitor without JavaScript gets it); attribute
+  Which element loads what from which attribute is the gating's table
+  (:mod:`flask_consentkit.gating.rules`), the one the rewrite follows.
+  The page is read as served — after the server's rewrite — with the gating's
+  tokenizer, which splits it as a browser's does (comments, raw text, script
+  escapes, foreign content and its breakouts, ``<noscript>`` read as a visitor
+  without JavaScript gets it); attribute
   values are decoded as HTML decodes them and every URL is read with
   :func:`~flask_consentkit.urls.network_target`, as a browser reads it (``<base
   href>`` too). What the rewrite set aside until consent (``data-consent-*``
@@ -67,7 +70,6 @@ import html
 import json
 import logging
 import re
-import string
 import zlib
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -75,7 +77,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cache
-from html.entities import html5 as _ENTITIES
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -98,6 +99,17 @@ from ..csp import (
     REPORT_ONLY_HEADER,
     split_link_header,
 )
+from ..gating.rules import (
+    ANY,
+    LINK_RELS,
+    RULES,
+    RUNNABLE_SCRIPT_TYPES,
+    URL_ATTRS,
+    Action,
+    Namespace,
+    Syntax,
+)
+from ..gating.tokenizer import HTML_NS, RENAMED, attributes, read_tags, unescape_attribute
 from ..gating.trackers import TRACKERS, Tracker, find_tracker
 from ..signals import technical_data_collected
 from ..urls import Target, network_target
@@ -127,19 +139,12 @@ MAX_STYLESHEET_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 3
 #: violation reports shown
 BLOCKED_SHOWN = 20
-_RUNNABLE = frozenset({
-    "", "module", "application/ecmascript", "application/javascript",
-    "application/x-ecmascript", "application/x-javascript", "text/ecmascript",
-    "text/javascript", "text/javascript1.0", "text/javascript1.1", "text/javascript1.2",
-    "text/javascript1.3", "text/javascript1.4", "text/javascript1.5", "text/jscript",
-    "text/livescript", "text/x-ecmascript", "text/x-javascript",
-})
+_RUNNABLE = RUNNABLE_SCRIPT_TYPES
 #: script types that are not code but make the browser fetch the URLs they hold
 _FETCHING_DATA_SCRIPTS = frozenset({"importmap", "speculationrules"})
 #: ``<link rel>`` values that only open a connection (no policy governs them)
-_CONNECT_RELS = frozenset({"preconnect", "dns-prefetch"})
-_LINK_FETCHING_RELS = FETCHING_RELS | {"apple-touch-icon", "apple-touch-icon-precomposed",
-                                       "mask-icon"}
+_CONNECT_RELS = frozenset(rel for rel, link in LINK_RELS.items() if link.connect)
+_LINK_FETCHING_RELS = frozenset(LINK_RELS)
 #: XML namespace names: URLs in scripts that no browser fetches
 _NAMESPACES = frozenset({
     "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xhtml",
@@ -526,41 +531,14 @@ def sample(app: Flask, explicit: Sequence[str], sitemap: Sitemap, max_per_route:
     return added, unvisited
 
 
-# -- reading a page: the HTML tokenizer ----------------------------------------------------
+# -- reading a page: its tags, through the gating's tokenizer -----------------------------
 
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _SPACE = "\t\n\f\r "
-_NAME_END = re.compile(r"[\t\n\f\r />]")
-_COMMENT_END = re.compile(r"--!?>")
-_SCRIPT_EVENTS = re.compile(r"<!--|-->|</?script(?=[\t\n\f\r />])")
-_RAWTEXT = frozenset({"style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
-_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
 
-
-def decode_attribute(value: str) -> str:
-    """An attribute value with its character references decoded, as the HTML tokenizer does.
-
-    In an attribute, a named reference without ``;`` is left alone before ``=``
-    or an alphanumeric (``?a=1&copy=2`` keeps ``&copy``).
-    """
-    if "&" not in value:
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        ref = match.group(1)
-        if ref[0] == "#":
-            return html.unescape(match.group(0))
-        if ref.endswith(";") and ref in _ENTITIES:
-            return _ENTITIES[ref]
-        for k in range(len(ref.rstrip(";")), 0, -1):
-            if ref[:k] in _ENTITIES:
-                after = ref[k:k + 1] or value[match.end():match.end() + 1]
-                if after == "=" or after.isalnum():
-                    return match.group(0)
-                return _ENTITIES[ref[:k]] + ref[k:]
-        return match.group(0)
-
-    return _CHARREF.sub(one, value)
+#: An attribute value with its character references decoded, as the HTML tokenizer does
+#: (the tokenizer's own function; a named reference without ``;`` is left alone before
+#: ``=`` or an alphanumeric: ``?a=1&copy=2`` keeps ``&copy``).
+decode_attribute = unescape_attribute
 
 
 @dataclass
@@ -572,103 +550,6 @@ class _Token:
     foreign: bool = False  # inside <svg> or <math>
 
 
-def _attributes(doc: str, low: str, i: int) -> tuple[dict[str, str], int, bool] | None:
-    """The attributes of a tag from ``i`` (after its name), the end of the tag, self-closing.
-
-    ``None`` when the document ends inside the tag (the browser drops it).
-    The first of two attributes of the same name wins; values are decoded.
-    """
-    attrs: dict[str, str] = {}
-    n = len(doc)
-    while True:
-        while i < n and doc[i] in _SPACE:
-            i += 1
-        if i >= n:
-            return None
-        char = doc[i]
-        if char == ">":
-            return attrs, i + 1, False
-        if char == "/":
-            i += 1
-            if doc.startswith(">", i):
-                return attrs, i + 1, True
-            continue
-        start = i
-        i += 1  # the first character may be "="
-        while i < n and doc[i] not in "\t\n\f\r />=":
-            i += 1
-        name = low[start:i]
-        while i < n and doc[i] in _SPACE:
-            i += 1
-        value = ""
-        if i < n and doc[i] == "=":
-            i += 1
-            while i < n and doc[i] in _SPACE:
-                i += 1
-            if i >= n:
-                return None
-            quote = doc[i]
-            if quote in "\"'":
-                end = doc.find(quote, i + 1)
-                if end < 0:
-                    return None
-                value, i = doc[i + 1:end], end + 1
-            elif quote != ">":
-                start = i
-                while i < n and doc[i] not in "\t\n\f\r >":
-                    i += 1
-                value = doc[start:i]
-        if name not in attrs:
-            attrs[name] = decode_attribute(value)
-
-
-def _end_of_tag(doc: str, low: str, i: int) -> int:
-    parsed = _attributes(doc, low, i)
-    return len(doc) if parsed is None else parsed[1]
-
-
-def _script_text_end(doc: str, low: str, i: int) -> tuple[int, int]:
-    """Where a script's text ends and its end tag closes, with the escape states of HTML."""
-    state = 0  # 0: script data, 1: escaped (after "<!--"), 2: double escaped
-    pos = i
-    while True:
-        match = _SCRIPT_EVENTS.search(low, pos)
-        if match is None:
-            return len(doc), len(doc)
-        token = match.group()
-        pos = match.end()
-        if token == "</script":
-            if state == 2:
-                state = 1
-                continue
-            return match.start(), _end_of_tag(doc, low, pos)
-        if token == "<!--":
-            if state == 0:
-                state = 1
-                while low.startswith("-", pos):
-                    pos += 1
-                if low.startswith(">", pos):
-                    state = 0  # "<!-->" and "<!--->" go back to script data
-            else:
-                pos = match.start() + 2  # its dashes may begin a "-->"
-        elif token == "-->":
-            state = 0
-        elif state == 1:  # "<script"
-            state = 2
-
-
-@cache
-def _end_tag(name: str) -> re.Pattern[str]:
-    return re.compile(f"</{name}(?=[\\t\\n\\f\\r />])")
-
-
-def _raw_text_end(doc: str, low: str, i: int, name: str) -> tuple[int, int]:
-    match = _end_tag(name).search(low, i)
-    if match is None:
-        return len(doc), len(doc)
-    return match.start(), _end_of_tag(doc, low, match.end())
-
-
 def _foreign_text(text: str) -> str:
     """The text of an SVG ``<script>``/``<style>``: CDATA sections kept, the rest decoded."""
     out = []
@@ -678,90 +559,28 @@ def _foreign_text(text: str) -> str:
 
 
 def tokens(doc: str) -> Iterator[_Token]:
-    """The start and end tags of ``doc`` as a browser's tokenizer splits them.
+    """The start and end tags of ``doc`` as a browser's tokenizer and tree builder split
+    them (:func:`flask_consentkit.gating.tokenizer.read_tags`, scripting off).
 
-    Comments, bogus comments, raw-text and RCDATA elements (``<style>``,
-    ``<textarea>``, ``<title>``, the text of an ``<iframe>`` …), script text with
-    its escape states and ``<plaintext>`` are honoured; a start tag carries
-    the text of a ``<script>`` or ``<style>``. Inside ``<svg>``/``<math>`` the
-    text of a script or style is markup, as there.
+    A start tag carries the text of a ``<script>`` or raw-text element (``<style>`` …);
+    inside ``<svg>``/``<math>`` the text of a script or style is markup, as there.
     """
-    low = doc.translate(_ASCII_LOWER)  # same length: only ASCII letters change
-    n = len(doc)
-    pos = 0
-    foreign = 0
-    while True:
-        lt = doc.find("<", pos)
-        if lt < 0 or lt + 1 >= n:
-            return
-        char = low[lt + 1]
-        if char == "!":
-            if low.startswith("<!--", lt):
-                if low.startswith(">", lt + 4):
-                    pos = lt + 5
-                elif low.startswith("->", lt + 4):
-                    pos = lt + 6
-                else:
-                    end = _COMMENT_END.search(low, lt + 4)
-                    pos = n if end is None else end.end()
-            elif foreign and doc.startswith("<![CDATA[", lt):
-                end_at = doc.find("]]>", lt + 9)
-                pos = n if end_at < 0 else end_at + 3
-            else:
-                end_at = doc.find(">", lt + 2)
-                pos = n if end_at < 0 else end_at + 1
+    body = doc.encode("utf-8", "surrogatepass")
+    low = body.lower()
+    for tag in read_tags(body):
+        name = tag.name.decode("utf-8", "replace")
+        foreign = tag.ns != HTML_NS
+        if not tag.start_tag:
+            yield _Token("end", name, {}, foreign=foreign)
             continue
-        if char == "?":
-            end_at = doc.find(">", lt + 2)
-            pos = n if end_at < 0 else end_at + 1
-            continue
-        if char == "/":
-            if lt + 2 < n and low[lt + 2] in string.ascii_lowercase:
-                match = _NAME_END.search(low, lt + 2)
-                name_end = n if match is None else match.start()
-                name = low[lt + 2:name_end]
-                parsed = _attributes(doc, low, name_end)
-                if parsed is None:
-                    return
-                pos = parsed[1]
-                if foreign and name in ("svg", "math"):
-                    foreign -= 1
-                yield _Token("end", name, {}, foreign=bool(foreign))
-            elif low.startswith("</>", lt):
-                pos = lt + 3
-            else:
-                end_at = doc.find(">", lt + 2)
-                pos = n if end_at < 0 else end_at + 1
-            continue
-        if char not in string.ascii_lowercase:
-            pos = lt + 1
-            continue
-        match = _NAME_END.search(low, lt + 1)
-        name_end = n if match is None else match.start()
-        name = low[lt + 1:name_end]
-        parsed = _attributes(doc, low, name_end)
-        if parsed is None:
-            return
-        attrs, pos, self_closing = parsed
-        text: str | None = None
-        in_foreign = bool(foreign)
-        if foreign:
-            if name in ("script", "style") and not self_closing:
-                text_end, pos = _raw_text_end(doc, low, pos, name)
-                text = _foreign_text(doc[parsed[1]:text_end])
-            elif name in ("svg", "math") and not self_closing:
-                foreign += 1
-        elif name == "script":
-            text_end, pos = _script_text_end(doc, low, pos)
-            text = doc[parsed[1]:text_end]
-        elif name in _RAWTEXT:
-            text_end, pos = _raw_text_end(doc, low, pos, name)
-            text = doc[parsed[1]:text_end] if name == "style" else None
-        elif name == "plaintext":
-            pos = n
-        elif name in ("svg", "math") and not self_closing:
-            foreign = 1
-        yield _Token("start", name, attrs, text, in_foreign)
+        attrs = {key.decode("utf-8", "replace"): attr.value
+                 for key, attr in attributes(body, low, tag.a0, tag.a1).items()}
+        text = None
+        if tag.text is not None:
+            text = body[tag.text[0]:tag.text[1]].decode("utf-8", "replace")
+            if foreign:
+                text = _foreign_text(text)
+        yield _Token("start", name, attrs, text, foreign)
 
 
 # -- reading a page: srcset, CSS and script text ---------------------------------------------
@@ -1294,26 +1113,35 @@ def read_page(doc: str, preferences: str | None = None) -> Page:
     return page
 
 
-#: the URL attributes the server's rewrite sets aside as ``data-consent-<name>``
-_SET_ASIDE = {"src": "src", "href": "href", "xlink-href": "xlink:href", "data": "data",
-              "poster": "poster", "background": "background"}
-_SET_ASIDE_SRCSETS = {"srcset": "srcset", "imagesrcset": "imagesrcset"}
-_BACKGROUND_ELEMENTS = frozenset({"body", "table", "td", "th", "tr", "thead", "tbody", "tfoot"})
+#: the URL attributes the server's rewrite sets aside as ``data-consent-<name>`` (":" as "-")
+_SET_ASIDE = {a.name.replace(":", "-"): a for a in URL_ATTRS}
+#: the element rules (:mod:`flask_consentkit.gating.rules`) by name, in HTML content and SVG
+_HTML_RULES = {r.element: r for r in RULES if r.namespace is Namespace.HTML}
+_SVG_RULES = {r.element: r for r in RULES if r.namespace is Namespace.SVG}
+#: the attributes fetched whatever the element (a style attribute)
+_ANY_ATTRS = tuple(a for r in RULES if r.element == ANY for a in r.attrs)
+_SRCSET_ATTRS = frozenset(a.name for a in URL_ATTRS if a.syntax is Syntax.SRCSET)
+#: start tags the tree builder reads as another element in HTML content
+_RENAMED = {old.decode(): new.decode() for old, new in RENAMED.items()}
 
 
 def _label(name: str, attr: str, attrs: dict[str, str], foreign: bool) -> str:
     """How an element and its URL attribute are named in the findings."""
     if foreign:
         return f"<svg {name}>"
-    if name == "link":
+    name = _RENAMED.get(name, name)  # the tree builder makes <image> an <img>
+    rule = _HTML_RULES.get(name)
+    if rule is not None and rule.when_rel:
         rels = set(attrs.get("rel", "").lower().split()) & _LINK_FETCHING_RELS
-        label = f"<link rel={' '.join(sorted(rels)) or '?'}>"
-        return label + (" imagesrcset" if attr == "imagesrcset" else "")
-    if name == "input":
-        return "<input type=image src>"
-    if name == "image":
-        name = "img"  # the tree builder makes <image> an <img>
+        label = f"<{name} rel={' '.join(sorted(rels)) or '?'}>"
+        return label + (f" {attr}" if attr in _SRCSET_ATTRS else "")
+    if rule is not None and rule.when_type is not None:
+        return f"<{name} type={rule.when_type} {attr}>"
     return f"<{name} {attr}>"
+
+
+#: URLs that load nothing (a frame's ``src`` often says so)
+_NOTHING = frozenset({"", "about:blank", "about:srcdoc"})
 
 
 def _read_markup(doc: str, page: Page, where: str, active: bool, depth: int,
@@ -1322,7 +1150,7 @@ def _read_markup(doc: str, page: Page, where: str, active: bool, depth: int,
 
     def add(url: str, element: str, act: bool, **how: bool) -> None:
         url = url.strip(_SPACE)
-        if url:
+        if url.lower() not in _NOTHING:
             label = where + element + (" in <noscript>" if noscript else "")
             page.refs.append(Reference(url, label + ("" if act else " (gated)"),
                                        act and active, page.base, **how))
@@ -1350,39 +1178,58 @@ def _read_markup(doc: str, page: Page, where: str, active: bool, depth: int,
             link = urlsplit(attrs["href"].strip())
             if link.path == preferences and not link.netloc:
                 page.banner = True
-        if name == "base" and top and page.base is None and "href" in attrs:
-            page.base = attrs["href"]
+        rule = (_SVG_RULES if tok.foreign else _HTML_RULES).get(
+            name if tok.foreign else _RENAMED.get(name, name))
+        rels: set[str] = set()
+        if rule is not None and rule.when_rel:
+            rels = set(attrs.get("rel", "").strip().lower().split())
+        if rule is not None and rule.base and top and page.base is None:
+            page.base = next((attrs[a.name] for a in rule.attrs if a.name in attrs), None)
         # what the server's rewrite set aside until consent
         for attr, value in attrs.items():
             if not attr.startswith("data-consent-"):
                 continue
-            moved = attr.removeprefix("data-consent-")
-            if moved in _SET_ASIDE:
-                label = _label(name, _SET_ASIDE[moved], attrs, tok.foreign)
-                add(value, label, False, stylesheet=name == "link"
-                    and "stylesheet" in attrs.get("rel", "").lower().split())
-            elif moved in _SET_ASIDE_SRCSETS:
+            moved = _SET_ASIDE.get(attr.removeprefix("data-consent-"))
+            if moved is None:
+                continue
+            if moved.syntax is Syntax.CSS:
+                add_css(value, f'{moved.name}=""', False)
+            elif moved.syntax is Syntax.SRCSET:
                 for url in srcset_urls(value):
-                    add(url, _label(name, _SET_ASIDE_SRCSETS[moved], attrs, tok.foreign), False)
-            elif moved == "style":
-                add_css(value, 'style=""', False)
-        if "style" in attrs:
-            add_css(attrs["style"], 'style=""', True)
-        if "background" in attrs and name in _BACKGROUND_ELEMENTS and not tok.foreign:
-            add(attrs["background"], f"<{name} background>", True)
-        if tok.foreign:
-            if name in ("image", "feimage", "use", "script"):
-                href = attrs.get("href") or attrs.get("xlink:href")
-                runnable = name != "script" or _script_runnable(attrs)
-                if href:
-                    add(href, f"<svg {name}>", runnable)
-                if name == "script" and tok.text and not href:
-                    _read_script(tok.text, "<svg script>", runnable, page, where, active,
-                                 depth, preferences, add)
-            elif name == "style" and tok.text:
-                add_css(tok.text, "<svg style>", True)
+                    add(url, _label(name, moved.name, attrs, tok.foreign), False)
+            else:
+                add(value, _label(name, moved.name, attrs, tok.foreign), False,
+                    stylesheet="stylesheet" in rels)
+        for css_attr in _ANY_ATTRS:
+            if css_attr.name in attrs:
+                add_css(attrs[css_attr.name], f'{css_attr.name}=""', True)
+        if rule is None:
             continue
-        if name == "script":
+        if rule.by_attribute:
+            for attr_rule in rule.attrs:
+                if attr_rule.name in attrs:
+                    add(attrs[attr_rule.name], f"<{name} {attr_rule.name}>", True)
+            continue
+        if rule.action is Action.SHEET:  # in HTML and SVG alike
+            if tok.text:
+                kind = attrs.get("type", "").strip().lower()
+                label = f"<svg {name}>" if tok.foreign else f"<{name}>"
+                if kind in ("", "text/css"):
+                    add_css(tok.text, label, True)
+                elif "data-consent" in attrs:  # made inert until consent
+                    add_css(tok.text, label, False)
+            continue
+        if tok.foreign:
+            # a script's type decides whether it runs, here as in HTML content
+            runnable = name != "script" or _script_runnable(attrs)
+            found = [attrs[a.name] for a in rule.attrs if attrs.get(a.name)]
+            for url in found:
+                add(url, f"<svg {name}>", runnable)
+            if name == "script" and tok.text and not found:
+                _read_script(tok.text, "<svg script>", runnable, page, where, active,
+                             depth, preferences, add)
+            continue
+        if rule.action is Action.INERT:
             if noscript:
                 continue  # only a browser without scripting reads it: it runs no script
             kind = attrs.get("type", "").strip().lower()
@@ -1391,56 +1238,38 @@ def _read_markup(doc: str, page: Page, where: str, active: bool, depth: int,
                     _FETCHING_DATA_SCRIPTS:
                 continue  # a data block: never fetched, never run
             act = runnable or kind in _FETCHING_DATA_SCRIPTS
-            if "src" in attrs:
-                add(attrs["src"], "<script src>", act)
-            elif tok.text:
+            urls = [a.name for a in rule.attrs if a.name in attrs]
+            for attr in urls:
+                add(attrs[attr], _label(name, attr, attrs, False), act)
+            if not urls and tok.text:
                 label = f'<script type="{kind}">' if kind in _FETCHING_DATA_SCRIPTS \
                     else "inline <script>"
                 _read_script(tok.text, label, act, page, where, active, depth, preferences,
                              add)
-        elif name == "style" and tok.text:
-            kind = attrs.get("type", "").strip().lower()
-            if kind in ("", "text/css"):
-                add_css(tok.text, "<style>", True)
-            elif "data-consent" in attrs:  # made inert until consent
-                add_css(tok.text, "<style>", False)
-        elif name in ("iframe", "frame"):
-            if "srcdoc" in attrs and name == "iframe":
-                if depth < MAX_DEPTH:
-                    _read_markup(attrs["srcdoc"], page, f"{where}<iframe srcdoc> ", active,
-                                 depth + 1, preferences)
-            elif attrs.get("src", "").strip().lower() not in ("", "about:blank",
-                                                              "about:srcdoc"):
-                add(attrs["src"], f"<{name} src>", True)
-        elif name in ("img", "image", "source"):
-            for attr in ("src", "srcset"):
-                if attr == "src" and "src" in attrs:
-                    add(attrs["src"], _label(name, "src", attrs, False), True)
-                elif attr == "srcset":
-                    for url in srcset_urls(attrs.get("srcset", "")):
-                        add(url, _label(name, "srcset", attrs, False), True)
-        elif name in ("video", "audio", "track"):
-            for attr in ("src", "poster"):
-                if attr in attrs:
-                    add(attrs[attr], f"<{name} {attr}>", True)
-        elif name == "input" and attrs.get("type", "").strip().lower() == "image":
-            if "src" in attrs:
-                add(attrs["src"], "<input type=image src>", True)
-        elif name == "embed" and "src" in attrs:
-            add(attrs["src"], "<embed src>", True)
-        elif name == "object" and "data" in attrs:
-            add(attrs["data"], "<object data>", True)
-        elif name == "link":
-            rels = set(attrs.get("rel", "").strip().lower().split())
-            fetching = (rels & _LINK_FETCHING_RELS) - _CONNECT_RELS
-            if not fetching and not rels & _CONNECT_RELS:
+        elif rule.action is Action.FRAME and "srcdoc" in attrs:
+            if depth < MAX_DEPTH:  # the browser shows the srcdoc, never the src
+                _read_markup(attrs["srcdoc"], page, f"{where}<{name} srcdoc> ", active,
+                             depth + 1, preferences)
+        elif not rule.base:  # (a base URL is no fetch: the page's URLs are read from it)
+            if rule.when_type is not None and \
+                    attrs.get("type", "").strip().lower() != rule.when_type:
                 continue
-            if "href" in attrs:
-                add(attrs["href"], _label(name, "href", attrs, False), True,
-                    connect=not fetching, stylesheet="stylesheet" in rels)
-            if "preload" in rels:
-                for url in srcset_urls(attrs.get("imagesrcset", "")):
-                    add(url, _label(name, "imagesrcset", attrs, False), True)
+            fetching = (rels & _LINK_FETCHING_RELS) - _CONNECT_RELS
+            if rule.when_rel and not fetching and not rels & _CONNECT_RELS:
+                continue
+            for attr_rule in rule.attrs:
+                given = attrs.get(attr_rule.name)
+                if given is None:
+                    continue
+                label = _label(name, attr_rule.name, attrs, False)
+                if attr_rule.syntax is Syntax.SRCSET:
+                    for url in srcset_urls(given):
+                        add(url, label, True)
+                elif rule.when_rel:
+                    add(given, label, True, connect=not fetching,
+                        stylesheet="stylesheet" in rels)
+                else:
+                    add(given, label, True)
 
 
 def _read_script(text: str, label: str, act: bool, page: Page, where: str, active: bool,

@@ -1,9 +1,11 @@
 """Find and switch the start tags of an HTML document that depend on consent.
 
 This is a careful scan, not a parse-and-serialise: the document is read the
-way Chromium's tokenizer and tree builder read it, and only the start tags that
-must change are rewritten. Every other byte of the document stays exactly as
-it was. What the scan follows:
+way Chromium's tokenizer and tree builder read it (:mod:`.tokenizer`), and only
+the start tags that must change are rewritten. Every other byte of the document
+stays exactly as it was. Which elements fetch what, and what is done with each,
+is the table of :mod:`.rules`: the searches of the fast path, the prefilter and
+the site functions below are made from it. What the scan follows:
 
 - the tokenizer's states: comments, bogus comments, quoted attribute values
   (with ``>`` inside), the raw text of ``<style>``, ``<textarea>``, ``<title>``,
@@ -47,7 +49,8 @@ The rules, for each element found:
   ``<embed>``, ``<object data>``, SVG ``<image>``/``<script>``/``<use>``/
   ``<feImage>`` ``href``, ``background``, a ``<link>`` that fetches or connects
   (``preconnect``, ``dns-prefetch``, ``preload``, ``modulepreload``,
-  ``prefetch``, ``prerender``, ``stylesheet``, ``icon``, ``manifest``),
+  ``prefetch``, ``prerender``, ``stylesheet``, ``icon``, ``manifest``,
+  ``apple-touch-icon``, ``mask-icon``),
   ``<base href>``, a ``style`` attribute or ``<style>`` element with ``url()``
   or ``@import`` — is allowed when a category of the host's service(s) is
   granted. Otherwise the element is neutralised: a script is made inert, an
@@ -75,7 +78,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from html.entities import html5 as _ENTITIES
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._compat import parse_regex
@@ -83,6 +85,39 @@ from .._compat import re_constants as _c
 from ..categories import NECESSARY
 from ..responses import fill_holes
 from ..urls import Target, network_target
+from . import rules as _rules
+from .rules import ANY, LINK_RELS, RULES, RUNNABLE_SCRIPT_TYPES, URL_ATTRS, Action, Syntax
+from .tokenizer import (
+    ANY_ATTR,
+    ATTRS,
+    BREAKOUT_NAMES,
+    COMMENT,
+    COMMENT_RE,
+    END_OF_ATTR_NAME,
+    END_OF_NAME,
+    END_TAG,
+    EQ,
+    EQ_OR_SPACE,
+    FOREIGN_ROOTS,
+    HTML_NS,
+    MATH_NS,
+    NO_EQ,
+    OPENER,
+    RAW_END,
+    RENAMED,
+    STATE_ELEMENTS,
+    SVG_NS,
+    TAG_NAME,
+    VOID,
+    WALK,
+    Attr,
+    Document,
+    Frame,
+    TagReader,
+    attributes,
+    end_tag_end,
+    may_open,
+)
 from .trackers import TRACKERS, Tracker
 
 if TYPE_CHECKING:
@@ -93,26 +128,35 @@ __all__ = [
     "TrackerMatcher", "apply", "could_need_gating", "gate_stream", "rewrite", "scan",
 ]
 
-# -- the tokenizer's pieces (all matched against the lower-cased document) -----
-#
-# Each is written so that a match is made in one pass: possessive repeats, and
-# alternatives that cannot both match at one place. An attribute value that
-# opens a quote must close it (else the tag runs to the end of the input, as
-# in the browser), and a name followed by "=" must have a value.
+# -- what the rules say, as the scan reads it (computed once from rules.RULES) ---------
 
-_NAME = rb"[^\t\n\f\r />][^\t\n\f\r />=]*+"
-_VALUE = rb"(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=>))"
-_EQ = rb"[\t\n\f\r ]*+=[\t\n\f\r ]*+"
-_NO_EQ = rb"(?![\t\n\f\r ]*+=)"
-_ANY_ATTR = _NAME + rb"(?:" + _EQ + _VALUE + rb"|" + _NO_EQ + rb")"
-#: The attributes of a tag, exactly as the HTML tokenizer splits them.
-_ATTRS = rb"(?:[\t\n\f\r /]++|" + _ANY_ATTR + rb")*+"
-#: after a tag name or an attribute name
-_END_OF_NAME = rb"(?=[\t\n\f\r />])"
-_END_OF_ATTR_NAME = rb"(?=[\t\n\f\r /=>])"
 
+def _names(names: Iterable[str | bytes]) -> bytes:
+    """An alternation of ``names`` (each once, in order), for a pattern on lower-cased bytes."""
+    encoded = (n.encode() if isinstance(n, str) else n for n in names)
+    return b"|".join(re.escape(n) for n in dict.fromkeys(encoded))
+
+
+_HTML_NS_RULES = {r.element.encode(): r for r in RULES
+                  if r.namespace is _rules.Namespace.HTML and r.element != ANY}
+_SVG_NS_RULES = {r.element.encode(): r for r in RULES
+                 if r.namespace is _rules.Namespace.SVG and r.element != ANY}
+
+
+def _only(action: Action) -> _rules.Rule:
+    """The one rule of HTML content with ``action`` (a site function of its own reads it)."""
+    (rule,) = (r for r in _HTML_NS_RULES.values() if r.action is action)
+    return rule
+
+
+_SCRIPT_RULE, _FRAME_RULE, _SHEET_RULE = (_only(Action.INERT), _only(Action.FRAME),
+                                          _only(Action.SHEET))
 #: attributes whose value is a URL (or a list of them) in some element
-_URL_ATTRS = rb"src|srcset|imagesrcset|href|xlink:href|data|poster|background"
+_URL_ATTRS = _names(a.name for a in URL_ATTRS if a.syntax is not Syntax.CSS)
+#: attributes whose value is CSS (in any element)
+_CSS_ATTRS = _names(a.name for a in URL_ATTRS if a.syntax is Syntax.CSS)
+#: attributes fetched by elements too common to look at each (found by the attribute)
+_BY_ATTRIBUTE = _names(a.name for r in RULES if r.by_attribute for a in r.attrs)
 #: a URL that stays on the page's own origin whatever the element: no scheme, no
 #: "//" (nor "\\"), no character reference, tab or newline that could make one
 _OWN_URL = (
@@ -124,10 +168,12 @@ _OWN_URL = (
 _PLAIN_STYLE = (rb"(?:\"[^\"(&]*+\"|'[^'(&]*+'|[^\t\n\f\r >\"'(&][^\t\n\f\r >(&]*+(?=[\t\n\f\r >])"
                 rb"|(?=>))")
 _OWN_ATTR = (
-    rb"(?:(?:" + _URL_ATTRS + rb")" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _OWN_URL + rb"|"
-    + _NO_EQ + rb")"
-    rb"|style" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _PLAIN_STYLE + rb"|" + _NO_EQ + rb")"
-    rb"|(?!(?:" + _URL_ATTRS + rb"|style)" + _END_OF_ATTR_NAME + rb")" + _ANY_ATTR + rb")"
+    rb"(?:(?:" + _URL_ATTRS + rb")" + END_OF_ATTR_NAME + rb"(?:" + EQ + _OWN_URL + rb"|"
+    + NO_EQ + rb")"
+    rb"|(?:" + _CSS_ATTRS + rb")" + END_OF_ATTR_NAME + rb"(?:" + EQ + _PLAIN_STYLE + rb"|"
+    + NO_EQ + rb")"
+    rb"|(?!(?:" + _URL_ATTRS + rb"|" + _CSS_ATTRS + rb")" + END_OF_ATTR_NAME + rb")"
+    + ANY_ATTR + rb")"
 )
 #: attributes none of which can fetch from another site
 _OWN_ATTRS = rb"(?:[\t\n\f\r /]++|" + _OWN_ATTR + rb")*+"
@@ -136,25 +182,29 @@ _OWN_ATTRS = rb"(?:[\t\n\f\r /]++|" + _OWN_ATTR + rb")*+"
 _OWN_ATTRS_NO_TAG = _OWN_ATTRS.replace(b"[^", b"[^<")
 #: an ``<a>``'s attributes: its ``href`` is not fetched, only a style may load
 _LINK_ATTRS = (
-    rb"(?:[\t\n\f\r /]++|style" + _END_OF_ATTR_NAME + rb"(?:" + _EQ + _PLAIN_STYLE + rb"|"
-    + _NO_EQ + rb")|(?!style" + _END_OF_ATTR_NAME + rb")" + _ANY_ATTR + rb")*+"
+    rb"(?:[\t\n\f\r /]++|(?:" + _CSS_ATTRS + rb")" + END_OF_ATTR_NAME + rb"(?:" + EQ
+    + _PLAIN_STYLE + rb"|" + NO_EQ + rb")|(?!(?:" + _CSS_ATTRS + rb")" + END_OF_ATTR_NAME
+    + rb")" + ANY_ATTR + rb")*+"
 )
 
-#: Elements that change how what follows is read, or that always need a look.
-_STATEFUL = (rb"script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext"
-             rb"|svg|math|base|image")
-_COMMENT = rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
-_TAG_NAME = rb"[a-z][^\t\n\f\r />]*+"
+#: elements that fetch with a URL attribute (where it is the page's own they are
+#: passed over): the rules that neutralise, found by their name, but a base URL
+_FETCHING = _names(r.element for r in _HTML_NS_RULES.values()
+                   if r.action is Action.NEUTRALISE and not r.by_attribute and not r.base)
+#: Elements that change how what follows is read, or that always need a look: a
+#: base URL, an element the tree builder renames (``<image>`` is an ``<img>``)
+_STATEFUL = _names([*STATE_ELEMENTS, *(r.element for r in _HTML_NS_RULES.values() if r.base),
+                    *(old for old, new in RENAMED.items() if new in _HTML_NS_RULES)])
 
 #: In HTML content: text, comments, bogus comments and doctypes, a lone "<",
 #: end tags, and start tags of ordinary elements whose URLs are the page's own.
 #: Stops at anything else (and at a construct cut off by the end of the input).
 _SKIP_HTML = re.compile(
     rb"(?:[^<]++"
-    rb"|<a" + _END_OF_NAME + _LINK_ATTRS + rb">"
-    rb"|<(?!(?:" + _STATEFUL + rb")" + _END_OF_NAME + rb")" + _TAG_NAME + _OWN_ATTRS + rb">"
-    rb"|</" + _TAG_NAME + _ATTRS + rb">"
-    rb"|" + _COMMENT +
+    rb"|<a" + END_OF_NAME + _LINK_ATTRS + rb">"
+    rb"|<(?!(?:" + _STATEFUL + rb")" + END_OF_NAME + rb")" + TAG_NAME + _OWN_ATTRS + rb">"
+    rb"|</" + TAG_NAME + ATTRS + rb">"
+    rb"|" + COMMENT +
     rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
@@ -171,25 +221,26 @@ _SKIP_HTML = re.compile(
 # the text since the last known place is read by the careful walk. Each byte is
 # looked at a bounded number of times.
 
-#: elements that fetch with a URL attribute (where it is the page's own they are
-#: passed over)
-_FETCHING = rb"img|link|source|video|audio|input|object|embed|track|frame"
+def _attr_names(names: bytes) -> bytes:
+    """``names`` (an alternation), each only as a whole attribute name: after a space,
+    "/" or the quote that ends the value before (looked behind, so the search stops
+    where the name is first)."""
+    return b"|".join(name + rb"(?<=[\t\n\f\r /\"']" + name + rb")"
+                     for name in names.split(b"|"))
+
+
 #: where an element that may need attention, or a comment, starts
 _CANDIDATE = re.compile(
     rb"<(?:(" + _FETCHING + rb")[\t\n\f\r />]|(?:" + _STATEFUL + rb")[\t\n\f\r />]|!--)")
 #: a style attribute that may load something (a "(" or a character reference in it)
 _STYLE_CANDIDATE = re.compile(
-    rb"style(?<=[\t\n\f\r /\"']style)[\t\n\f\r ]*+=[\t\n\f\r ]*+"
+    rb"(?:" + _attr_names(_CSS_ATTRS) + rb")[\t\n\f\r ]*+=[\t\n\f\r ]*+"
     rb"(?:\"[^\"(&]*+[(&]|'[^'(&]*+[(&]|[^\t\n\f\r >\"'(&=]*+[(&=])")
-#: a background attribute (``<body>``, ``<table>`` and its cells)
+#: an attribute found by its name (``background``, of ``<body>``, ``<table>`` and its cells)
 _BACKGROUND_CANDIDATE = re.compile(
-    rb"background(?<=[\t\n\f\r /\"']background)[\t\n\f\r ]*+=")
+    rb"(?:" + _attr_names(_BY_ATTRIBUTE) + rb")[\t\n\f\r ]*+=")
 #: a fetching element none of whose URLs leaves the page's origin
-_OWN_FETCHING = re.compile(rb"<(?:" + _FETCHING + rb")" + _END_OF_NAME + _OWN_ATTRS + rb">")
-#: a "<" that opens a tag, an end tag or a bogus comment
-_OPENER = re.compile(rb"<[a-z/!?]")
-_COMMENT_RE = re.compile(_COMMENT)
-_EQ_OR_SPACE = frozenset(b"=\t\n\f\r ")
+_OWN_FETCHING = re.compile(rb"<(?:" + _FETCHING + rb")" + END_OF_NAME + _OWN_ATTRS + rb">")
 
 #: SVG elements an icon is drawn with: neither a breakout nor an integration point,
 #: nor one that loads or holds a style sheet (``<use>`` and filters with their own
@@ -202,153 +253,107 @@ _SVG_SHAPES = (rb"g|defs|symbol|path|circle|rect|line|polyline|polygon|ellipse|l
 #: content it changes nothing and fetches nothing from another site; read as
 #: anything else (inside an attribute value) it hides no element that would
 _PLAIN_SVG = re.compile(
-    rb"<svg" + _END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
+    rb"<svg" + END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
     rb"(?:[^<]++"
-    rb"|<(?:" + _SVG_SHAPES + rb")" + _END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
-    rb"|</(?:" + _SVG_SHAPES + rb")" + _END_OF_NAME + _ATTRS + rb">"
+    rb"|<(?:" + _SVG_SHAPES + rb")" + END_OF_NAME + _OWN_ATTRS_NO_TAG + rb">"
+    rb"|</(?:" + _SVG_SHAPES + rb")" + END_OF_NAME + ATTRS + rb">"
     rb"|<(?![a-z/!?]))*+"
-    rb"</svg" + _END_OF_NAME + _ATTRS + rb">")
+    rb"</svg" + END_OF_NAME + ATTRS + rb">")
 
-#: HTML elements that are void: no end tag, nothing pushed
-_VOID = frozenset({b"area", b"base", b"basefont", b"bgsound", b"br", b"col", b"embed",
-                   b"frame", b"hr", b"img", b"image", b"input", b"keygen", b"link", b"meta",
-                   b"param", b"source", b"track", b"wbr"})
-_VOID_NAMES = rb"area|br|col|embed|hr|img|input|link|meta|param|source|track|wbr"
+#: void elements passed over where their URLs are the page's own (not those always read)
+_VOID_NAMES = _names(sorted(n for n in VOID if n not in RENAMED
+                            and not (n in _HTML_NS_RULES and _HTML_NS_RULES[n].base)))
 #: In HTML content whose elements are tracked (inside an integration point, or
 #: the scripting-off reading of ``<noscript>``): only text, comments and void
 #: elements pass; CDATA sections may be real here, so ``<![`` stops too.
 _SKIP_INNER = re.compile(
     rb"(?:[^<]++"
-    rb"|<(?:" + _VOID_NAMES + rb")" + _END_OF_NAME + _OWN_ATTRS + rb">"
-    rb"|" + _COMMENT +
+    rb"|<(?:" + _VOID_NAMES + rb")" + END_OF_NAME + _OWN_ATTRS + rb">"
+    rb"|" + COMMENT +
     rb"|<(?:/(?![a-z])|!(?!--|\[)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
 )
-#: The start tags that end foreign content (the HTML spec's list; ``font`` with
-#: ``color``, ``face`` or ``size`` too).
-_BREAKOUT = frozenset(
-    b"b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i "
-    b"img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt "
-    b"u ul var".split())
-_BREAKOUT_NAMES = b"|".join(sorted(_BREAKOUT | {b"font"}))
 #: In foreign content: text, comments, and self-closing elements that are not
 #: breakouts and fetch nothing from another site.
 _SKIP_FOREIGN = re.compile(
     rb"(?:[^<]++"
-    rb"|<(?!(?:" + _BREAKOUT_NAMES + rb")" + _END_OF_NAME + rb")" + _TAG_NAME
+    rb"|<(?!(?:" + BREAKOUT_NAMES + rb")" + END_OF_NAME + rb")" + TAG_NAME
     + rb"(?:[\t\n\f\r /]*+" + _OWN_ATTR + rb")*+[\t\n\f\r ]*+/>"
-    rb"|" + _COMMENT +
+    rb"|" + COMMENT +
     rb"|<(?:/(?![a-z])|!(?!--|\[)|\?)[^>]*+>"
     rb"|<(?![a-z/!?])"
     rb")*+"
 )
-#: the careful walk over ordinary markup: every token, read exactly
-_WALK = re.compile(
-    rb"(?:[^<]++"
-    rb"|</?" + _TAG_NAME + _ATTRS + rb">"
-    rb"|" + _COMMENT +
-    rb"|<(?:/(?![a-z])|!(?!--)|\?)[^>]*+>"
-    rb"|<(?![a-z/!?])"
-    rb")*+"
-)
-_START_TAG = re.compile(rb"<(" + _TAG_NAME + rb")(" + _ATTRS + rb")>")
-#: :data:`_START_TAG` for the common tag, in fewer steps: every "=" follows an
-#: attribute's name and is followed by a quote (so each quote opens or closes a
-#: value, as in the tokenizer). Where it does not match, :data:`_START_TAG` reads
-#: the tag; where it does, the two agree.
-_PLAIN_TAG = re.compile(
-    rb"<(" + _TAG_NAME + rb")((?:[^\"'>=]++|(?<=[^\t\n\f\r /\"'=])=(?:\"[^\"]*+\"|'[^']*+'))*+)>")
-#: :data:`_OWN_FETCHING` in fewer steps, for a plain tag (as :data:`_PLAIN_TAG`)
+#: :data:`_OWN_FETCHING` in fewer steps, for a plain tag (as :data:`PLAIN_TAG`)
 #: without any ":", "//", "\\", "&", "(", tab or newline, which a URL that leaves
 #: the page's origin (or a style that loads) needs, nor a "<" (see _OWN_ATTRS_NO_TAG)
 _PLAIN_OWN_FETCHING = re.compile(
     rb"<(?:" + _FETCHING + rb")(?=[\t\n\f\r />])(?:[^<\"'>=:&\\(\t\n\r/]++|/(?!/)"
     rb"|(?<=[^\t\n\f\r /\"'=])=(?:\"(?:[^<\":&\\(\t\n\r/]++|/(?!/))*+\""
     rb"|'(?:[^<':&\\(\t\n\r/]++|/(?!/))*+'))*+>")
-_END_TAG = re.compile(rb"</(" + _TAG_NAME + rb")" + _ATTRS + rb">")
-_END_TAG_REST = re.compile(_ATTRS + rb">")
-_ATTR = re.compile(rb"(" + _NAME + rb")(?:" + _EQ + rb"(" + _VALUE + rb")|" + _NO_EQ + rb")")
-#: the text of a script up to its end tag, when it holds no "<!--" (the common case)
-_SCRIPT_TEXT = re.compile(
-    rb"((?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+)</script(?=[\t\n\f\r />])" + _ATTRS + rb">")
+
+
+def _script_marks() -> bytes:
+    """A pattern for the attributes of a script with neither ``type``, ``data-consent`` nor a
+    URL attribute of the script rule: no name starts with one of theirs (a letter followed
+    by the rest of any of them)."""
+    names = [b"type", b"data-consent",
+             *(a.name.encode() for a in _SCRIPT_RULE.attrs)]
+    firsts = re.escape(bytes(sorted({n[0] for n in names})))
+    rests = b"|".join(re.escape(n[1:]) for n in names)
+    return (rb"(?:[^\"'>=" + firsts + rb"]++|[" + firsts + rb"](?!" + rests + rb")"
+            rb"|(?<=[^\t\n\f\r /\"'=])=(?:\"[^\"]*+\"|'[^']*+'))*+")
+
+
 #: a whole script with neither type, data-consent nor src: its text (1), end tag (2)
 _PLAIN_SCRIPT = re.compile(
-    rb"<script(?=[\t\n\f\r />])(?:[^\"'>=tds]++|[tds](?!ype|ata-consent|rc)"
-    rb"|(?<=[^\t\n\f\r /\"'=])=(?:\"[^\"]*+\"|'[^']*+'))*+>"
-    rb"()(?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+(</script(?=[\t\n\f\r />])" + _ATTRS + rb">)")
-_SCRIPT_DATA = re.compile(rb"</script(?=[\t\n\f\r />])|<!--")
-_SCRIPT_ESCAPED = re.compile(rb"</script(?=[\t\n\f\r />])|<script(?=[\t\n\f\r />])|-->")
-_SCRIPT_DOUBLE = re.compile(rb"</script(?=[\t\n\f\r />])|-->")
-#: the elements whose content is raw text or RCDATA in HTML content
-_RAW_TEXT = (b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes",
-             b"noscript")
-_RAW_END = {name: re.compile(rb"</" + name + rb"(?=[\t\n\f\r />])") for name in _RAW_TEXT}
+    rb"<script(?=[\t\n\f\r />])" + _script_marks() + rb">"
+    rb"()(?:[^<]++|<(?!/script[\t\n\f\r />]|!--))*+(</script(?=[\t\n\f\r />])" + ATTRS + rb">)")
 
 #: ``type`` values under which a browser runs a script (compared lower-cased,
 #: parameters ignored so that we rather gate too much than too little).
-_RUNNABLE_TYPES = frozenset({
-    b"", b"module", b"application/ecmascript", b"application/javascript",
-    b"application/x-ecmascript", b"application/x-javascript", b"text/ecmascript",
-    b"text/javascript", b"text/javascript1.0", b"text/javascript1.1", b"text/javascript1.2",
-    b"text/javascript1.3", b"text/javascript1.4", b"text/javascript1.5", b"text/jscript",
-    b"text/livescript", b"text/x-ecmascript", b"text/x-javascript",
-})
+_RUNNABLE_TYPES = frozenset(t.encode() for t in RUNNABLE_SCRIPT_TYPES)
 #: CSP nonces a page may be matched by with the nonce left out (URL-safe base64)
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,256}")
-#: what any page that may need the rewrite holds (any case)
+#: what any page that may need the rewrite holds (any case): an element of a rule (or one
+#: the tree builder makes one), the foreign content SVG's rules are in, ``<noscript>``
+#: (read two ways), or an attribute fetched whatever the element
 _MAY_NEED = re.compile(
-    rb"<(?i:script|iframe|link|img|image|source|object|embed|video|audio|input|noscript|svg"
-    rb"|math|style|track|base|frame|body|table|t[dhr]|thead|tbody|tfoot)[\t\n\f\r />]"
-    rb"|(?i:style|background)[\t\n\f\r ]*+=")
+    rb"<(?i:" + _names([*_HTML_NS_RULES, *(old for old, new in RENAMED.items()
+                                           if new in _HTML_NS_RULES),
+                        *FOREIGN_ROOTS, b"noscript"]) + rb")[\t\n\f\r />]"
+    rb"|(?i:" + _CSS_ATTRS + rb"|" + _BY_ATTRIBUTE + rb")[\t\n\f\r ]*+=")
 
-#: which element fetches which of its URL attributes (HTML content)
-_FETCH_HTML: dict[bytes, tuple[bytes, ...]] = {
-    b"img": (b"src", b"srcset"), b"source": (b"src", b"srcset"),
-    b"video": (b"src", b"poster"), b"audio": (b"src",), b"track": (b"src",),
-    b"embed": (b"src",), b"object": (b"data",), b"input": (b"src",), b"frame": (b"src",),
-    b"link": (b"href", b"imagesrcset"), b"base": (b"href",),
-    **{name: (b"background",) for name in (b"body", b"table", b"td", b"th", b"tr", b"thead",
-                                           b"tbody", b"tfoot")},
+#: the rules whose site is an element's URL attributes put aside, by namespace and name
+#: (the others have site functions of their own: scripts, iframes, style sheets)
+_NEUTRALISED: dict[int, dict[bytes, _rules.Rule]] = {
+    HTML_NS: {n: r for n, r in _HTML_NS_RULES.items() if r.action is Action.NEUTRALISE},
+    SVG_NS: {n: r for n, r in _SVG_NS_RULES.items() if r.action is Action.NEUTRALISE},
+    MATH_NS: {},
 }
-#: (SVG content)
-_FETCH_SVG: dict[bytes, tuple[bytes, ...]] = {
-    name: (b"href", b"xlink:href") for name in (b"image", b"script", b"use", b"feimage")
-}
-_SRCSETS = frozenset({b"srcset", b"imagesrcset"})
-#: what a fetch of each is, for the developer's log ("/page loads an image from …")
-_HOW = {
-    b"img": "loads an image from", b"source": "loads media from", b"video": "loads media from",
-    b"audio": "loads media from", b"track": "loads media from", b"embed": "embeds content from",
-    b"object": "embeds content from", b"input": "loads an image from",
-    b"frame": "embeds a frame from", b"base": "sets its base URL to",
-    b"image": "loads an image from", b"script": "loads a script from",
-    b"use": "loads SVG from", b"feimage": "loads an image from",
-}
+#: the attribute names of each rule
+_FETCHED = {rule: tuple(a.name.encode() for a in rule.attrs) for rule in RULES}
+_SRCSETS = frozenset(a.name.encode() for a in URL_ATTRS if a.syntax is Syntax.SRCSET)
 #: ``rel`` values under which a browser fetches a link's ``href`` or connects to its
 #: host before (or without) any script asking for it; what it does, for the log
-_LINK_RELS = {
-    "preconnect": "connects early to", "dns-prefetch": "looks up early",
-    "preload": "preloads from", "modulepreload": "preloads a script from",
-    "prefetch": "prefetches from", "prerender": "prerenders from",
-    "stylesheet": "loads a style sheet from", "icon": "loads an icon from",
-    "manifest": "loads a manifest from",
-}
+_LINK_RELS = {rel: link.how for rel, link in LINK_RELS.items()}
 #: the relations the known trackers' patterns are tried on without a registry
-_TRACKER_RELS = frozenset({"preload", "modulepreload", "prefetch", "prerender", "stylesheet"})
+_TRACKER_RELS = frozenset(rel for rel, link in LINK_RELS.items() if link.trackers)
+#: the URL attribute of a script and of an iframe (their site functions read one)
+(_SCRIPT_URL,) = _FETCHED[_SCRIPT_RULE]
+(_IFRAME_URL,) = _FETCHED[_FRAME_RULE]
+_HOW_SCRIPT, _HOW_IFRAME, _HOW_SHEET = _SCRIPT_RULE.how, _FRAME_RULE.how, _SHEET_RULE.how
+_HOW_STYLE_ATTR = next(r.how for r in RULES if r.element == ANY)
+#: where an iframe marked by the app keeps its URL until consent
+_IFRAME_MARKED_URL = b"data-consent-" + _IFRAME_URL
+#: the attribute whose value is CSS (the rules' one such attribute)
+(_STYLE_ATTR,) = (a.name.encode() for a in URL_ATTRS if a.syntax is Syntax.CSS)
+#: the SVG elements whose text is a style sheet (read when they close: it is markup)
+_SVG_SHEETS = frozenset(n for n, r in _SVG_NS_RULES.items() if r.action is Action.SHEET)
+#: the raw-text elements of HTML content with a site function of their own, by action
+_RAW_ACTIONS = {n: r.action for n, r in _HTML_NS_RULES.items() if n in RAW_END}
 
-#: namespaces of the elements on the stack of foreign content
-_HTML_NS, _SVG_NS, _MATH_NS = 0, 1, 2
-#: kinds of integration point: HTML (start tags and text are HTML) and MathML text
-_HTML_POINT, _TEXT_POINT = 1, 2
-#: HTML elements in the "special" category: an end tag does not look past one
-_SPECIAL = frozenset(
-    b"address applet area article aside base basefont bgsound blockquote body br button "
-    b"caption center col colgroup dd details dir div dl dt embed fieldset figcaption figure "
-    b"footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img "
-    b"input keygen li link listing main marquee menu meta nav noembed noframes noscript "
-    b"object ol p param plaintext pre script search section select source style summary "
-    b"table tbody td template textarea tfoot th thead title tr track ul wbr xmp".split())
 
 
 class Gate(Protocol):
@@ -610,88 +615,12 @@ def could_need_gating(body: bytes, matcher: TrackerMatcher | None = None) -> boo
 
 # -- attributes -----------------------------------------------------------------
 
-_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
-
-
-def _attribute_reference(m: re.Match[str]) -> str:
-    """One character reference in an attribute value, decoded as a browser does.
-
-    As :func:`html.unescape`, except that a named reference without ``;``
-    followed by ``=`` or a letter or digit stays as it is (``?a=1&copy=2``).
-    """
-    ref = m.group(1)
-    if ref[0] == "#":
-        return html.unescape(m.group())
-    if ref in _ENTITIES:
-        if ref[-1] != ";":
-            after = m.string[m.end():m.end() + 1]
-            if after == "=" or (after.isascii() and after.isalnum()):
-                return m.group()
-        return _ENTITIES[ref]
-    for x in range(len(ref) - 1, 1, -1):
-        if ref[:x] in _ENTITIES:
-            after = ref[x]
-            if after == "=" or (after.isascii() and after.isalnum()):
-                return "&" + ref
-            return _ENTITIES[ref[:x]] + ref[x:]
-    return "&" + ref
-
-
-def unescape_attribute(text: str) -> str:
-    """An attribute value with its character references decoded (HTML's rules)."""
-    return _CHARREF.sub(_attribute_reference, text) if "&" in text else text
-
-
-class _Attr:
-    __slots__ = ("end", "raw", "start")
-
-    def __init__(self, start: int, end: int, raw: bytes | None) -> None:
-        self.start, self.end, self.raw = start, end, raw
-
-    @property
-    def value(self) -> str:
-        """The attribute's value, unquoted and with character references decoded."""
-        raw = self.raw
-        if raw is None:
-            return ""
-        if raw[:1] in (b'"', b"'"):
-            raw = raw[1:-1]
-        return unescape_attribute(raw.decode("utf-8", "replace"))
-
-
-def _attributes(body: bytes, low: bytes, start: int, end: int) -> dict[bytes, _Attr]:
-    """The attributes in ``body[start:end]``; the first of duplicates wins, as in browsers."""
-    attrs: dict[bytes, _Attr] = {}
-    # not bounded by ``end``: a value written ``a=`` before the ">" needs to see it
-    for m in _ATTR.finditer(low, start):
-        if m.start() >= end:
-            break
-        name = m.group(1)
-        if name not in attrs:
-            vstart = m.start(2)
-            raw = body[vstart:m.end(2)] if vstart >= 0 else None
-            attrs[name] = _Attr(m.start(), m.end(), raw)
-    return attrs
-
-
-def _self_closing(low: bytes, a0: int, a1: int) -> bool:
-    """Does the tag whose attributes are ``low[a0:a1]`` end with ``/>`` (not a value's "/")?"""
-    if a1 <= a0 or low[a1 - 1] != 47:
-        return False
-    last = -1
-    for m in _ATTR.finditer(low, a0):
-        if m.start() >= a1:
-            break
-        last = m.end()
-    return last < a1
-
-
 def _quote(value: str) -> bytes:
     return b'"' + html.escape(value, quote=True).encode("utf-8") + b'"'
 
 
 def _edit_tag(body: bytes, tag_start: int, name_end: int, tag_end: int,
-              remove: Iterable[_Attr], add: bytes) -> bytes:
+              remove: Iterable[Attr], add: bytes) -> bytes:
     """The start tag with ``remove`` taken out and ``add`` put after the tag name."""
     parts = [body[tag_start:name_end], add]
     pos = name_end
@@ -938,7 +867,7 @@ def _marks(label: str, marked: bool, moved: Iterable[tuple[bytes, str]], undecla
     return add
 
 
-def _size(attrs: dict[bytes, _Attr], name: bytes) -> float | None:
+def _size(attrs: dict[bytes, Attr], name: bytes) -> float | None:
     attr = attrs.get(name)
     if attr is None:
         return None
@@ -949,7 +878,7 @@ def _size(attrs: dict[bytes, _Attr], name: bytes) -> float | None:
 _NO_SPACE = str.maketrans("", "", " \t\n\r\f")
 
 
-def _invisible(attrs: dict[bytes, _Attr]) -> bool:
+def _invisible(attrs: dict[bytes, Attr]) -> bool:
     """Is this iframe never seen: ``hidden``, 0 or 1 pixel wide or high, not displayed?"""
     if b"hidden" in attrs:
         return True
@@ -957,7 +886,7 @@ def _invisible(attrs: dict[bytes, _Attr]) -> bool:
         size = _size(attrs, name)
         if size is not None and size <= 1:
             return True
-    style = attrs.get(b"style")
+    style = attrs.get(_STYLE_ATTR)
     if style is not None and style.raw:
         css = _css_unescape(style.value).lower().translate(_NO_SPACE)
         if "display:none" in css or "visibility:hidden" in css:
@@ -968,90 +897,19 @@ def _invisible(attrs: dict[bytes, _Attr]) -> bool:
 # -- the scan ---------------------------------------------------------------------
 
 
-def _script_end(low: bytes, pos: int) -> int:
-    """Where the script's ``</script`` starts (the tokenizer's escape states included), or -1."""
-    state = 0  # 0 data, 1 escaped, 2 double escaped
-    n = len(low)
-    while pos < n:
-        if state == 0:
-            m = _SCRIPT_DATA.search(low, pos)
-            if m is None:
-                return -1
-            if m.group() == b"<!--":
-                state, pos = 1, m.start() + 2  # "<!-->" closes at once: search "-->" from "--"
-                continue
-            return m.start()
-        if state == 1:
-            m = _SCRIPT_ESCAPED.search(low, pos)
-            if m is None:
-                return -1
-            token = m.group()
-            if token == b"-->":
-                state = 0
-            elif token.startswith(b"</"):
-                return m.start()
-            else:
-                state = 2
-            pos = m.end()
-            continue
-        m = _SCRIPT_DOUBLE.search(low, pos)
-        if m is None:
-            return -1
-        state = 0 if m.group() == b"-->" else 1
-        pos = m.end()
-    return -1
-
-
-def _end_tag_end(low: bytes, pos: int, name_len: int) -> int:
-    """End of the end tag that starts at ``pos`` (``</name ...>``), or -1."""
-    m = _END_TAG_REST.match(low, pos + 2 + name_len)
-    return m.end() if m else -1
-
-
-class _Frame:
-    """An element on the stack of foreign content (or HTML inside it)."""
-
-    __slots__ = ("a0", "a1", "content", "name", "ns", "point", "start")
-
-    def __init__(self, name: bytes, ns: int, point: int, start: int, content: int,
-                 a0: int = 0, a1: int = 0) -> None:
-        self.name, self.ns, self.point = name, ns, point
-        #: where its start tag starts and ends; where its attributes are
-        self.start, self.content, self.a0, self.a1 = start, content, a0, a1
-
-
 #: below this, a <noscript> is read the other way at once to the end (see _noscript)
 _NOSCRIPT_DEPTH = 64
-_MATH_TEXT = frozenset({b"mi", b"mo", b"mn", b"ms", b"mtext"})
-_MGLYPH = frozenset({b"mglyph", b"malignmark"})
-_SVG_POINTS = frozenset({b"foreignobject", b"desc", b"title"})
-#: end tags that close no element open outside foreign content (``_html_end``)
-_NEVER_OUTSIDE = frozenset({b"body", b"html", b"br", b"svg", b"math"})
-_FONT_BREAKS = (b"color", b"face", b"size")
-_counters: dict[bytes, re.Pattern[bytes]] = {}
-
-
-def _tag_counter(name: bytes) -> re.Pattern[bytes]:
-    pattern = _counters.get(name)
-    if pattern is None:
-        if len(_counters) >= 512:
-            _counters.clear()
-        pattern = _counters[name] = re.compile(
-            rb"<(/?)" + re.escape(name) + rb"(?=[\t\n\f\r />])")
-    return pattern
-
-
-class _Context:
+class _Context(Document):
     """What the readings of one document share."""
 
-    __slots__ = ("body", "final", "hosts", "low", "matcher", "n", "neutral", "off", "off_at",
-                 "own", "parted", "saw", "scripts")
+    __slots__ = ("hosts", "matcher", "neutral", "off", "off_at", "own", "parted", "saw",
+                 "scripts")
 
     def __init__(self, body: bytes, final: bool, matcher: TrackerMatcher,
                  hosts: HostRules | None, own: str | None,
                  saw: Callable[[str, str], None] | None,
                  scripts: list[tuple[int, int]] | None) -> None:
-        self.body, self.low, self.n, self.final = body, body.lower(), len(body), final
+        super().__init__(body, final)
         self.matcher, self.hosts, self.own, self.saw = matcher, hosts, own, saw
         self.scripts = scripts
         #: the scripting-off reading, once it has parted from the other (see _noscript)
@@ -1065,98 +923,39 @@ class _Context:
         self.parted = -1
 
 
-def _same_frames(a: list[_Frame], b: list[_Frame]) -> bool:
+def _same_frames(a: list[Frame], b: list[Frame]) -> bool:
     return len(a) == len(b) and all(
         x.name == y.name and x.ns == y.ns and x.point == y.point for x, y in zip(a, b, strict=True))
 
 
-class _Reader:
-    """One reading of the document: with scripting on (a browser with JavaScript) or off."""
+class _Reader(TagReader):
+    """One reading of the document: with scripting on (a browser with JavaScript) or off.
 
-    __slots__ = ("barriers", "counts", "ctx", "cut", "foreign_named", "frames", "html_at",
-                 "html_named", "next", "points", "scripting", "sites")
+    The tokenizer's walk (:class:`~.tokenizer.TagReader`) tells it each start tag
+    that may fetch; it makes their sites.
+    """
 
+    __slots__ = ("next", "sites")
+
+    ctx: _Context
     #: read every tag of HTML content with the careful walk (the fast path's reference)
     careful = False
+    skip_html = _SKIP_HTML
+    skip_foreign = _SKIP_FOREIGN
+    skip_inner = _SKIP_INNER
+    told_foreign = frozenset(_NEUTRALISED[SVG_NS])
+    told_if = _STYLE_ATTR
+    told_closed = _SVG_SHEETS
+    told_end_tags = False
 
-    def __init__(self, ctx: _Context, scripting: bool, frames: list[_Frame]) -> None:
-        self.ctx = ctx
-        self.scripting = scripting
-        #: the stack of foreign content and of the HTML elements inside it; empty in
-        #: plain HTML content (whose elements need not be tracked)
-        self.frames: list[_Frame] = []
-        #: where on the stack the HTML elements are, the integration points, and what
-        #: an end tag processed by the HTML rules does not look past (special elements,
-        #: integration points); the elements of each name: so no end tag walks the stack
-        self.html_at: list[int] = []
-        self.points: list[int] = []
-        self.barriers: list[int] = []
-        self.html_named: dict[bytes, list[int]] = {}
-        self.foreign_named: dict[bytes, list[int]] = {}
-        for frame in frames:
-            self._push(frame)
+    def __init__(self, ctx: _Context, scripting: bool, frames: list[Frame]) -> None:
+        super().__init__(ctx, scripting, frames)
         self.sites: list[Site] = []
-        #: where the first construct cut off by the end of the input starts (or -1)
-        self.cut = -1
-        #: per tag name: [up to where counted, start tags less end tags] (see _ancestor_open)
-        self.counts: dict[bytes, list[int]] = {}
         #: the next place found by each search of the fast path (see _jump)
         self.next = [-1, -1 if ctx.hosts is not None else ctx.n,
                      -1 if ctx.hosts is not None else ctx.n, 0]
 
     # -- the walk
-
-    def run(self, pos: int, stop: int = -1) -> int:
-        """Read from ``pos``; return where it ended (``len(body)``, or after the end tag
-        that left ``stop`` elements on the stack)."""
-        ctx = self.ctx
-        low, n = ctx.low, ctx.n
-        frames = self.frames
-        while True:
-            if not frames:
-                if self.careful:
-                    pos = _SKIP_HTML.match(low, pos).end()  # type: ignore[union-attr]
-                else:
-                    pos = self._jump(pos)
-            else:
-                top = frames[-1]
-                skip = _SKIP_FOREIGN if top.ns and not top.point else _SKIP_INNER
-                pos = skip.match(low, pos).end()  # type: ignore[union-attr]
-            if pos >= n:
-                return self._eof(n)
-            kind = low[pos + 1] if pos + 1 < n else 0
-            if kind == 47:  # "</"
-                m = _END_TAG.match(low, pos)
-                if m is None:
-                    return self._eof(pos)
-                pos = m.end()
-                if frames:
-                    self._end(m.group(1), m.start())
-                    if len(frames) <= stop:
-                        return pos
-            elif 97 <= kind <= 122:  # a start tag
-                m = _PLAIN_TAG.match(low, pos) or _START_TAG.match(low, pos)
-                if m is None:
-                    return self._eof(pos)
-                pos = self._start(m)
-                if pos < 0:
-                    return n
-            elif kind == 33:  # "<!"
-                if low.startswith(b"<!--", pos):
-                    return self._eof(pos)  # a comment that runs to the end
-                if (frames and frames[-1].ns and low.startswith(b"<![", pos)
-                        and ctx.body.startswith(b"<![CDATA[", pos)):
-                    end = low.find(b"]]>", pos + 9)
-                    if end < 0:
-                        return self._eof(pos)
-                    pos = end + 3
-                else:
-                    end = low.find(b">", pos)
-                    if end < 0:
-                        return self._eof(pos)
-                    pos = end + 1
-            else:
-                return self._eof(pos)
 
     def _jump(self, pos: int) -> int:
         """From ``pos`` (HTML content, the data state) to the next "<" that needs reading:
@@ -1187,7 +986,7 @@ class _Reader:
                     at = hit
             if at >= n:
                 if not self.ctx.final:  # where what follows is cut off by the end
-                    return _WALK.match(low, pos).end()  # type: ignore[union-attr]
+                    return WALK.match(low, pos).end()  # type: ignore[union-attr]
                 return n
             # Passed over whatever the state here, as ordinary markup: an image (or the
             # like) whose URLs are the page's own, an icon, a comment with nothing
@@ -1198,7 +997,7 @@ class _Reader:
                     gap = m.end()
                     continue
             elif low[at + 1] == 33:  # "<!--"
-                m = _COMMENT_RE.match(low, at)
+                m = COMMENT_RE.match(low, at)
                 if m is not None:
                     end = m.end()
                     if (found[1] >= end and found[2] >= end
@@ -1215,21 +1014,21 @@ class _Reader:
             opener = -1
             if close >= 0 and (
                     ((q := low.rfind(b'"', pos, close)) >= 0
-                     and low[q - 1] in _EQ_OR_SPACE and _may_open(low, pos, close, b'"'))
+                     and low[q - 1] in EQ_OR_SPACE and may_open(low, pos, close, b'"'))
                     or ((q := low.rfind(b"'", pos, close)) >= 0
-                        and low[q - 1] in _EQ_OR_SPACE and _may_open(low, pos, close, b"'"))):
+                        and low[q - 1] in EQ_OR_SPACE and may_open(low, pos, close, b"'"))):
                 # that ">" may be inside a quoted value: read the tokens up to ``at``
-                walked = _WALK.match(low, pos, at).end()  # type: ignore[union-attr]
+                walked = WALK.match(low, pos, at).end()  # type: ignore[union-attr]
                 if walked < at:
                     opener = walked
             else:
-                m = _OPENER.search(low, close + 1 if close >= 0 else pos, at)
+                m = OPENER.search(low, close + 1 if close >= 0 else pos, at)
                 if m is not None:
                     opener = m.start()
             if opener >= 0:  # ``at`` is inside the tag (or bogus comment) that opens there
                 kind = low[opener + 1]
                 if kind == 47:  # an end tag
-                    m = _END_TAG.match(low, opener)
+                    m = END_TAG.match(low, opener)
                     if m is None:
                         return opener
                     pos = gap = m.end()
@@ -1245,7 +1044,7 @@ class _Reader:
                 pos, gap = at, at + 1
                 continue
             if low[at + 1] == 33:  # "<!--"
-                m = _COMMENT_RE.match(low, at)
+                m = COMMENT_RE.match(low, at)
                 if m is None:
                     return at  # it runs to the end
                 pos = gap = m.end()
@@ -1265,130 +1064,6 @@ class _Reader:
                 return at
             pos = gap = m.end()
 
-    def _eof(self, at: int) -> int:
-        """The input ends in what starts at ``at``; the elements still open end with it."""
-        if self.cut < 0:
-            self.cut = self.frames[0].start if self.frames else at
-        if self.frames:
-            self._pop(0, self.ctx.n)
-        return self.ctx.n
-
-    # -- start tags
-
-    def _start(self, m: re.Match[bytes]) -> int:
-        frames = self.frames
-        if frames:
-            top = frames[-1]
-            name = m.group(1)
-            if top.ns and (not top.point or (top.point == _TEXT_POINT and name in _MGLYPH)):
-                if not (top.ns == _MATH_NS and top.name == b"annotation-xml"
-                        and name == b"svg"):
-                    if name in _BREAKOUT or (name == b"font" and self._font_breaks(m)):
-                        self._breakout(m.start())
-                    else:
-                        return self._foreign_start(m, top.ns)
-        return self._html_start(m)
-
-    def _font_breaks(self, m: re.Match[bytes]) -> bool:
-        a0, a1 = m.span(2)
-        attrs = _attributes(self.ctx.body, self.ctx.low, a0, a1)
-        return any(name in attrs for name in _FONT_BREAKS)
-
-    def _foreign_start(self, m: re.Match[bytes], ns: int) -> int:
-        ctx = self.ctx
-        low = ctx.low
-        name = m.group(1)
-        t0, t1 = m.span()
-        a0, a1 = m.span(2)
-        if (ns == _SVG_NS and name in _FETCH_SVG) or b"style" in low[a0:a1]:
-            self._check(name, ns, t0, a0, a1, t1)
-        if a1 > a0 and low[a1 - 1] == 47 and _self_closing(low, a0, a1):
-            return t1
-        point = 0
-        if ns == _SVG_NS:
-            if name in _SVG_POINTS:
-                point = _HTML_POINT
-        elif name in _MATH_TEXT:
-            point = _TEXT_POINT
-        elif name == b"annotation-xml":
-            encoding = _attributes(ctx.body, low, a0, a1).get(b"encoding")
-            if encoding is not None and encoding.value.lower() in ("text/html",
-                                                                   "application/xhtml+xml"):
-                point = _HTML_POINT
-        self._push(_Frame(name, ns, point, t0, t1, a0, a1))
-        return t1
-
-    def _html_start(self, m: re.Match[bytes]) -> int:
-        low = self.ctx.low
-        name = m.group(1)
-        t0, t1 = m.span()
-        a0, a1 = m.span(2)
-        if name == b"image":  # the tree builder makes it an <img>
-            name = b"img"
-        if name == b"script":
-            return self._script(t0, a0, a1, t1)
-        if name in _RAW_END:
-            if name == b"noscript":
-                if self.scripting:
-                    return self._noscript(t0, a0, a1, t1)
-                self._check(name, _HTML_NS, t0, a0, a1, t1)
-                self._push(_Frame(name, _HTML_NS, 0, t0, t1))
-                return t1
-            return self._raw(name, t0, a0, a1, t1)
-        self._check(name, _HTML_NS, t0, a0, a1, t1)
-        if name == b"plaintext":  # the rest of the document is text
-            self._eof(t0)
-            return -1
-        if name == b"svg" or name == b"math":
-            if not _self_closing(low, a0, a1):
-                ns = _SVG_NS if name == b"svg" else _MATH_NS
-                self._push(_Frame(name, ns, 0, t0, t1, a0, a1))
-        elif self.frames and name not in _VOID:
-            self._push(_Frame(name, _HTML_NS, 0, t0, t1))
-        return t1
-
-    def _raw(self, name: bytes, t0: int, a0: int, a1: int, t1: int) -> int:
-        """An element whose content is raw text (or RCDATA) up to its end tag."""
-        low, n = self.ctx.low, self.ctx.n
-        found = _RAW_END[name].search(low, t1)
-        close = found.start() if found is not None else n
-        after = _end_tag_end(low, close, len(name)) if found is not None else -1
-        if name == b"iframe":
-            site = self._iframe(t0, a0, a1, t1)
-            if site is not None:
-                self.sites.append(site)
-        elif name == b"style":
-            site = self._style(t0, a0, a1, t1, close, after, markup=False)
-            if site is not None:
-                self.sites.append(site)
-        else:
-            self._check(name, _HTML_NS, t0, a0, a1, t1)
-        if after < 0:
-            self._eof(t0)
-            return -1
-        return after
-
-    def _script(self, t0: int, a0: int, a1: int, t1: int) -> int:
-        ctx = self.ctx
-        low, n = ctx.low, ctx.n
-        whole = _SCRIPT_TEXT.match(low, t1)
-        if whole is not None:
-            close, after = whole.end(1), whole.end()
-        else:  # its text holds "<!--" (escape states), or it is cut off
-            close = _script_end(low, t1)
-            after = _end_tag_end(low, close, 6) if close >= 0 else -1
-            if close < 0:
-                close = n
-        if ctx.scripts is not None:
-            ctx.scripts.append((t1, close))
-        site = self._script_site(t0, a0, a1, t1, close)
-        if site is not None:
-            self.sites.append(site)
-        if after < 0:
-            self._eof(t0)
-            return -1
-        return after
-
     def _noscript(self, t0: int, a0: int, a1: int, t1: int) -> int:
         """``<noscript>`` with scripting on: raw text, and its content read as markup too.
 
@@ -1399,13 +1074,13 @@ class _Reader:
         """
         ctx = self.ctx
         low, n = ctx.low, ctx.n
-        self._check(b"noscript", _HTML_NS, t0, a0, a1, t1)
-        found = _RAW_END[b"noscript"].search(low, t1)
+        self._start_tag(b"noscript", HTML_NS, t0, a0, a1, t1)
+        found = RAW_END[b"noscript"].search(low, t1)
         close = found.start() if found is not None else n
-        after = _end_tag_end(low, close, 8) if found is not None else -1
+        after = end_tag_end(low, close, 8) if found is not None else -1
         if ctx.off is None:
             depth = len(self.frames)
-            other = _Reader(ctx, False, [*self.frames, _Frame(b"noscript", _HTML_NS, 0, t0, t1)])
+            other = _Reader(ctx, False, [*self.frames, Frame(b"noscript", HTML_NS, 0, t0, t1)])
             if depth > _NOSCRIPT_DEPTH:  # deep inside foreign content: part at once
                 end, closed = t1, True
             else:
@@ -1425,101 +1100,9 @@ class _Reader:
             return -1
         return after
 
-    # -- end tags
-
-    def _end(self, name: bytes, at: int) -> None:
-        """An end tag inside foreign content or tracked HTML (the tree builder's rules)."""
-        frames = self.frames
-        if not frames[-1].ns:
-            self._html_end(name, at)
-            return
-        if name == b"br" or name == b"p":  # these end foreign content as breakouts do
-            self._breakout(at)
-            if name == b"p":
-                self._html_end(name, at)
-            return
-        # the nearest foreign element of that name above the nearest HTML element
-        named = self.foreign_named.get(name)
-        if named and named[-1] > (self.html_at[-1] if self.html_at else -1):
-            self._pop(named[-1], at)
-            return
-        self._html_end(name, at)
-
-    def _html_end(self, name: bytes, at: int) -> None:
-        """An end tag processed by the HTML rules: it closes the nearest open element of
-        its name, unless a special element comes first."""
-        frames = self.frames
-        if not frames:
-            return
-        barrier = self.barriers[-1] if self.barriers else -1
-        named = self.html_named.get(name)
-        if named and named[-1] >= barrier:
-            self._pop(named[-1], at)
-            return
-        if barrier >= 0:
-            return
-        # the element may be open outside the foreign content (not tracked there); never
-        # an <svg> or <math>, which are no HTML elements: their end tag closes one only
-        # through the foreign content's rules (an earlier one a breakout closed is not
-        # open, whatever the count of tags says)
-        if name not in _NEVER_OUTSIDE and self._ancestor_open(name, frames[0].start):
-            self._pop(0, at)
-
-    def _ancestor_open(self, name: bytes, before: int) -> bool:
-        """Is an element ``name`` open before ``before``? Told by counting its start and
-        end tags (at most 16 names per reading; any other is taken as open)."""
-        entry = self.counts.get(name)
-        if entry is None:
-            if len(self.counts) >= 16:
-                return True
-            entry = self.counts[name] = [0, 0]
-        if before > entry[0]:
-            balance = entry[1]
-            for m in _tag_counter(name).finditer(self.ctx.low, entry[0], before):
-                balance += -1 if m.group(1) else 1
-            entry[0], entry[1] = before, balance
-        return entry[1] > 0
-
-    def _breakout(self, at: int) -> None:
-        """Pop foreign elements up to an integration point or an HTML element."""
-        keep = max(self.html_at[-1] if self.html_at else -1,
-                   self.points[-1] if self.points else -1)
-        if keep + 1 < len(self.frames):
-            self._pop(keep + 1, at)
-
-    def _pop(self, i: int, at: int) -> None:
-        """Close ``frames[i:]`` at ``at``: an SVG ``<style>`` among them is read now."""
-        frames = self.frames
-        for frame in frames[i:]:
-            if frame.name == b"style" and frame.ns == _SVG_NS:
-                site = self._style(frame.start, frame.a0, frame.a1, frame.content, at, at,
-                                   markup=True)
-                if site is not None:
-                    self.sites.append(site)
-            (self.foreign_named if frame.ns else self.html_named)[frame.name].pop()
-        for at_stack in (self.html_at, self.points, self.barriers):
-            while at_stack and at_stack[-1] >= i:
-                at_stack.pop()
-        del frames[i:]
-
-    def _push(self, frame: _Frame) -> None:
-        at = len(self.frames)
-        self.frames.append(frame)
-        if frame.ns:
-            self.foreign_named.setdefault(frame.name, []).append(at)
-            if frame.point:
-                self.points.append(at)
-            if frame.point or frame.name == b"annotation-xml":
-                self.barriers.append(at)
-        else:
-            self.html_named.setdefault(frame.name, []).append(at)
-            self.html_at.append(at)
-            if frame.name in _SPECIAL:
-                self.barriers.append(at)
-
     # -- decisions
 
-    def _edit(self, t0: int, a0: int, t1: int, remove: list[_Attr], add: bytes) -> bytes:
+    def _edit(self, t0: int, a0: int, t1: int, remove: list[Attr], add: bytes) -> bytes:
         """The start tag ``body[t0:t1]`` with ``remove`` put aside and ``add`` after its name.
 
         Where two readings of the document part (see :func:`scan`), a tag that is real
@@ -1580,46 +1163,78 @@ class _Reader:
             return None
         return (allowed,), label, None
 
-    def _check(self, name: bytes, ns: int, t0: int, a0: int, a1: int, t1: int) -> None:
-        """The site of an element that may fetch with its URL attributes or its style."""
-        ctx = self.ctx
-        fetched = (_FETCH_HTML if ns == _HTML_NS else _FETCH_SVG if ns == _SVG_NS
-                   else {}).get(name, ())
-        if ctx.hosts is None:
-            if name != b"img" and name != b"link" or ns != _HTML_NS:
-                return  # without the app's hosts only known trackers are looked for
-        elif not fetched and b"style" not in ctx.low[a0:a1]:
-            return
-        site = self._element(name, fetched, t0, a0, a1, t1)
+    def _raw_text(self, name: bytes, t0: int, a0: int, a1: int, t1: int, close: int,
+                  after: int) -> None:
+        action = _RAW_ACTIONS.get(name)
+        if action is Action.FRAME:
+            site = self._iframe(t0, a0, a1, t1)
+            if site is not None:
+                self.sites.append(site)
+        elif action is Action.SHEET:
+            site = self._style(t0, a0, a1, t1, close, after, markup=False)
+            if site is not None:
+                self.sites.append(site)
+        else:
+            self._start_tag(name, HTML_NS, t0, a0, a1, t1)
+
+    def _script_text(self, t0: int, a0: int, a1: int, t1: int, close: int) -> None:
+        if self.ctx.scripts is not None:
+            self.ctx.scripts.append((t1, close))
+        site = self._script_site(t0, a0, a1, t1, close)
         if site is not None:
             self.sites.append(site)
 
-    def _element(self, name: bytes, fetched: tuple[bytes, ...], t0: int, a0: int, a1: int,
+    def _closed(self, frame: Frame, at: int) -> None:
+        if frame.ns == SVG_NS and frame.name in _SVG_SHEETS:  # its text is read now
+            site = self._style(frame.start, frame.a0, frame.a1, frame.content, at, at,
+                               markup=True)
+            if site is not None:
+                self.sites.append(site)
+
+    def _start_tag(self, name: bytes, ns: int, t0: int, a0: int, a1: int, t1: int) -> None:
+        """The site of an element that may fetch with its URL attributes or its style."""
+        ctx = self.ctx
+        rule = _NEUTRALISED[ns].get(name)
+        if ctx.hosts is None:
+            if rule is None or rule.trackers is None or ns != HTML_NS:
+                return  # without the app's hosts only known trackers are looked for
+        elif rule is None and _STYLE_ATTR not in ctx.low[a0:a1]:
+            return
+        site = self._element(rule, t0, a0, a1, t1)
+        if site is not None:
+            self.sites.append(site)
+
+    def _element(self, rule: _rules.Rule | None, t0: int, a0: int, a1: int,
                  t1: int) -> Site | None:
+        """The site of an element that neutralises by ``rule`` (``None``: one whose only
+        URLs may be in its style attribute)."""
         ctx = self.ctx
         body, hosts = ctx.body, ctx.hosts
-        attrs = _attributes(body, ctx.low, a0, a1)
+        attrs = attributes(body, ctx.low, a0, a1)
         marked = attrs.get(b"data-consent")
         if marked is not None and hosts is None:
             return None  # the app's own gate
-        how = _HOW.get(name, "loads from")
-        kind = "image"
-        if name == b"input":
-            input_type = attrs.get(b"type")
-            if input_type is None or input_type.value.strip().lower() != "image":
-                fetched = ()
-        elif name == b"link":
-            rel = attrs.get(b"rel")
-            rels = rel.value.lower().split() if rel is not None else []
-            wanted = _LINK_RELS if hosts is not None else _TRACKER_RELS
-            fetching = [r for r in rels if r in wanted]
-            if not fetching:
-                fetched = ()
-            else:
-                how, kind = _LINK_RELS[fetching[0]], "resource"
+        fetched: tuple[bytes, ...] = ()
+        how, kind = "loads from", "image"
+        if rule is not None:
+            fetched, how = _FETCHED[rule], rule.how
+            kind = rule.trackers or "image"
+            if rule.when_type is not None:
+                given = attrs.get(b"type")
+                if given is None or given.value.strip().lower() != rule.when_type:
+                    fetched = ()
+            elif rule.when_rel:
+                rel = attrs.get(b"rel")
+                rels = rel.value.lower().split() if rel is not None else []
+                wanted = _LINK_RELS if hosts is not None else _TRACKER_RELS
+                fetching = [r for r in rels if r in wanted]
+                if not fetching:
+                    fetched = ()
+                else:
+                    how = _LINK_RELS[fetching[0]]
         needs: list[frozenset[str]] = []
         moved: list[tuple[bytes, str]] = []
-        remove: list[_Attr] = []
+        remove: list[Attr] = []
         label = ""
         tracker: Tracker | None = None
         for attr_name in fetched:
@@ -1638,19 +1253,19 @@ class _Reader:
             if blocked:
                 moved.append((attr_name, value))
                 remove.append(attr)
-        style = attrs.get(b"style")
+        style = attrs.get(_STYLE_ATTR)
         if (hosts is not None and style is not None and style.raw
                 and (b"(" in style.raw or b"&" in style.raw)):
             value = style.value
             blocked = False
             for url in css_urls(value) if "(" in value else ():
-                decided = self._decide(url, "image", "loads a style's images or fonts from")
+                decided = self._decide(url, "image", _HOW_STYLE_ATTR)
                 if decided is not None:
                     needs.extend(decided[0])
                     label = label or decided[1]
                     blocked = True
             if blocked:
-                moved.append((b"style", value))
+                moved.append((_STYLE_ATTR, value))
                 remove.append(style)
         if not moved:
             return None
@@ -1665,7 +1280,7 @@ class _Reader:
                                                       undeclared))
         report = None
         if tracker is not None:
-            if name == b"link":
+            if rule is not None and rule.when_rel:
                 rel_text = attrs[b"rel"].value
                 report = (f"tracker:{tracker.name}:link",
                           f"a <link rel={rel_text!r}> fetched a resource of {tracker.name}; its "
@@ -1685,8 +1300,8 @@ class _Reader:
         if ctx.hosts is None:
             return None
         body = ctx.body
-        attrs = _attributes(body, ctx.low, a0, a1)
-        site = self._element(b"style", (), t0, a0, a1, t1)  # its own style attribute
+        attrs = attributes(body, ctx.low, a0, a1)
+        site = self._element(None, t0, a0, a1, t1)  # its own style attribute
         css = body[t1:close].decode("utf-8", "replace")
         if markup:  # SVG: the text of its children, references decoded
             css = html.unescape(css.replace("<![CDATA[", "").replace("]]>", ""))
@@ -1696,7 +1311,7 @@ class _Reader:
         label = site.category if site is not None else ""
         blocked = False
         for url in css_urls(css):
-            decided = self._decide(url, "image", "loads a style sheet's resources from")
+            decided = self._decide(url, "image", _HOW_SHEET)
             if decided is not None:
                 needs.extend(decided[0])
                 label = label or decided[1]
@@ -1715,7 +1330,7 @@ class _Reader:
         add = b' type="text/plain"' + _marks(label, marked is not None, (), _NOBODY in clauses)
         if type_attr is not None and type_attr.value.strip():
             add += b" data-type=" + _quote(type_attr.value.strip())
-        style = attrs.get(b"style")
+        style = attrs.get(_STYLE_ATTR)
         if site is not None and style is not None:  # its style attribute is put aside too
             remove.append(style)
             add += b" data-consent-style=" + _quote(style.value)
@@ -1735,23 +1350,23 @@ class _Reader:
         ctx = self.ctx
         body, low, matcher = ctx.body, ctx.low, ctx.matcher
         tag_low = low[a0:a1]
-        if (b"type" not in tag_low and b"data-consent" not in tag_low and b"src" not in tag_low
+        if (b"type" not in tag_low and b"data-consent" not in tag_low and _SCRIPT_URL not in tag_low
                 and not matcher.scripts_in_lower(low[t1:close])):
             # runnable, unmarked, its own text and no tracker in it: the common script
             return None
-        attrs = _attributes(body, low, a0, a1)
+        attrs = attributes(body, low, a0, a1)
         type_attr = attrs.get(b"type")
         type_value = type_attr.value.strip().lower() if type_attr else ""
         runnable = type_value.split(";", 1)[0].strip().encode() in _RUNNABLE_TYPES
         marked = attrs.get(b"data-consent")
         if not runnable and (marked is None or type_value != "text/plain"):
             return None
-        src = attrs.get(b"src")
+        src = attrs.get(_SCRIPT_URL)
         needs: tuple[frozenset[str], ...] = ()
         label = ""
         tracker: Tracker | None = None
         if src is not None:
-            decided = self._decide(src.value, "script", "loads a script from")
+            decided = self._decide(src.value, "script", _HOW_SCRIPT)
             if decided is not None:
                 needs, label, tracker = decided
         else:
@@ -1796,15 +1411,15 @@ class _Reader:
     def _iframe(self, t0: int, a0: int, a1: int, t1: int) -> Site | None:
         """The site of this iframe, or ``None`` when it never depends on consent."""
         body = self.ctx.body
-        attrs = _attributes(body, self.ctx.low, a0, a1)
-        src = attrs.get(b"src")
+        attrs = attributes(body, self.ctx.low, a0, a1)
+        src = attrs.get(_IFRAME_URL)
         marked = attrs.get(b"data-consent")
         title_attr = attrs.get(b"title")
         title = title_attr.value.strip() if title_attr else None
-        how = "embeds a frame from"
+        how = _HOW_IFRAME
         if marked is not None:
             category = marked.value.strip()
-            consent_src = attrs.get(b"data-consent-src")
+            consent_src = attrs.get(_IFRAME_MARKED_URL)
             needs: list[frozenset[str]] = [frozenset((category,))]
             for attr in (consent_src, src):
                 if attr is not None and self.ctx.hosts is not None:
@@ -1814,10 +1429,11 @@ class _Reader:
             granted = None
             if consent_src is not None and t0 < self.ctx.neutral:
                 granted = _edit_tag(body, t0, a0, t1, [src] if src is not None else [],
-                                    b" src=" + _quote(consent_src.value))
+                                    b" " + _IFRAME_URL + b"=" + _quote(consent_src.value))
             denied = None
             if src is not None and src.value.strip().lower() not in ("", "about:blank"):
-                add = b" data-consent-src=" + _quote(src.value) if consent_src is None else b""
+                add = (b" " + _IFRAME_MARKED_URL + b"=" + _quote(src.value)
+                       if consent_src is None else b"")
                 denied = self._edit(t0, a0, t1, [src], add)
             return _make_site(t0, t1, _simplify(needs), category, granted, denied,
                               placeholder=t0 < self.ctx.neutral and not _invisible(attrs),
@@ -1832,7 +1448,7 @@ class _Reader:
             return None
         label, tracker = decided[1], decided[2]
         undeclared = _NOBODY in clauses
-        add = _marks(label, False, [(b"src", src.value)], undeclared)
+        add = _marks(label, False, [(_IFRAME_URL, src.value)], undeclared)
         report = None
         if tracker is not None:
             report = (f"tracker:{tracker.name}",
@@ -1845,8 +1461,8 @@ class _Reader:
                           title=title, report=report)
 
 
-def _neutralise_script(edit: Callable[[int, int, int, list[_Attr], bytes], bytes], t0: int,
-                       a0: int, t1: int, attrs: dict[bytes, _Attr], type_attr: _Attr | None,
+def _neutralise_script(edit: Callable[[int, int, int, list[Attr], bytes], bytes], t0: int,
+                       a0: int, t1: int, attrs: dict[bytes, Attr], type_attr: Attr | None,
                        category: str, flag: bytes) -> bytes:
     add = b' type="text/plain"'
     if b"data-consent" not in attrs and category:
@@ -1856,19 +1472,6 @@ def _neutralise_script(edit: Callable[[int, int, int, list[_Attr], bytes], bytes
         add += b" data-type=" + _quote(type_attr.value.strip())
     remove = [type_attr] if type_attr is not None else []
     return edit(t0, a0, t1, remove, add)
-
-
-def _may_open(low: bytes, pos: int, end: int, quote: bytes) -> bool:
-    """May the last ``quote`` in ``low[pos:end]`` open an attribute value (follow "=")?"""
-    at = low.rfind(quote, pos, end)
-    if at <= pos:
-        return at == pos
-    before = at - 1
-    if low[before] not in _EQ_OR_SPACE:  # the common case: it closes one
-        return False
-    while before >= pos and low[before] in b"\t\n\f\r ":
-        before -= 1
-    return before < pos or low[before] == 61  # "=" (or it follows the last known place)
 
 
 _normal_forms: dict[str, str | None] = {}
@@ -2490,7 +2093,7 @@ def _token_runs(old: bytes, new: bytes) -> list[tuple[int, int]] | None:
             return None
         text = new[tag:close + 1].lower()
         if ((_CANDIDATE.match(text) is not None and _PLAIN_HOLDER.match(text) is None)
-                or b"style" in text or b"background" in text or b"http-equiv" in text):
+                or any(name in text for name in _READ_ATTRS) or b"http-equiv" in text):
             return None
         runs.append((start, end))
         if len(runs) > _MAX_RUNS:
@@ -2501,7 +2104,11 @@ def _token_runs(old: bytes, new: bytes) -> list[tuple[int, int]] | None:
 _TOKEN_OR_NUL = _TOKEN_BYTES + b"\0"
 #: the elements the scan reads whose tokens may be holes all the same: a form field
 #: (a CSRF token; only ``type=image`` fetches, through ``src``) and a ``<meta>``
-_PLAIN_HOLDER = re.compile(rb"<(?:input|meta)[\t\n\f\r />]")
+_PLAIN_HOLDER = re.compile(
+    rb"<(?:" + _names([*(r.element for r in _HTML_NS_RULES.values() if r.when_type), "meta"])
+    + rb")[\t\n\f\r />]")
+#: the attributes the scan reads whatever the element (found by their name)
+_READ_ATTRS = (*_CSS_ATTRS.split(b"|"), *_BY_ATTRIBUTE.split(b"|"))
 _TOKEN_VALUE = re.compile(rb"[A-Za-z0-9\-_.+/~]+")
 
 

@@ -52,7 +52,7 @@ from .cache import Kept
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .gpc import gpc_covers, gpc_received
+from .gpc import gpc_covers, gpc_received, privacy_signal
 from .notice import NOTICE_SCHEMA, notice_id
 from .regions import (
     TRANSFERS,
@@ -70,7 +70,7 @@ from .state import (
     request_consent,
     request_parts,
 )
-from .views import privacy_signal, safe_next
+from .urls import safe_next
 
 if TYPE_CHECKING:
     from .appstate import ConsentKitState

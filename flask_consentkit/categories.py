@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+#: the pseudo-category of the separate consent to transfers abroad (rules per audience,
+#: :mod:`.regions`): kept in the consent cookie's and the receipts' granted/denied lists
+#: beside the categories, never a category
+TRANSFERS = "transfers_abroad"
+
 NECESSARY = "necessary"
 
 #: The default categories, in display order.

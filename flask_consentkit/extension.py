@@ -106,7 +106,7 @@ class ConsentKit:
 
     def _install(self, app: Flask, state: ConsentKitState) -> None:
         # imported here: they import the request machinery this module's users may not need
-        from . import views
+        from . import receipts, rights, views  # noqa: F401 - they add their views to views.bp
         from .banner import install as install_banner
         from .collect import install as install_collect
         from .gating import install as install_gating

@@ -49,3 +49,12 @@ def gpc_status(settings: Settings, granted: Iterable[str]) -> dict[str, Any]:
         "off": [k for k in covered if k not in granted],
         "overridden": overridden,
     }
+
+
+def privacy_signal(settings: Settings) -> bool:
+    """True when the browser asks not to be tracked and the app honours it."""
+    # the environ itself: request.headers.get() raises and catches for an absent header
+    environ = current_request().environ
+    if settings.honor_gpc and environ.get("HTTP_SEC_GPC", "").strip() == "1":
+        return True
+    return settings.honor_dnt and environ.get("HTTP_DNT", "").strip() == "1"

@@ -31,13 +31,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask, request
 from sqlalchemy.engine import make_url
 
-from .categories import NECESSARY
+from .categories import NECESSARY, TRANSFERS
 from .errors import ConsentConfigError
 from .ledger.notices import NoticeStore
 from .ledger.store import Draft, Ledger, LedgerOutcomeUnknown
@@ -46,6 +47,7 @@ from .state import ConsentState, request_consent
 
 if TYPE_CHECKING:
     from .appstate import ConsentKitState
+    from .appstate import Recorder as AppRecorder
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -68,7 +70,10 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     ledger = Ledger(check_url(settings.ledger_url), timeout=settings.ledger_timeout)
     ext.ledger = ledger
     ext.notices = NoticeStore(ledger)
-    ext.recorder = Recorder(ext, ledger)
+    recorder: AppRecorder = Recorder(ext, ledger)
+    if settings.regions.transfers_any:  # receipts say whether transfers abroad were allowed
+        recorder = TransfersRecorder(ext, recorder)
+    ext.recorder = recorder
 
 
 def check_url(url: str) -> str:
@@ -239,7 +244,7 @@ def page_path() -> str | None:
             candidate = parts.path or "/"
     if candidate is None and request.mimetype in ("application/x-www-form-urlencoded",
                                                   "multipart/form-data"):
-        from .views import safe_next
+        from .urls import safe_next
 
         value = request.form.get("next")
         if value:
@@ -279,3 +284,39 @@ def technical(ext: ConsentKitState, state: ConsentState) -> tuple[str | None, st
     if not (geo_allowed and isinstance(country, str) and _COUNTRY.match(country.upper())):
         country = None
     return ip_prefix, country.upper() if country else None
+
+
+class TransfersRecorder:
+    """The app's recorder, whose receipts also say whether the visitor consented to
+    transfers abroad, under a rule that asks for it: :data:`TRANSFERS` in ``granted`` or
+    ``denied`` beside the categories (and in ``withdrawn`` when taken back).
+
+    ``decision_draft`` keeps only the categories in ``granted``; this adds the line to its
+    draft and records it as the recorder does. Any failure to build it leaves the receipt
+    to the app's recorder (which logs).
+    """
+
+    def __init__(self, ext: ConsentKitState, inner: Any) -> None:
+        self.ext = ext
+        self.inner = inner
+
+    def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
+                 ) -> dict[str, Any] | None:
+        from .regions import current_rule
+
+        ledger = getattr(self.inner, "ledger", None)
+        try:
+            if ledger is None or not current_rule().transfer_consent:
+                return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
+            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
+        except Exception:  # noqa: BLE001 - the app's recorder logs what went wrong
+            return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
+        line = frozenset({TRANSFERS})
+        if TRANSFERS in state.granted:
+            draft = replace(draft, granted=draft.granted | line, denied=draft.denied - line)
+        else:
+            draft = replace(draft, granted=draft.granted - line, denied=draft.denied | line)
+        row = record(ledger, draft)
+        if row is not None:
+            keep_notice(self.ext, draft)
+        return row

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .categories import Service
+from .categories import TRANSFERS, Service
 from .errors import ConsentConfigError
 
 if TYPE_CHECKING:
@@ -116,9 +116,6 @@ _RULE_FIELDS = ("preset", "name", "forbid_countries", "forbid_outside", "separat
 MODELS = ("opt-in", "opt-out")
 #: the presets whose law allows the opt-out model (an app's counsel chooses it)
 OPT_OUT_PRESETS = ("us-ca",)
-#: the pseudo-category of the separate consent to transfers abroad: kept in the consent
-#: cookie's and the receipts' granted/denied lists beside the categories, never a category
-TRANSFERS = "transfers_abroad"
 
 
 @dataclass(frozen=True)
@@ -658,8 +655,7 @@ def opt_out_state(ext: ConsentKitState, state: ConsentState) -> ConsentState:
     """
     from dataclasses import replace
 
-    from .gpc import GPC_OFF
-    from .views import privacy_signal
+    from .gpc import GPC_OFF, privacy_signal
 
     if state.decided or not current_rule().opt_out:
         return state
@@ -667,44 +663,6 @@ def opt_out_state(ext: ConsentKitState, state: ConsentState) -> ConsentState:
     if privacy_signal(ext.settings):
         granted -= set(GPC_OFF)
     return replace(state, granted=frozenset(granted) | {"necessary"}, source="opt-out")
-
-
-class TransfersRecorder:
-    """The app's recorder, whose receipts also say whether the visitor consented to
-    transfers abroad, under a rule that asks for it: :data:`TRANSFERS` in ``granted`` or
-    ``denied`` beside the categories (and in ``withdrawn`` when taken back).
-
-    ``decision_draft`` keeps only the categories in ``granted``; this adds the line to its
-    draft and records it as the recorder does. Any failure to build it leaves the receipt
-    to the app's recorder (which logs).
-    """
-
-    def __init__(self, ext: ConsentKitState, inner: Any) -> None:
-        self.ext = ext
-        self.inner = inner
-
-    def __call__(self, *, action: str, state: ConsentState, previous: ConsentState
-                 ) -> dict[str, Any] | None:
-        from dataclasses import replace
-
-        from .recording import decision_draft, keep_notice, record
-
-        ledger = getattr(self.inner, "ledger", None)
-        try:
-            if ledger is None or not current_rule().transfer_consent:
-                return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
-            draft = decision_draft(self.ext, action=action, state=state, previous=previous)
-        except Exception:  # noqa: BLE001 - the app's recorder logs what went wrong
-            return self.inner(action=action, state=state, previous=previous)  # type: ignore[no-any-return]
-        line = frozenset({TRANSFERS})
-        if TRANSFERS in state.granted:
-            draft = replace(draft, granted=draft.granted | line, denied=draft.denied - line)
-        else:
-            draft = replace(draft, granted=draft.granted - line, denied=draft.denied | line)
-        row = record(ledger, draft)
-        if row is not None:
-            keep_notice(self.ext, draft)
-        return row
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
@@ -715,9 +673,6 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     table = regions.table
     if table.opt_out_any:
         ext.default_state = lambda state: opt_out_state(ext, state)
-    recorder = ext.recorder
-    if table.transfers_any and recorder is not None:
-        ext.recorder = TransfersRecorder(ext, recorder)
     if table.notices_any and not ext.settings.controller:
         import logging
 

@@ -26,7 +26,8 @@ from .ledger.store import Draft, Ledger
 from .ratelimit import RateLimiter, anonymise_ip
 from .recording import banner_fingerprint
 from .state import MAX_COOKIE_LENGTH, UNDECIDED, get_state, request_consent
-from .views import _bounded_body, bp, require_same_origin, safe_next
+from .urls import safe_next
+from .views import _bounded_body, bp, require_same_origin
 
 log = logging.getLogger("flask_consentkit.ledger")
 

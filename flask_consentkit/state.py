@@ -24,7 +24,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 
 from ._compat import app_context, request_context
-from .categories import NECESSARY
+from .categories import NECESSARY, TRANSFERS
 
 if TYPE_CHECKING:
     from flask import Flask, Request
@@ -104,8 +104,6 @@ def consent_keys(settings: Settings) -> set[str]:
     for it, the separate consent to transfers abroad (``regions.TRANSFERS``)."""
     keys = set(settings.optional_keys)
     if settings.regions.transfers_any:
-        from .regions import TRANSFERS
-
         keys.add(TRANSFERS)
     return keys
 

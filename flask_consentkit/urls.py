@@ -11,6 +11,7 @@ URLs: decode attribute values (``html.unescape``) before calling this.
 from __future__ import annotations
 
 from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from ada_url import URL
 
@@ -53,3 +54,23 @@ def host_of(url: str) -> str | None:
     """Only the host of :func:`network_target`, for messages and reports."""
     target = network_target(url)
     return target.host if target else None
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` when it is a path on this site, else ``/``."""
+    if not value or len(value) > 2048:
+        return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or "\\" in value:
+        return "/"
+    for candidate in (value, unquote(value)):
+        if not candidate.startswith("/") or candidate.startswith("//"):
+            return "/"
+        if "\\" in candidate or any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
+            return "/"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "/"
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value

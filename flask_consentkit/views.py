@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -31,15 +31,15 @@ from .errors import (
     ConsentRateLimited,
     ConsentUnsupportedMediaType,
 )
-from .gpc import gpc_status
+from .gpc import gpc_status, privacy_signal
 from .state import (
     ConsentState,
     consent_keys,
-    current_request,
     decide,
     get_state,
     request_consent,
 )
+from .urls import safe_next
 
 ACTIONS = ("accept_all", "reject_all", "save")
 log = logging.getLogger("flask_consentkit.csp")
@@ -62,9 +62,8 @@ bp = Blueprint(
 
 
 def register(app: Flask, settings: Settings) -> None:
-    # the visitor's rights (export, erase) and signed receipts add their views to ``bp``
-    from . import receipts, rights  # noqa: F401
-
+    """Register the blueprint (with the views :mod:`.rights` and :mod:`.receipts` add to
+    it: :meth:`.ConsentKit.init_app` imports them first) and ``/.well-known/gpc.json``."""
     app.register_blueprint(bp, url_prefix=settings.url_prefix or "/")
     app.add_url_rule("/.well-known/gpc.json", "consentkit_gpc", gpc_json)
 
@@ -110,26 +109,6 @@ def require_same_origin() -> None:
         raise ConsentForbidden(
             "A consent change over HTTPS must carry an Origin or Referer header."
         )
-
-
-def safe_next(value: str | None) -> str:
-    """``value`` when it is a path on this site, else ``/``."""
-    if not value or len(value) > 2048:
-        return "/"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or "\\" in value:
-        return "/"
-    for candidate in (value, unquote(value)):
-        if not candidate.startswith("/") or candidate.startswith("//"):
-            return "/"
-        if "\\" in candidate or any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
-            return "/"
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "/"
-    if parts.scheme or parts.netloc:
-        return "/"
-    return value
 
 
 # -- reading the choice ---------------------------------------------------------
@@ -203,13 +182,7 @@ def _read_choice(settings: Settings) -> tuple[str, list[str], str | None, str, b
     return action, categories, next_url, source, is_json
 
 
-def privacy_signal(settings: Settings) -> bool:
-    """True when the browser asks not to be tracked and the app honours it."""
-    # the environ itself: request.headers.get() raises and catches for an absent header
-    environ = current_request().environ
-    if settings.honor_gpc and environ.get("HTTP_SEC_GPC", "").strip() == "1":
-        return True
-    return settings.honor_dnt and environ.get("HTTP_DNT", "").strip() == "1"
+
 
 
 def _granted_for(action: str, categories: list[str], settings: Settings, source: str

@@ -96,3 +96,41 @@ def test_no_subsystem_imports_the_extension_object() -> None:
             continue
         found = {n for n in _imports(path) if n.startswith("flask_consentkit.extension")}
         assert not found, f"{path.relative_to(PACKAGE)} imports {sorted(found)}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module → the package's modules it imports (lazily too; not for type checkers)."""
+    modules: dict[str, Path] = {}
+    for path in _modules("."):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for imported in _ours(_imports(path)):
+            while imported and imported not in modules:  # a name in a module
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not name.startswith(imported + "."):
+                deps.add(imported)
+        graph[name] = deps
+    return graph
+
+
+def test_the_modules_import_each_other_one_way() -> None:
+    """No cycle in the imports, lazy ones included (a package imports its own modules:
+    that edge does not count back)."""
+    graph = _module_graph()
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = path[path.index(name):] + [name]
+            raise AssertionError("import cycle: " + " → ".join(cycle))
+        if name in done:
+            return
+        for dep in sorted(graph[name]):
+            walk(dep, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])

@@ -8,6 +8,7 @@ from flask.cli import AppGroup, ScriptInfo
 
 from ..appstate import ConsentKitState
 from ..errors import ConsentConfigError
+from ..ledger.store import Ledger
 
 #: Commands that need nothing of the app, so run even when it cannot load (``keygen``
 #: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).
@@ -38,6 +39,17 @@ def kit_state() -> ConsentKitState:
     """The extension state of the current app (for the commands)."""
     state: ConsentKitState = current_app.extensions["consentkit"]
     return state
+
+
+def kit_ledger() -> Ledger:
+    """The app's ledger; a message saying how to turn receipts on when they are off."""
+    ledger = kit_state().ledger
+    if ledger is None:
+        raise click.ClickException(
+            "consent receipts are off (CONSENTKIT_LEDGER_URL is None); set it to an "
+            "SQLAlchemy URL, or remove it for the SQLite file in the instance folder."
+        )
+    return ledger
 
 
 @cli.command("status")

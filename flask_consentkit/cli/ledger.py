@@ -13,20 +13,10 @@ from ..categories import NECESSARY
 from ..ledger.formats import FORMATS, render
 from ..ledger.notices import NoticeStore
 from ..ledger.schema import SCHEMA_VERSION
-from ..ledger.store import PRUNE_BATCH, Draft, Ledger
-from . import cli, kit_state
+from ..ledger.store import PRUNE_BATCH, Draft
+from . import cli, kit_ledger, kit_state
 
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
-def _ledger() -> Ledger:
-    ledger: Ledger | None = kit_state().ledger
-    if ledger is None:
-        raise click.ClickException(
-            "consent receipts are off (CONSENTKIT_LEDGER_URL is None); set it to an "
-            "SQLAlchemy URL, or remove it for the SQLite file in the instance folder."
-        )
-    return ledger
 
 
 def _consent_id(value: str) -> str:
@@ -46,7 +36,7 @@ def _consent_id(value: str) -> str:
 def export_command(consent_id: str, fmt: str) -> None:
     """Print the receipts of consent id ID as JSON (a data-subject access request)."""
     consent_id = _consent_id(consent_id)
-    found = _ledger().export(consent_id)
+    found = kit_ledger().export(consent_id)
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "consent_id": consent_id}
     if fmt == "json":
         document["receipts"] = found
@@ -68,7 +58,7 @@ def export_command(consent_id: str, fmt: str) -> None:
 def _notices() -> NoticeStore:
     store: NoticeStore | None = kit_state().notices
     if store is None:
-        _ledger()  # says why: receipts are off
+        kit_ledger()  # says why: receipts are off
         raise click.ClickException("this app keeps no notices")
     return store
 
@@ -89,7 +79,7 @@ def notice_command(ident: str) -> None:
     ident = ident.strip().lower()
     store = _notices()
     if _RECEIPT_ID.match(ident):
-        receipt = _ledger().receipt(ident)
+        receipt = kit_ledger().receipt(ident)
         if receipt is None:
             raise click.ClickException(f"no receipt {ident}")
         if not receipt.get("notice_id"):
@@ -118,7 +108,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
     exit status 1, and no tombstone is written: there is nothing to erase.
     """
     consent_id = _consent_id(consent_id)
-    ledger = _ledger()
+    ledger = kit_ledger()
     found = len(ledger.export(consent_id))
     if not found:
         raise click.ClickException(
@@ -155,7 +145,7 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
     With --checkpoint FILE, also exit 1 when a checkpointed receipt is gone,
     changed or off the chain, or a line's signature does not verify.
     """
-    ledger = _ledger()
+    ledger = kit_ledger()
     result = ledger.verify()
     if result.ok:
         click.echo(f"{result.describe()} ({result.erased} erased)")
@@ -184,7 +174,7 @@ def prune_command(dry_run: bool, days: int | None, batch_size: int) -> None:
     """Delete receipts older than the retention period, in batches."""
     days = days or kit_state().settings.retention_days
     before = datetime.now(UTC) - timedelta(days=days)
-    count = _ledger().prune(before, dry_run=dry_run, batch_size=batch_size)
+    count = kit_ledger().prune(before, dry_run=dry_run, batch_size=batch_size)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {count} receipt(s) older than {days} days "
                f"(before {before.strftime('%Y-%m-%d %H:%M:%S')} UTC)")

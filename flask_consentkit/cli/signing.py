@@ -13,8 +13,7 @@ import click
 from ..ledger import checkpoints
 from ..ledger.signing import KEY_SETTING, OLD_KEYS_SETTING, Keyring, SigningError, generate
 from ..ledger.store import Ledger
-from . import cli, kit_state
-from .ledger import _ledger
+from . import cli, kit_ledger, kit_state
 
 
 def keyring(*, sign: bool) -> Keyring:
@@ -74,7 +73,7 @@ def checkpoint_command(output: str | None) -> None:
     --checkpoint FILE` then checks the ledger against each of them.
     """
     ring = keyring(sign=True)
-    ledger = _ledger()
+    ledger = kit_ledger()
     try:
         cp = checkpoints.make(ledger, ring)
     except checkpoints.CheckpointError as e:

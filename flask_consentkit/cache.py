@@ -15,7 +15,7 @@ or scan something and cost far more than the copy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -73,6 +73,10 @@ class Kept(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
+
+    def __iter__(self) -> Iterator[K]:
+        """The keys kept now (of one moment's dict: writes do not disturb it)."""
+        return iter(self._data)
 
     def __repr__(self) -> str:
         return (f"<Kept {self.name}: {len(self)}/{self.entries} entries, "

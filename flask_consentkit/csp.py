@@ -35,6 +35,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import jsonbody
+from .cache import Kept
 from .categories import HostPattern
 from .urls import network_target
 from .vendors import VendorRegistry
@@ -68,8 +69,9 @@ class BrowserPolicy:
         self.mode = mode
         self.report_path = report_path
         self.header = ENFORCE_HEADER if mode == "enforce" else REPORT_ONLY_HEADER
-        self._values: dict[tuple[frozenset[str], str, str], str] = {}
-        self._lock = threading.Lock()
+        #: the header per (granted categories, script root, rule view's key)
+        self._values: Kept[tuple[frozenset[str], str, str], str] = Kept(
+            "policy headers", 256, 4 << 20)
 
     def value(self, granted: frozenset[str], script_root: str = "",
               view: RuleView | None = None) -> str:
@@ -83,10 +85,7 @@ class BrowserPolicy:
         if value is None:
             registry = view.registry if view is not None else self.registry
             value = self.build(registry.allowed_hosts(granted), script_root + self.report_path)
-            with self._lock:
-                if len(self._values) >= 256:
-                    self._values.clear()
-                self._values[key] = value
+            self._values.put(key, value, len(value))
         return value
 
     @staticmethod

@@ -111,7 +111,8 @@ class Gating:
         #: same bytes object for every request that needs them (kept outputs are
         #: found by it, see :class:`~.html.ScannedDocument`)
         self.placeholders: Kept[tuple[Any, ...], bytes] = Kept("placeholders", 512, 1 << 20)
-        self._paths: dict[tuple[Any, ...], str] = {}
+        #: the preferences path per script root, host and scheme (``_URL_ENVIRON``)
+        self._paths: Kept[tuple[Any, ...], str] = Kept("preferences paths", 64, 64 << 10)
         self._reported: set[str] = set()
         self._url_defaults: bool | None = None
         self._lock = threading.Lock()
@@ -160,10 +161,7 @@ class Gating:
         path = self._paths.get(key)
         if path is None:
             path = url_for("consentkit.preferences")
-            with self._lock:
-                if len(self._paths) >= 64:
-                    self._paths.clear()
-                self._paths[key] = path
+            self._paths.put(key, path, len(path))
         return path
 
     def url_defaults(self, app: Flask) -> bool:

@@ -2,8 +2,9 @@
 
     python bench/bench_core.py
 
-Budget (DESIGN.md): a request with a valid consent cookie on a JSON route costs
-≤ 1.05× the same route on bare Flask.
+Budgets: a request with a valid consent cookie on a JSON route costs ≤ 1.03× the
+same route on bare Flask (issue 14, stricter than DESIGN.md's 1.05×); a JSON route
+whose view reads the consent, ≤ 1.05× (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main() -> int:
     results = compare(cases)
     ok = report("JSON route through WSGI (median of interleaved rounds)", results,
                 "bare Flask, JSON route",
-                {"consentkit, JSON route, valid cookie": 1.05,
+                {"consentkit, JSON route, valid cookie": 1.03,
                  "consentkit, JSON route reading consent": 1.05})
     return 0 if ok else 1
 

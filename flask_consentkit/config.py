@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -155,11 +156,12 @@ class Settings:
     #: who the visitor deals with (name, address, email, phone, url), kept in each notice
     controller: tuple[tuple[str, str], ...] = ()
 
-    @property
+    # read on every request: made once (the settings never change)
+    @cached_property
     def category_keys(self) -> tuple[str, ...]:
         return tuple(c.key for c in self.categories)
 
-    @property
+    @cached_property
     def optional_keys(self) -> tuple[str, ...]:
         """Every category a visitor can refuse (all but ``necessary``)."""
         return tuple(c.key for c in self.categories if not c.required)
@@ -170,7 +172,7 @@ class Settings:
                 return c
         raise KeyError(key)
 
-    @property
+    @cached_property
     def services(self) -> tuple[Service, ...]:
         return tuple(s for c in self.categories for s in c.services)
 

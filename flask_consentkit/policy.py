@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
+from .cache import Kept
 from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
 from .regions import restricted_view
 from .responses import first_header
-from .state import get_state, request_consent
+from .state import get_state, request_consent, request_parts
 from .urls import Target
 from .vendors import VendorRegistry
 
@@ -89,16 +90,24 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     policy = BrowserPolicy(registry, mode, settings.url_prefix + REPORT_PATH)
     ext.policy = policy
 
+    #: Reporting-Endpoints per script root (few: one, mostly)
+    endpoints: Kept[str, str] = Kept("reporting endpoints", 16, 16 << 10)
+
+    def endpoints_of(root: str) -> str:
+        value = policy.reporting_endpoints(root)
+        endpoints.put(root, value, len(value))
+        return value
+
     def note_policy(response: Response, ext: ConsentKitState) -> Response:
         # run on documents only (``documents_only``): HTML, XHTML and SVG
         ctx = request_consent()
         state = ctx.decision if ctx.decision is not None else get_state()
         granted = state.granted
-        environ = request.environ
+        _, environ = request_parts()
         root = environ.get("SCRIPT_NAME", "")
         view = restricted_view(ext)  # None unless a rule per audience forbids services
         environ[ENVIRON_KEY] = (policy.value(granted, root, view),
-                                policy.reporting_endpoints(root))
+                                endpoints.get(root) or endpoints_of(root))
         ctx.varies = True
         if first_header(response.headers, "Link") is not None:
             hosts = view.registry if view is not None else registry

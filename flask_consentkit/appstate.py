@@ -62,8 +62,9 @@ class ConsentKitState:
     #: function has ``documents_only = True`` only on documents (:func:`.responses.is_document`)
     processors: list[ResponseProcessor] = field(default_factory=list)
     #: whole outputs of pages (the gating's and the banner's, which are marked
-    #: ``page_output``), by :meth:`.Banner.page_key`: ``(page, output, Vary tokens)``
-    page_outputs: Kept[tuple[Any, ...], tuple[bytes, bytes, tuple[str, ...]]] = field(
+    #: ``page_output``), by :meth:`.Banner.page_key`: ``(page, output, Vary tokens)``;
+    #: a page kept with holes is its ``ScannedDocument``, and its output has the holes
+    page_outputs: Kept[tuple[Any, ...], tuple[Any, bytes, tuple[str, ...]]] = field(
         default_factory=lambda: Kept("page outputs", 256, 16 << 20))
 
     # -- gating (gating/) ------------------------------------------------------

@@ -221,8 +221,17 @@ class ConsentKit:
         body = response_body(response)
         ctx = request_consent()
         found = ext.page_outputs.get(key)
-        if found is not None and (found[0] is body or found[0] == body):
-            replace_body(response, found[1], body)
+        out = None
+        if found is not None:
+            page = found[0]
+            if page is body or page == body:
+                out = found[1]
+            elif type(page) is not bytes and page.fits(body):
+                # kept with holes (a CSRF field): this page's tokens go where they were
+                ctx.fills = tuple([body[start:end] for start, end in page.holes])
+                out = found[1]
+        if found is not None and out is not None:
+            replace_body(response, out, body)
             ctx.vary += found[2]
             ctx.varies = True  # the kept output was made by reading the consent
             for processor in ext.processors:
@@ -233,13 +242,16 @@ class ConsentKit:
         for processor in ext.processors:
             response = processor(response, ext)
         ctx = request_consent()
-        if (not ctx.fills and ctx.varies and type(response.response) is list
+        if (ctx.varies and type(response.response) is list
                 and len(response.response) == 1 and type(response.response[0]) is bytes
                 and ctx.vary[:len(vary)] == vary):
-            out = response.response[0]
-            if out is not body and len(body) <= MAX_KEPT_PAGE:
-                ext.page_outputs.put(key, (body, out, ctx.vary[len(vary):]),
-                                     len(body) + len(out))
+            made = response.response[0]
+            # a page kept with holes is matched by its kept document, and its output
+            # is kept with the holes (the tokens go in at the end of the hook)
+            page = body if not ctx.fills else ctx.holed
+            if made is not body and page is not None and len(body) <= MAX_KEPT_PAGE:
+                ext.page_outputs.put(key, (page, made, ctx.vary[len(vary):]),
+                                     len(body) + len(made))
         return response
 
     def _write_cookie(self, response: Response, ext: ConsentKitState, state: ConsentState) -> None:

@@ -257,6 +257,9 @@ class RequestConsent:
     #: the banner (the gating's output of a page kept with holes: the same kept object
     #: on every request, which the banner finds by identity)
     fills: tuple[bytes, ...] = ()
+    #: the kept document (``gating.html.ScannedDocument``) whose holes ``fills`` go into:
+    #: a later page with the same bytes around its holes gets the same whole output
+    holed: Any = None
     #: scratch space for subsystems (technical data, language …), keyed by name
     cache: dict[str, Any] = field(default_factory=dict)
 

@@ -44,7 +44,7 @@ def _app() -> Flask:
 def _answer(app: Flask, token: str, granted: str | None, lang: str) -> bytes:
     client = app.test_client()
     if granted:
-        client.post("/consent/", json={"action": "save", "granted": [granted]},
+        client.post("/consent/", json={"action": "save", "categories": [granted]},
                     headers=SAME_ORIGIN)
     response = client.get(f"/story?lang={lang}", headers={"X-Token": token})
     assert response.status_code == 200
@@ -68,6 +68,11 @@ def test_each_answer_holds_its_own_token_and_equals_a_fresh_apps() -> None:
     scans = kept.extensions["consentkit"].gating.scans
     holed = [doc for docs in scans._scans.values() for doc in docs if doc.holes]
     assert len(holed) == 1 and len(holed[0].holes) == 3
+    # and its whole output (gating and banner) was kept with the holes, per request key
+    # (three choices, two languages), rounds two and three answered from it
+    outputs = kept.extensions["consentkit"].page_outputs
+    kept_holed = [outputs.get(key) for key in outputs]
+    assert sum(1 for entry in kept_holed if entry is not None and entry[0] is holed[0]) == 6
 
 
 def test_a_token_of_another_length_is_a_page_of_its_own() -> None:

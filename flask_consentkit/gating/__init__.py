@@ -361,7 +361,8 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
         # the kept output with its holes: this request's tokens go in last
         # (ConsentKit._process_response), after the banner has found the page by identity
         new = doc.base.apply(gate)
-        request_consent().fills = tuple(doc.fills)
+        ctx = request_consent()
+        ctx.fills, ctx.holed = tuple(doc.fills), doc.base
     else:
         new = doc.apply(gate)
     if new is not body:

@@ -1,9 +1,10 @@
 """Decisions per second through ``POST /consent/`` over real HTTP, with receipts.
 
 A threaded werkzeug server on 127.0.0.1 serves the app; clients (threads of a
-separate process, each with its own keep-alive HTTP/1.1 connection and its own
-visitor's cookie) send decisions as fast as they are answered, at 1, 8 and 32
-concurrent clients. Compared in the same run, interleaved round by round: bare
+separate process, each with its own visitor's cookie) send decisions as fast as
+they are answered, at 1, 8 and 32 concurrent clients. werkzeug closes the
+connection after each answer, so each decision is a connection of its own
+(see :class:`KeepAlive`). Compared in the same run, interleaved round by round: bare
 Flask answering a JSON POST, the choice endpoint with the ledger off, with a
 SQLite file (WAL, synchronous=FULL) and with PostgreSQL
 (``CONSENTKIT_TEST_POSTGRES_URL``, a fresh schema dropped afterwards). Every
@@ -76,7 +77,15 @@ def kit_app(instance: str, ledger_url: str | None) -> Flask:
 
 
 class KeepAlive(WSGIRequestHandler):
-    """HTTP/1.1 (keep-alive), without a log line per request."""
+    """HTTP/1.1, without a log line per request.
+
+    werkzeug's server still answers every request with ``Connection: close``
+    (it drains the socket after each response, so it cannot keep a connection
+    open): each decision is a new connection, as an app server behind a reverse
+    proxy that does not keep its upstream connections alive sees it, and (werkzeug's
+    own cost, which a pooled server does not have) a new server thread — for
+    every case alike.
+    """
 
     protocol_version = "HTTP/1.1"
 

@@ -126,3 +126,29 @@ def test_a_host_flask_refuses_gets_its_400_page_without_our_links() -> None:
     assert 'id="consentkit"' not in body  # the banner's links cannot be built
     assert "youtube.com/embed" not in body.split("data-consent-src", 1)[0]  # still gated
     assert 'href="/consent/?next=' in body  # the placeholder's link, without url_for
+
+
+def test_a_page_that_changes_in_a_scripts_text_is_read_whole_each_time() -> None:
+    """A token in a script's text is where trackers are looked for: no holes there."""
+    def app_() -> Flask:
+        app = _app()
+
+        @app.get("/inline")
+        def inline() -> str:
+            token = request.headers["X-Token"]
+            return render_template_string(
+                "<!doctype html><html><head><title>t</title></head><body><p>story</p>"
+                "<script>var t = '{{ token }}'; var u = 'https://{{ host }}/p.gif';</script>"
+                "<p>end</p></body></html>", token=token, host=request.headers["X-Host"])
+
+        return app
+
+    kept = app_()
+    scans = kept.extensions["consentkit"].gating.scans
+    for token, host in (("a" * 20, "cdn.example.org"), ("b" * 20, "cdn.example.org"),
+                        ("c" * 20, "www.google-analytics.com"), ("d" * 20, "cdn.example.org")):
+        headers = {"X-Token": token, "X-Host": host}
+        body = kept.test_client().get("/inline", headers=headers).get_data()
+        assert body == app_().test_client().get("/inline", headers=headers).get_data()
+        assert token.encode() in body and host.encode() in body
+    assert not any(doc.holes for docs in scans._scans.values() for doc in docs)

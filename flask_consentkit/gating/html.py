@@ -1809,6 +1809,9 @@ class ScanCache:
     def __init__(self, size: int = 256, total: int = 16 << 20, limit: int = 1 << 20) -> None:
         self.size, self.total, self.limit = size, total, limit
         self._scans: dict[tuple[int, bytes, bytes], list[ScannedDocument]] = {}
+        #: keys whose pages differed from the kept ones otherwise than in tokens (in a
+        #: script's text, say): not compared again for holes (see _holed)
+        self._unlike: set[tuple[tuple[int, bytes, bytes], str | None]] = set()
         self._count = 0
         self._bytes = 0
         self._lock = threading.Lock()
@@ -1890,9 +1893,13 @@ class ScanCache:
             if doc.holes and doc.own == scan_with.own and doc.unholeable is False \
                     and doc.fits(body):
                 return FilledDocument(doc, [body[start:end] for start, end in doc.holes])
+        if (key, scan_with.own) in self._unlike:
+            return None  # its pages differ otherwise: finding that out again costs a scan
+        compared = False
         for doc in bucket:
             if doc.own != scan_with.own:
                 continue
+            compared = True
             runs = _token_runs(doc.body, body)
             if runs is None:
                 continue
@@ -1902,8 +1909,10 @@ class ScanCache:
                 found = self._scan(holed, key, scan_with, scripts=True)
                 found.set_holes(runs)
             if not found.holes or found.unholeable:
-                return None
+                break
             return FilledDocument(found, [body[start:end] for start, end in runs])
+        if compared:  # at most one entry per document kept
+            self._unlike.add((key, scan_with.own))
         return None
 
     def _nonced(self, body: bytes, nonce: str | None,
@@ -1946,6 +1955,7 @@ class ScanCache:
         with self._lock:
             if self._count >= self.size or self._bytes + len(body) > self.total:
                 self._scans.clear()
+                self._unlike = set()
                 self._count = self._bytes = 0
             self._bytes += len(body)
             bucket = self._scans.get(key, [])

@@ -211,6 +211,21 @@ def consent_cookie(app: Flask, *granted: str) -> str:
     return f"{ext.settings.cookie_name}={ext.codec.dumps(state)}"
 
 
+def print_row(label: str, call: Callable[[], None], bare_call: Callable[[], None],
+              number: int, repeat: int) -> None:
+    """One row: the medians of ``repeat`` interleaved rounds of ``number`` requests each."""
+    call(), bare_call()
+    ratios, ours, base = [], [], []
+    for _ in range(repeat):
+        t_base = best_of(bare_call, number, 1)
+        t_ours = best_of(call, number, 1)
+        ratios.append(t_ours / t_base)
+        ours.append(t_ours)
+        base.append(t_base)
+    print(f"  {label:42s} {statistics.median(ours) * 1e6:6.0f} µs vs "
+          f"{statistics.median(base) * 1e6:5.0f} µs  {statistics.median(ratios):.2f}×")
+
+
 def bench_requests(quick: bool) -> None:
     page = realistic_page(50_000)
     number, repeat = (50, 5) if quick else (200, 9)
@@ -253,16 +268,7 @@ def bench_requests(quick: bool) -> None:
         # the same request (cookie included) to the same view on bare Flask
         bare_call = wsgi_call(bare, EnvironBuilder(path=path, headers=headers).get_environ())
         call = wsgi_call(app, EnvironBuilder(path=path, headers=headers).get_environ())
-        call(), bare_call()
-        ratios, ours, base = [], [], []
-        for _ in range(repeat):
-            t_base = best_of(bare_call, number, 1)
-            t_ours = best_of(call, number, 1)
-            ratios.append(t_ours / t_base)
-            ours.append(t_ours)
-            base.append(t_base)
-        print(f"  {label:42s} {statistics.median(ours) * 1e6:6.0f} µs vs "
-              f"{statistics.median(base) * 1e6:5.0f} µs  {statistics.median(ratios):.2f}×")
+        print_row(label, call, bare_call, number, repeat)
 
 
 def bench_large_requests(quick: bool) -> None:
@@ -278,16 +284,7 @@ def bench_large_requests(quick: bool) -> None:
                         ("+ banner, template + CSRF field, returning", "/form")):
         bare_call = wsgi_call(bare, EnvironBuilder(path=path, headers=cookie).get_environ())
         call = wsgi_call(with_banner, EnvironBuilder(path=path, headers=cookie).get_environ())
-        call(), bare_call()
-        ratios, ours, base = [], [], []
-        for _ in range(repeat):
-            t_base = best_of(bare_call, number, 1)
-            t_ours = best_of(call, number, 1)
-            ratios.append(t_ours / t_base)
-            ours.append(t_ours)
-            base.append(t_base)
-        print(f"  {label:42s} {statistics.median(ours) * 1e6:6.0f} µs vs "
-              f"{statistics.median(base) * 1e6:5.0f} µs  {statistics.median(ratios):.2f}×")
+        print_row(label, call, bare_call, number, repeat)
 
 
 def main() -> None:

@@ -541,6 +541,18 @@ def test_a_nonce_anywhere_else_means_a_full_scan(page):
     assert page in cache  # kept as it is, not with the nonce left out
 
 
+def test_a_nonce_in_a_scripts_text_means_a_full_scan_on_every_page() -> None:
+    """What the kept stand-in document says of its nonces (in a script's text) holds
+    for every later page it stands for: each is scanned whole, none gets its output."""
+    cache = ScanCache()
+    for nonce in ("Zk3_q-9xY2bT0pLmN4vR8w", "Aa1_b-2cD3eF4gH5iJ6kL7", "Qq9_z-8yX7wV6uT5sR4pO3"):
+        page = (b"<p>a</p><script nonce='N'>var n = 'nonce=\"N\"'; gtag('config', 'G-1')"
+                b"</script><p>b</p>").replace(b"N", nonce.encode())
+        expected, _ = rewrite(page, StaticGate())
+        assert rewrite(page, StaticGate(), cache=cache, nonce=lambda n=nonce: n)[0] == expected
+        assert page in cache
+
+
 @pytest.mark.parametrize("nonce", ["short", "a/b+c=d/e+f=g/h+i=j", None])
 def test_nonces_of_other_shapes_mean_a_full_scan(nonce):
     page = realistic_page(30_000).replace(b"r4nd0m", (nonce or "r4nd0m").encode())

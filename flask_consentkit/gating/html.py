@@ -1662,8 +1662,8 @@ class ScannedDocument:
     placeholder, plus a few whole outputs keyed by the placeholders that went in.
     """
 
-    __slots__ = ("body", "cache", "categories", "holes", "outputs", "own", "scripts",
-                 "segments", "sites", "unholeable")
+    __slots__ = ("body", "cache", "categories", "holes", "nonce_outside", "outputs", "own",
+                 "scripts", "segments", "sites", "unholeable")
 
     #: output plans kept per document (one per combination of decisions seen)
     max_outputs = 8
@@ -1691,6 +1691,9 @@ class ScannedDocument:
         self.holes: tuple[tuple[int, int], ...] = ()
         self.segments: tuple[tuple[int, bytes], ...] = ()
         self.unholeable: bool | None = None
+        #: a document kept with a nonce stand-in: is every stand-in outside the scripts'
+        #: texts (see :meth:`ScanCache._nonced`; the same for every page it stands for)
+        self.nonce_outside: bool | None = None
 
     def set_holes(self, runs: list[tuple[int, int]]) -> None:
         """Mark this document as kept with NULs at ``runs``."""
@@ -1935,10 +1938,11 @@ class ScanCache:
         key = self._key(canonical)
         doc = (self._find(canonical, key, scan_with.own)
                or self._scan(canonical, key, scan_with, scripts=True))
-        for position in positions:
-            for start, end in doc.scripts:
-                if start <= position < end:
-                    return None  # in a script's text, where trackers are looked for
+        if doc.nonce_outside is None:  # the stand-ins are where they were: checked once
+            doc.nonce_outside = not any(start <= position < end for position in positions
+                                        for start, end in doc.scripts)
+        if not doc.nonce_outside:
+            return None  # in a script's text, where trackers are looked for
         return NoncedDocument(doc, stand_in, value)
 
     def _scan(self, body: bytes, key: tuple[int, bytes, bytes], scan_with: _ScanWith,

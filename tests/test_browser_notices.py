@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from .banner_app import banner_app
+from .test_notices import CHANGES, EFFECTIVE  # the texts the app is given, and their dates
 
 pytestmark = pytest.mark.browser
 
@@ -17,12 +18,6 @@ HONOURED = {"en": ("opt-out request honored", "Marketing"),
             "az": ("imtina sorğusu yerinə yetirildi", "Marketinq"),
             "ru": ("отказ выполнен", "Маркетинговые"),
             "tr": ("vazgeçme talebi uygulandı", "Pazarlama")}
-CHANGES = {"en": "We added Yandex Metrica for statistics.",
-           "az": "Statistika üçün Yandex Metrica əlavə etdik.",
-           "ru": "Добавили Яндекс Метрику для статистики.",
-           "tr": "İstatistik için Yandex Metrica ekledik."}
-EFFECTIVE = {"en": "November 1, 2026", "az": "1 noyabr 2026", "ru": "1 ноября 2026 г.",
-             "tr": "1 Kasım 2026"}
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])

@@ -226,10 +226,11 @@ class ConsentKit:
             page = found[0]
             if page is body or page == body:
                 out = found[1]
-            elif type(page) is not bytes and page.fits(body):
+            elif type(page) is not bytes:
                 # kept with holes (a CSRF field): this page's tokens go where they were
-                ctx.fills = tuple([body[start:end] for start, end in page.holes])
-                out = found[1]
+                tokens = page.tokens_in(body)
+                if tokens is not None:
+                    ctx.fills, out = tokens, found[1]
         if found is not None and out is not None:
             replace_body(response, out, body)
             ctx.vary += found[2]

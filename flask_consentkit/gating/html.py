@@ -1707,6 +1707,12 @@ class ScannedDocument:
         segments.append((at, self.body[at:]))
         self.segments = tuple(segments)
 
+    def tokens_in(self, body: bytes) -> tuple[bytes, ...] | None:
+        """``body``'s bytes for this document's holes when it fits them (:meth:`fits`)."""
+        if not self.holes or not self.fits(body):
+            return None
+        return tuple([body[start:end] for start, end in self.holes])
+
     def fits(self, body: bytes) -> bool:
         """Is ``body`` this document but for its holes, which hold tokens?"""
         starts = body.startswith
@@ -1893,9 +1899,10 @@ class ScanCache:
             return None
         bucket = self._scans.get(key, ())
         for doc in bucket:
-            if doc.holes and doc.own == scan_with.own and doc.unholeable is False \
-                    and doc.fits(body):
-                return FilledDocument(doc, [body[start:end] for start, end in doc.holes])
+            if doc.own == scan_with.own and doc.unholeable is False:
+                tokens = doc.tokens_in(body)
+                if tokens is not None:
+                    return FilledDocument(doc, list(tokens))
         if (key, scan_with.own) in self._unlike:
             return None  # its pages differ otherwise: finding that out again costs a scan
         compared = False

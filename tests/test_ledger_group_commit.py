@@ -213,3 +213,36 @@ def test_a_pooled_connection_killed_while_idle_is_replaced(postgres_url: str) ->
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         assert execute(url, "SELECT pg_terminate_backend(:p)", p=pid) == [(True,)]
         assert len(ledger.export(draft().consent_id or "")) == 1  # pinged, replaced
+
+
+def test_a_visitors_latest_receipt_is_found_without_reading_their_history(
+        store_url: str) -> None:
+    """The writer looks up each visitor's latest receipt for every batch: one index
+    probe per visitor, however many receipts they have (a visitor who changes their
+    mind often, a script deciding through the API), not a read of all of them."""
+    ledger = Ledger(store_url)
+    busy, new = "visitor-busy-0000000000", "visitor-new-00000000000"
+    for _ in range(300):
+        ledger.append(draft(busy))
+    last = ledger.append(draft(busy))
+    row = ledger.append(draft(new))
+    assert row["previous_receipt_id"] is None
+    assert ledger.append(draft(busy))["previous_receipt_id"] == last["receipt_id"]
+
+    sql = store._Sql.of(get_engine(store_url).dialect)
+    if ledger.dialect == "postgresql":
+        query = sql.latest(2).replace("%s", "{}").format(f"'{busy}'", f"'{new}'")
+        [[plan]] = execute(store_url, "EXPLAIN (ANALYZE, FORMAT JSON) " + query)
+
+        def read(node: dict[str, Any]) -> int:  # receipts read, over every loop
+            own = (node["Actual Rows"] * node["Actual Loops"]
+                   if node.get("Relation Name") == "consentkit_receipts" else 0)
+            return own + sum(read(child) for child in node.get("Plans", []))
+
+        assert read(plan[0]["Plan"]) <= 2, plan
+    else:
+        steps = [r[-1] for r in execute(store_url, "EXPLAIN QUERY PLAN "
+                                        + sql.latest(2).replace("?", f"'{busy}'", 1)
+                                        .replace("?", f"'{new}'", 1))]
+        assert any("SEARCH r USING" in s and "consent_id" in s for s in steps), steps
+        assert not any("TEMP B-TREE" in s or s.startswith("SCAN r") for s in steps), steps

@@ -220,10 +220,20 @@ class RateLimiter:
             )
 
 
+#: A dotted-quad IPv4 address as :mod:`ipaddress` takes it (no leading zeros); its first
+#: three octets. Every receipt with analytics anonymises its visitor's address: this
+#: form, by far the most common, is cut without building address objects.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}")
+
+
 def anonymise_ip(value: str | None) -> str | None:
     """``"203.0.113.7"`` → ``"203.0.113.0/24"``; IPv6 → its /48; garbage → ``None``."""
     if not value:
         return None
+    quad = _IPV4.fullmatch(value.strip())
+    if quad is not None:
+        return f"{quad.group(1)}.0/24"
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:

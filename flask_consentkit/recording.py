@@ -232,7 +232,6 @@ def page_path() -> str | None:
     The ``Referer`` when it is a page of this site, else the form's ``next``;
     ``None`` when neither says.
     """
-    own = f"{request.scheme}://{request.host}".lower()
     referer = request.headers.get("Referer")
     candidate: str | None = None
     if referer:
@@ -240,7 +239,8 @@ def page_path() -> str | None:
             parts = urlsplit(referer)
         except ValueError:
             parts = None
-        if parts is not None and f"{parts.scheme}://{parts.netloc}".lower() == own:
+        if parts is not None and (f"{parts.scheme}://{parts.netloc}".lower()
+                                  == f"{request.scheme}://{request.host}".lower()):
             candidate = parts.path or "/"
     if candidate is None and request.mimetype in ("application/x-www-form-urlencoded",
                                                   "multipart/form-data"):

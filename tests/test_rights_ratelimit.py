@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_consentkit import ConsentConfigError
-from flask_consentkit.ratelimit import MemoryStorage, Rate, RateLimiter, parse_rate
+from flask_consentkit.ratelimit import MemoryStorage, Rate, RateLimiter, anonymise_ip, parse_rate
 
 from .conftest import SAME_ORIGIN, make_app
 from .ledger_helpers import choose
@@ -144,3 +146,31 @@ def test_an_unreachable_redis_lets_the_request_through(
     with caplog.at_level(logging.WARNING, logger="flask_consentkit.ratelimit"):
         assert [client.get("/consent/export").status_code for _ in range(3)] == [200] * 3
     assert "rate-limit storage unavailable" in caplog.text
+
+
+def _by_ipaddress(value: str) -> str | None:
+    """What :func:`anonymise_ip` answers, computed by :mod:`ipaddress` alone."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+_PARTS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "", "-1",
+                                                                  "1e2", "٣", " 1", "0x1"]))
+
+
+@given(st.one_of(
+    st.lists(_PARTS, min_size=3, max_size=5).map(".".join),
+    st.tuples(st.sampled_from(["", " ", "\t", "\n"]), st.ip_addresses().map(str),
+              st.sampled_from(["", " ", "\n", "x", "/24", ":80"])).map("".join),
+    st.text(alphabet="0123456789.: abcdef", max_size=20),
+))
+def test_anonymised_ips_are_what_ipaddress_says(value: str) -> None:
+    assert anonymise_ip(value) == _by_ipaddress(value)

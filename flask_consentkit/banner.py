@@ -47,6 +47,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import BadHost
 from werkzeug.routing import BuildError
 
+from . import configkeys
 from ._compat import serving
 from .cache import Kept
 from .categories import Category, Text, pick_text
@@ -125,13 +126,13 @@ def read_catalog(path: Path) -> dict[str, str]:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConsentConfigError(
-            "CONSENTKIT_LANGUAGES", f"the catalog {path} cannot be read as JSON ({e})."
+            configkeys.LANGUAGES, f"the catalog {path} cannot be read as JSON ({e})."
         ) from e
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
     ):
         raise ConsentConfigError(
-            "CONSENTKIT_LANGUAGES",
+            configkeys.LANGUAGES,
             f"the catalog {path} must be one flat JSON object of message key to text.",
         )
     return data
@@ -146,7 +147,7 @@ def load_catalogs(languages: tuple[str, ...], folder: Path = I18N_FOLDER) -> dic
             if lang == BASE_LANGUAGE and lang not in languages:
                 continue
             raise ConsentConfigError(
-                "CONSENTKIT_LANGUAGES",
+                configkeys.LANGUAGES,
                 f"there is no catalog for {lang!r}. Add {path} (copy en.json and "
                 "translate every message) or remove the language.",
             )

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from . import configkeys
 from .appstate import ConsentKitState, ResponseProcessor, get_kit_state
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
@@ -294,7 +295,7 @@ def requires_consent(
             ext = get_kit_state()
             if category not in ext.settings.category_keys:
                 raise ConsentConfigError(
-                    "CONSENTKIT_CATEGORIES",
+                    configkeys.CATEGORIES,
                     f"@requires_consent({category!r}) names a category the app does not "
                     f"have; use one of {list(ext.settings.category_keys)}.",
                 )

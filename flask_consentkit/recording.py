@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from sqlalchemy.engine import make_url
 
+from . import configkeys
 from .categories import NECESSARY, TRANSFERS
 from .errors import ConsentConfigError
 from .ledger.notices import NoticeStore
@@ -78,7 +79,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
 
 def check_url(url: str) -> str:
     """``url`` when SQLAlchemy knows its dialect and it names a durable store."""
-    key = "CONSENTKIT_LEDGER_URL"
+    key = configkeys.LEDGER_URL
     try:
         parsed = make_url(url)
         parsed.get_dialect()

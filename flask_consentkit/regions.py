@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from . import configkeys
 from .categories import TRANSFERS, Service
 from .errors import ConsentConfigError
 
@@ -78,7 +79,7 @@ __all__ = [
     "visitor_country",
 ]
 
-KEY = "CONSENTKIT_REGIONS"
+KEY = configkeys.REGIONS
 #: where a request's rule is kept (``request_consent().cache``)
 _CACHE = "regions.rule"
 #: where the country the request's rule was chosen from is kept (``None``: unknown)

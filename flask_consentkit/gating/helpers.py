@@ -11,6 +11,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from .. import configkeys
 from ..appstate import get_kit_state
 from ..errors import ConsentConfigError
 
@@ -19,7 +20,7 @@ def _check_category(category: str, helper: str) -> None:
     keys = get_kit_state().settings.category_keys
     if category not in keys:
         raise ConsentConfigError(
-            "CONSENTKIT_CATEGORIES",
+            configkeys.CATEGORIES,
             f"{helper}({category!r}, …) names a category the app does not have; "
             f"use one of {list(keys)}.",
         )

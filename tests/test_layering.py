@@ -54,7 +54,7 @@ def _modules(*relative: str) -> list[Path]:
 #: what the storage may use of the package: itself and the plain data types
 STORAGE_MAY_USE = ("flask_consentkit.ledger", "flask_consentkit.categories",
                    "flask_consentkit.errors", "flask_consentkit.notice",
-                   "flask_consentkit._compat")
+                   "flask_consentkit._compat", "flask_consentkit.configkeys")
 
 
 @pytest.mark.parametrize("path", _modules("ledger"), ids=lambda p: p.name)

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import configkeys
+from ..configkeys import SIGNING_KEY, SIGNING_OLD_KEYS
 from ..errors import ConsentConfigError, ConsentKitError
 
 log = logging.getLogger("flask_consentkit.ledger")
 
-KEY_SETTING = configkeys.SIGNING_KEY
-OLD_KEYS_SETTING = configkeys.SIGNING_OLD_KEYS
+KEY_SETTING = SIGNING_KEY
+OLD_KEYS_SETTING = SIGNING_OLD_KEYS
 #: The JWS ``alg`` of every signature (RFC 8037).
 ALGORITHM = "EdDSA"
 #: A key file is a few hundred bytes; anything much larger is not one.

@@ -926,10 +926,11 @@ class _Sql:
         nulls = ", ".join(f"{c} = NULL" for c in chain.PERSONAL_COLUMNS)
         self.erase = f"UPDATE {table} SET {nulls}, erased_at = {p} WHERE consent_id = {p}"
         # one index probe per visitor (the newest entry of the visitor's index), not
-        # every receipt the visitor ever had, as an IN (...) GROUP BY reads
-        self._latest = ("SELECT v.column1, (SELECT r.receipt_id FROM "
-                        f"{table} r WHERE r.consent_id = v.column1 ORDER BY r.seq DESC LIMIT 1) "
-                        "FROM (VALUES {}) AS v")
+        # every receipt the visitor ever had, as an IN (...) GROUP BY reads; and all in
+        # one row, which SQLite steps once (each step lets other threads run first)
+        self._probe = (f"(SELECT r.receipt_id FROM {table} r WHERE r.consent_id = {p} "
+                       "ORDER BY r.seq DESC LIMIT 1)")
+        self._head = f"(SELECT value FROM {head} WHERE key = 'head')"
         self._insert = f"INSERT INTO {table} ({', '.join(self.columns)}) VALUES "
         self.insert_head = self._insert
         self._row = "(" + ", ".join([p] * len(self.columns)) + ")"
@@ -943,14 +944,14 @@ class _Sql:
         return sql
 
     def latest(self, count: int) -> str:
-        """The latest receipt of each of ``count`` consent ids: ``(consent id, receipt id)``,
-        the receipt id ``NULL`` for a visitor without receipts."""
-        return self._latest.format(", ".join([f"({self.p})"] * count))
+        """The latest receipt of each of ``count`` consent ids, in one row: a receipt id
+        per consent id, in their order, ``NULL`` for a visitor without receipts."""
+        return "SELECT " + ", ".join([self._probe] * count)
 
     def head_and_latest(self, count: int) -> str:
-        """The head (``NULL, value``) and :meth:`latest`; only where the lock is held already."""
-        head = f"SELECT NULL, value FROM {meta.name} WHERE key = 'head'"
-        return head + (" UNION ALL " + self.latest(count) if count else "")
+        """The head, then :meth:`latest`'s columns, in one row; only where the lock is
+        held already."""
+        return "SELECT " + ", ".join([self._head] + [self._probe] * count)
 
     def insert(self, rows: list[dict[str, Any]]) -> tuple[str, Any]:
         """The INSERT of ``rows`` (one multi-row statement) and its parameters, for
@@ -1061,9 +1062,8 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
     cursor = dbapi.cursor()
     try:
         cursor.execute("BEGIN IMMEDIATE")  # the lock: one writer per database file
-        rows = cursor.execute(sql.head_and_latest(len(ids)), ids).fetchall()
-        head_value = next((r[1] for r in rows if r[0] is None), None)
-        last = {str(c): str(r) for c, r in rows if c is not None and r is not None}
+        head_value, *found = cursor.execute(sql.head_and_latest(len(ids)), ids).fetchone()
+        last = {c: str(r) for c, r in zip(ids, found, strict=True) if r is not None}
         results, steps = _plan(jobs, head_value, last)
         for step in steps:
             if step[0] == "insert":
@@ -1127,7 +1127,8 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
         row = cursor.fetchone()  # the head
         last: dict[str, str] = {}
         if ids and cursor.nextset():
-            last = {str(c): str(r) for c, r in cursor.fetchall() if r is not None}
+            found = cursor.fetchone()
+            last = {c: str(r) for c, r in zip(ids, found, strict=True) if r is not None}
         results, steps = _plan(jobs, row[0] if row else None, last)
         writes: list[str] = []
         erased: list[tuple[int, int]] = []  # (statement, index in results)

@@ -682,13 +682,15 @@ class Banner:
         # kept output does (it was made by reading it), a page that needs nothing not
         varies = ctx.varies
         state = get_state()
+        came_with = ctx.state  # what _outdated() reads, without looking it all up again
+        outdated = state.outdated or (came_with is not None and came_with.outdated)
         body: bytes = parts[0]
         get = environ.get
         key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),
-               self.language(), _signal(self.settings), _outdated(), state.decided,
-               state.granted, id(self.ext.consent_mode), get("SCRIPT_NAME"), get("PATH_INFO"),
-               get("QUERY_STRING"), get("HTTP_HOST"), get("SERVER_NAME"),
-               get("SERVER_PORT"), get("wsgi.url_scheme"))
+               ctx.cache.get(_CACHE_LANG) or self.language(), _signal(self.settings),
+               outdated, state.decided, state.granted, id(self.ext.consent_mode),
+               get("SCRIPT_NAME"), get("PATH_INFO"), get("QUERY_STRING"), get("HTTP_HOST"),
+               get("SERVER_NAME"), get("SERVER_PORT"), get("wsgi.url_scheme"))
         ctx.varies = varies
         return key
 

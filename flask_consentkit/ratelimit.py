@@ -234,6 +234,11 @@ def anonymise_ip(value: str | None) -> str | None:
     quad = _IPV4.fullmatch(value.strip())
     if quad is not None:
         return f"{quad.group(1)}.0/24"
+    return _anonymise_any(value)
+
+
+def _anonymise_any(value: str) -> str | None:
+    """:func:`anonymise_ip` by :mod:`ipaddress` alone, for any form of address."""
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:

@@ -65,6 +65,8 @@ from .regions import (
 )
 from .responses import add_vary, first_header, replace_body, response_body
 from .state import (
+    ConsentState,
+    RequestConsent,
     current_request,
     get_state,
     peek_request_consent,
@@ -682,13 +684,11 @@ class Banner:
         # kept output does (it was made by reading it), a page that needs nothing not
         varies = ctx.varies
         state = get_state()
-        came_with = ctx.state  # what _outdated() reads, without looking it all up again
-        outdated = state.outdated or (came_with is not None and came_with.outdated)
         body: bytes = parts[0]
         get = environ.get
         key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),
                ctx.cache.get(_CACHE_LANG) or self.language(), _signal(self.settings),
-               outdated, state.decided, state.granted, id(self.ext.consent_mode),
+               _outdated(state, ctx), state.decided, state.granted, id(self.ext.consent_mode),
                get("SCRIPT_NAME"), get("PATH_INFO"), get("QUERY_STRING"), get("HTTP_HOST"),
                get("SERVER_NAME"), get("SERVER_PORT"), get("wsgi.url_scheme"))
         ctx.varies = varies
@@ -1219,16 +1219,18 @@ def _signal(settings: Settings) -> str:
     return "gpc" if settings.honor_gpc and gpc_received() else "dnt"
 
 
-def _outdated() -> bool:
+def _outdated(state: ConsentState | None = None, ctx: RequestConsent | None = None) -> bool:
     """True when the visitor's cookie holds a choice for an earlier policy version.
 
     The state the request came with, even once a choice of this request replaced it:
-    the banner the visitor answered said that the policy changed.
+    the banner the visitor answered said that the policy changed. ``state`` and ``ctx``:
+    the request's state and bookkeeping, when the caller holds them already.
     """
-    state = get_state()
+    if state is None:
+        state = get_state()
     if state.outdated:
         return True
-    came_with = request_consent().state
+    came_with = (ctx if ctx is not None else request_consent()).state
     return came_with is not None and came_with.outdated
 
 

@@ -9,6 +9,9 @@ is noticed instead of quietly costing time on every request.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
 from flask import Flask, has_app_context
@@ -36,6 +39,13 @@ except ImportError:  # pragma: no cover
 #: the opcodes of :func:`parse_regex`'s trees
 re_constants: Any = _re_constants
 
+try:
+    # json's C encoder, which ``JSONEncoder.encode`` builds anew on every call (with
+    # Python steps around it); the ledger encodes two values per receipt
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _c_make_encoder = None
+
 _HEADERS_LIST = type(getattr(Headers([("A", "b")]), "_list", None)) is list
 _FIRST_REQUEST = isinstance(getattr(Flask("consentkit-compat"), "_got_first_request", None),
                             bool)
@@ -46,6 +56,7 @@ FAST_PATHS: dict[str, bool] = {
     "request context variable": _cv_request is not None,
     "headers list": _HEADERS_LIST,
     "first request flag": _FIRST_REQUEST,
+    "json C encoder": _c_make_encoder is not None,
     "regular expression parser": _re_parser is not None
     and all(hasattr(re_constants, name) for name in (
         "LITERAL", "AT", "SUBPATTERN", "ATOMIC_GROUP", "BRANCH", "MAX_REPEAT", "MIN_REPEAT",
@@ -110,3 +121,27 @@ def parse_regex(pattern: str, flags: int) -> Any | None:
     if not FAST_PATHS["regular expression parser"]:
         return None
     return _re_parser.parse(pattern, flags)
+
+
+def json_encoder(*, sort_keys: bool, separators: tuple[str, str], ensure_ascii: bool
+                 ) -> Callable[[Any], str]:
+    """``json.JSONEncoder(sort_keys=…, separators=…, ensure_ascii=…).encode``, for values
+    without reference cycles: the same text, with json's C encoder made once.
+
+    Without the C encoder, the public ``encode`` itself.
+    """
+    public = json.JSONEncoder(sort_keys=sort_keys, separators=separators,
+                              ensure_ascii=ensure_ascii)
+    if _c_make_encoder is None:
+        return public.encode
+    item_separator, key_separator = separators
+    # the arguments JSONEncoder.iterencode gives it, without the cycle check (markers)
+    encoder = _c_make_encoder(None, public.default,
+                              encode_basestring_ascii if ensure_ascii else encode_basestring,
+                              None, key_separator, item_separator, sort_keys, False, True)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(encoder(value, 0))
+
+    return encode

@@ -8,10 +8,14 @@ The fallbacks themselves are exercised by switching the fast paths off.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_consentkit import ConsentKit, _compat
 
@@ -103,3 +107,29 @@ def test_without_the_regex_parser_trackers_are_still_found(monkeypatch: pytest.M
     assert required_literals(r"googletagmanager\.com/gtm\.js") is None
     slow = TrackerMatcher().find_script(snippet)
     assert slow is not None and slow.name == fast.name
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ensure_ascii=st.booleans())
+def test_the_json_encoder_writes_what_json_dumps_writes(value: Any, ensure_ascii: bool) -> None:
+    # the receipts' digests are over this text: a byte of difference breaks every chain
+    encode = _compat.json_encoder(sort_keys=True, separators=(",", ":"),
+                                  ensure_ascii=ensure_ascii)
+    assert encode(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                       ensure_ascii=ensure_ascii)
+
+
+def test_without_the_c_encoder_json_encoder_is_the_public_one(monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    monkeypatch.setattr(_compat, "_c_make_encoder", None)
+    encode = _compat.json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert getattr(encode, "__self__", None).__class__ is json.JSONEncoder
+    assert encode({"b": "é", "a": [1, None]}) == '{"a":[1,null],"b":"\\u00e9"}'

@@ -38,11 +38,13 @@ each append updates in the same transaction.
 from __future__ import annotations
 
 import hashlib
-import json
+import operator
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from .._compat import json_encoder
 
 #: ``prev_digest`` of the very first receipt.
 GENESIS = "0" * 64
@@ -74,6 +76,10 @@ CHAINED_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: a row's values of :data:`CHAINED_COLUMNS`, in order
+_chained = operator.itemgetter(*CHAINED_COLUMNS)
+
+
 def new_salt() -> str:
     """128 random bits, hex: the salt of one receipt's personal commitment."""
     return secrets.token_hex(16)
@@ -81,11 +87,11 @@ def new_salt() -> str:
 
 #: ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``,
 #: with the encoder made once.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+_encode = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _canonical(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode()
+    return _encode(value).encode()
 
 
 def timestamp(value: datetime) -> str:
@@ -106,7 +112,7 @@ def personal_digest(row: Mapping[str, Any]) -> str:
 
 def receipt_digest(row: Mapping[str, Any]) -> str:
     """The chained digest of a receipt (see the module docstring)."""
-    content = {name: row[name] for name in CHAINED_COLUMNS}
+    content = dict(zip(CHAINED_COLUMNS, _chained(row), strict=True))
     content["created_at"] = timestamp(row["created_at"])
     content["personal_digest"] = row["personal_digest"]
     content["prev_digest"] = row["prev_digest"]

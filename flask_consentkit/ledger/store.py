@@ -81,12 +81,13 @@ import logging
 import math
 import operator
 import os
+import re
 import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -956,16 +957,16 @@ class _Sql:
     def insert(self, rows: list[dict[str, Any]]) -> tuple[str, Any]:
         """The INSERT of ``rows`` (one multi-row statement) and its parameters, for
         SQLite (PostgreSQL's writes quote their values: see :func:`_write_batch_pg`)."""
-        params = [self._values(row) for row in rows]
-        if self._processors:
-            for n, values in enumerate(params):
-                changed = list(values)
+        params: list[Any] = []
+        for row in rows:
+            values = self._values(row)
+            if self._processors:
+                values = list(values)
                 for i, process in self._processors:
-                    if changed[i] is not None:
-                        changed[i] = process(changed[i])
-                params[n] = tuple(changed)
-        return self._insert + ", ".join([self._row] * len(rows)), \
-            tuple(value for row in params for value in row)
+                    if values[i] is not None:
+                        values[i] = process(values[i])
+            params.extend(values)
+        return self._insert + ", ".join([self._row] * len(rows)), params
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """``row``'s values in the order of :attr:`columns`."""
@@ -1088,6 +1089,38 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
         cursor.close()
 
 
+#: what PostgreSQL's literals escape (a quote, a backslash) or cannot hold (NUL)
+_ESCAPED = re.compile(r"['\\\x00]")
+
+
+def _pg_literal(dbapi: Any) -> Callable[[Any], str]:
+    """A value as a literal of PostgreSQL's SQL, quoted by libpq's ``PQescapeLiteral``
+    (``NULL``, an integer, a timestamp's text, text), on the psycopg connection ``dbapi``.
+
+    ASCII text without a quote, a backslash or a NUL, most of a receipt's
+    values, is quoted without asking libpq: it gives such text back in quotes,
+    unchanged (``tests/test_ledger_sql.py`` compares the two).
+    """
+    from psycopg import pq
+
+    encoding = dbapi.info.encoding
+    escape = pq.Escaping(dbapi.pgconn).escape_literal
+    escaped = _ESCAPED.search
+
+    def literal(value: Any) -> str:
+        if type(value) is str and value.isascii() and not escaped(value):
+            return f"'{value}'"
+        if value is None:
+            return "NULL"
+        if isinstance(value, int):
+            return str(int(value))
+        if isinstance(value, datetime):
+            value = value.isoformat(sep=" ")
+        return str(escape(str(value).encode(encoding)).decode(encoding))
+
+    return literal
+
+
 def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
                     limit_ms: str | None, committing: list[bool]) -> list[Any]:
     """:func:`_write_batch` on psycopg, in two round trips (see there).
@@ -1100,18 +1133,7 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
     """
     from psycopg import pq
 
-    encoding = dbapi.info.encoding
-    escape = pq.Escaping(dbapi.pgconn).escape_literal
-
-    def literal(value: Any) -> str:
-        if value is None:
-            return "NULL"
-        if isinstance(value, int):
-            return str(int(value))
-        if isinstance(value, datetime):
-            value = value.isoformat(sep=" ")
-        return str(escape(str(value).encode(encoding)).decode(encoding))
-
+    literal = _pg_literal(dbapi)
     cursor = dbapi.cursor()
     try:
         reads = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
@@ -1134,8 +1156,8 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
         erased: list[tuple[int, int]] = []  # (statement, index in results)
         for step in steps:
             if step[0] == "insert":
-                values = ", ".join("(" + ", ".join(literal(v) for v in sql.values(r)) + ")"
-                                   for r in step[1])
+                values = ", ".join(["(" + ", ".join(map(literal, sql.values(r))) + ")"
+                                    for r in step[1]])
                 writes.append(sql.insert_head + values)
             elif step[0] == "erase":
                 _, consent_id, now, index = step

@@ -4,15 +4,19 @@ A threaded werkzeug server on 127.0.0.1 serves the app; clients (threads of a
 separate process, each with its own visitor's cookie) send decisions as fast as
 they are answered, at 1, 8 and 32 concurrent clients. werkzeug closes the
 connection after each answer, so each decision is a connection of its own
-(see :class:`KeepAlive`). Compared in the same run, interleaved round by round: bare
-Flask answering a JSON POST, the choice endpoint with the ledger off, with a
-SQLite file (WAL, synchronous=FULL) and with PostgreSQL
-(``CONSENTKIT_TEST_POSTGRES_URL``, a fresh schema dropped afterwards). Every
+(see :class:`KeepAlive`). With ``--workers N`` each case is served instead by
+gunicorn, ``N`` worker processes with threads enough for the most clients
+(``gthread``, connections kept alive), as an app is deployed: each process has
+its own writer, and the processes take the chain's lock in turn. Compared in
+the same run, interleaved round by round: bare Flask answering a JSON POST,
+the choice endpoint with the ledger off, with a SQLite file (WAL,
+synchronous=FULL) and with PostgreSQL (``CONSENTKIT_TEST_POSTGRES_URL``, a
+fresh schema dropped afterwards). Every
 receipt is durable before its decision is answered; decisions that arrive
 together share one commit (group commit).
 
     python bench/bench_ledger.py [--clients 1,8,32] [--seconds 2] [--rounds 5]
-                                 [--prune-rows 200000]
+                                 [--workers N] [--prune-rows 200000]
 
 It prints the median decisions per second of each case and client count, and
 its ratio to the ledger off at the same count, and the machine's load average
@@ -28,16 +32,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,6 +80,49 @@ def kit_app(instance: str, ledger_url: str | None) -> Flask:
                       TESTING=True, CONSENTKIT_RATELIMIT=None)
     ConsentKit(app)
     return app
+
+
+def gunicorn_app() -> Flask:
+    """The app of one case, in a gunicorn worker (``--workers``): named by the environment."""
+    case = os.environ["BENCH_LEDGER_CASE"]
+    if case == "bare":
+        return bare_app()
+    return kit_app(os.environ["BENCH_LEDGER_INSTANCE"], os.environ.get("BENCH_LEDGER_URL") or None)
+
+
+class Gunicorn:
+    """One case's app under gunicorn: ``workers`` processes of ``threads`` threads each."""
+
+    def __init__(self, case: str, instance: str, url: str | None, workers: int,
+                 threads: int) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = dict(os.environ, BENCH_LEDGER_CASE=case, BENCH_LEDGER_INSTANCE=instance,
+                   BENCH_LEDGER_URL=url or "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class",
+             "gthread", "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}",
+             "--backlog", "2048", "--log-level", "warning", "bench_ledger:gunicorn_app()"],
+            cwd=Path(__file__).parent, env=env)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.close()
+                    raise SystemExit(f"gunicorn did not start for the case {case!r}") from None
+                time.sleep(0.1)
+        time.sleep(1.0 + 0.2 * workers)  # every worker up, not only the first
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 class KeepAlive(WSGIRequestHandler):
@@ -233,17 +282,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prune-rows", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="serve with gunicorn, this many worker processes (default: "
+                        "werkzeug's threaded server in this process)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    if args.workers < 0:
+        parser.error("--workers is a number of processes, 0 for werkzeug's server")
 
     results: dict[tuple[str, int], list[float]] = {}
     names: list[str] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        cases: list[tuple[str, Callable[[], Flask]]] = [
-            ("bare Flask JSON POST", bare_app),
-            ("ledger off", lambda: kit_app(tmp, None)),
-            ("SQLite ledger", lambda: kit_app(tmp, f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}")),
+        sqlite_url = f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"
+        cases: list[tuple[str, str, str | None]] = [  # (name, gunicorn case, ledger URL)
+            ("bare Flask JSON POST", "bare", None),
+            ("ledger off", "kit", None),
+            ("SQLite ledger", "kit", sqlite_url),
         ]
         base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
         schema = "ck_bench_" + secrets.token_hex(4)
@@ -252,12 +307,20 @@ def main() -> None:
         if admin is not None and pg_url is not None:
             with admin.begin() as conn:
                 conn.execute(text(f"CREATE SCHEMA {schema}"))
-            url = pg_url
-            cases.append(("PostgreSQL ledger", lambda: kit_app(tmp, url)))
-        servers: list[tuple[str, Served]] = []
+            cases.append(("PostgreSQL ledger", "kit", pg_url))
+        servers: list[tuple[str, Served | Gunicorn]] = []
         context = multiprocessing.get_context("spawn")
         try:
-            servers = [(name, Served(build())) for name, build in cases]
+            for name, case, url in cases:
+                if not args.workers:
+                    servers.append((name, Served(bare_app() if case == "bare"
+                                                 else kit_app(tmp, url))))
+                    continue
+                if url is not None:  # the tables, before the workers' writers race for them
+                    kit_app(tmp, url).extensions["consentkit"].ledger._ready_engine()
+                    dispose_engines(url)
+                threads = math.ceil(max(counts) / args.workers)
+                servers.append((name, Gunicorn(case, tmp, url, args.workers, threads)))
             names = [name for name, _ in servers]
             with context.Pool(1) as pool:
                 for _ in range(args.rounds):  # interleaved: drift hits every case alike
@@ -276,9 +339,12 @@ def main() -> None:
             dispose_engines()
 
     load_after = os.getloadavg()
-    print(f"decisions/s over HTTP (median of {args.rounds} rounds of {args.seconds:g} s; "
-          f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, "
-          f"{load_after[0]:.1f} after)")
+    served_by = (f"gunicorn, {args.workers} worker process"
+                 f"{'es' if args.workers > 1 else ''} (gthread)" if args.workers
+                 else "werkzeug's threaded server, one process")
+    print(f"decisions/s over HTTP, {served_by} (median of {args.rounds} rounds of "
+          f"{args.seconds:g} s; {os.cpu_count()} CPUs; load average {load_before[0]:.1f} "
+          f"before, {load_after[0]:.1f} after)")
     header = "".join(f"{f'{c} client' + ('s' if c > 1 else ''):>22}" for c in counts)
     print(f"{'case':24}{header}")
     for name in names:

@@ -7,8 +7,9 @@ thread its own returning visitor) straight through the app's WSGI callable, no
 HTTP, as fast as they are answered. Interleaved round by round, in the same
 threads: the ledger off; a SQLite ledger whose writer thread takes each batch
 and answers it without writing anything (the batch's SQL replaced by a stub:
-what is left is the request thread handing its receipt over, waiting, and
-getting the interpreter back); and the real SQLite ledger. It prints the
+what is left is the request thread handing its draft over, waiting, and
+getting the interpreter back; the receipts and their digests are not built
+either); and the real SQLite ledger. It prints the
 decisions per second and the CPU time of the process per decision, each with
 its ratio to the ledger off. Run it under ``taskset -c 0`` to see how much of
 the hand-over is the interpreter's lock moving between cores.
@@ -24,11 +25,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from _common import wsgi_caller
+import _common  # noqa: F401  (the project's root on the path)
 from bench_ledger import BODY, HEADERS, kit_app
+from werkzeug.test import EnvironBuilder
 
 from flask_consentkit.ledger import store
 
@@ -37,6 +41,26 @@ def _answered_unwritten(conn: Any, jobs: list[Any], limit_ms: Any, committing: l
                         ) -> list[dict[str, Any]]:
     """The writer's batch, answered without the database (what ``_write_batch`` returns)."""
     return [{"receipt_id": str(uuid.uuid4()), "seq": 0} for _ in jobs]
+
+
+def _caller(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[], str]:
+    """A decision straight through ``app``'s WSGI callable; returns the status line."""
+    environ = EnvironBuilder(path="/consent/", method="POST", data=body,
+                             headers=list(headers.items())).get_environ()
+
+    def call() -> str:
+        status: list[str] = []
+
+        def start_response(line: str, headers: Any, exc_info: Any = None) -> None:
+            status.append(line)
+
+        request = dict(environ)
+        request["wsgi.input"] = BytesIO(body)
+        for _chunk in app(request, start_response):
+            pass
+        return status[0]
+
+    return call
 
 
 def main() -> None:
@@ -59,18 +83,24 @@ def main() -> None:
             for _ in range(args.threads):
                 first = client.post("/consent/", json=BODY, headers=HEADERS)
                 cookie = first.headers["Set-Cookie"].split(";", 1)[0]
-                calls[name].append(wsgi_caller(
-                    app, "/consent/", "POST", body=body,
-                    headers={**HEADERS, "Cookie": cookie, "Content-Type": "application/json"}))
+                calls[name].append(_caller(
+                    app, body, {**HEADERS, "Cookie": cookie, "Content-Type": "application/json"}))
         cases = {"ledger off": "off", "writer that writes nothing": "on", "SQLite ledger": "on"}
         current = ["off"]
         counts = [0] * args.threads
+        failures: list[str] = []
         stop = threading.Event()
 
         def decide(n: int) -> None:
-            while not stop.is_set():
-                calls[current[0]][n]()
-                counts[n] += 1
+            try:
+                while not stop.is_set():
+                    if calls[current[0]][n]() != "200 OK":
+                        failures.append("a decision was not answered 200")
+                        stop.set()
+                    counts[n] += 1
+            except BaseException as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                stop.set()
 
         threads = [threading.Thread(target=decide, args=(n,)) for n in range(args.threads)]
         for t in threads:
@@ -91,6 +121,8 @@ def main() -> None:
                     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                     done = max(1, n1 - n0)
                     results[name].append((done / (t1 - t0), cpu / done))
+                    if failures:
+                        raise SystemExit(f"{name}: {failures[0]}")
         finally:
             stop.set()
             for t in threads:

@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,7 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, request  # noqa: E402
-from sqlalchemy import create_engine, insert, text, update  # noqa: E402
+from sqlalchemy import create_engine, insert, make_url, text, update  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
@@ -83,11 +84,16 @@ def kit_app(instance: str, ledger_url: str | None) -> Flask:
 
 
 def gunicorn_app() -> Flask:
-    """The app of one case, in a gunicorn worker (``--workers``): named by the environment."""
+    """The app of one case, in a gunicorn worker (``--workers``): named by the environment.
+
+    ``GET /bench-ledger/pid`` answers the worker's process id, so that the benchmark
+    starts once every worker is serving.
+    """
     case = os.environ["BENCH_LEDGER_CASE"]
-    if case == "bare":
-        return bare_app()
-    return kit_app(os.environ["BENCH_LEDGER_INSTANCE"], os.environ.get("BENCH_LEDGER_URL") or None)
+    app = bare_app() if case == "bare" else kit_app(
+        os.environ["BENCH_LEDGER_INSTANCE"], os.environ.get("BENCH_LEDGER_URL") or None)
+    app.add_url_rule("/bench-ledger/pid", "bench_pid", lambda: str(os.getpid()))
+    return app
 
 
 class Gunicorn:
@@ -103,26 +109,40 @@ class Gunicorn:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class",
              "gthread", "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}",
-             "--backlog", "2048", "--log-level", "warning", "bench_ledger:gunicorn_app()"],
-            cwd=Path(__file__).parent, env=env)
-        deadline = time.monotonic() + 30
-        while True:
+             "--backlog", "2048", "--graceful-timeout", "5", "--log-level", "warning",
+             "bench_ledger:gunicorn_app()"],
+            cwd=Path(__file__).parent, env=env, start_new_session=True)
+        try:
+            self._wait_for(workers, case)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_for(self, workers: int, case: str) -> None:
+        """Until ``workers`` distinct worker processes have answered (each has its app)."""
+        seen: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < workers:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise SystemExit(f"gunicorn did not start {workers} workers for {case!r}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/bench-ledger/pid")
+                seen.add(conn.getresponse().read().decode())
+                conn.close()
             except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.close()
-                    raise SystemExit(f"gunicorn did not start for the case {case!r}") from None
                 time.sleep(0.1)
-        time.sleep(1.0 + 0.2 * workers)  # every worker up, not only the first
 
     def close(self) -> None:
-        self.process.terminate()
+        """The master and its workers (their own process group), at once or killed."""
         try:
+            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(15)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        except ProcessLookupError:
+            pass
 
 
 class KeepAlive(WSGIRequestHandler):
@@ -302,7 +322,8 @@ def main() -> None:
         ]
         base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
         schema = "ck_bench_" + secrets.token_hex(4)
-        pg_url = f"{base}?options=-csearch_path%3D{schema}" if base else None
+        pg_url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}) \
+            .render_as_string(hide_password=False) if base else None
         admin = create_engine(base) if base else None
         if admin is not None and pg_url is not None:
             with admin.begin() as conn:

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import secrets
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -46,9 +48,10 @@ import bench_core
 import bench_gating
 import bench_ledger
 from _common import ROOT, wsgi_caller
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from werkzeug.test import EnvironBuilder
 
+from flask_consentkit.ledger import store
 from flask_consentkit.ledger.store import dispose_engines
 from tests.pages import realistic_page
 
@@ -65,10 +68,11 @@ def _short(path: str) -> str:
 
 
 def count(fn: Callable[[], None]) -> collections.Counter[str]:
-    """The bytecodes ``fn()`` executes, per function (``file:name``), in every thread.
+    """The bytecodes ``fn()`` executes, per function (``file:name``).
 
-    The tracer is installed in threads started since :func:`trace_threads` too
-    (the ledger's writer): their frames count while ``fn()`` runs.
+    The ledger's writer thread (started after :func:`trace_threads`) counts too,
+    until it waits for work again; its watchdog thread does not (it wakes on a
+    clock of its own).
     """
     counts: collections.Counter[str] = collections.Counter()
     _counting[:] = [counts]
@@ -76,7 +80,11 @@ def count(fn: Callable[[], None]) -> collections.Counter[str]:
     try:
         fn()
     finally:
-        sys.settrace(None)
+        sys.settrace(None)  # this thread only: the writer still counts until it is idle
+        deadline = time.monotonic() + 2.0
+        while (any(not w._idle for w in list(store._writers.values()))
+               and time.monotonic() < deadline):
+            time.sleep(0.001)
         _counting[:] = []
     return counts
 
@@ -86,6 +94,8 @@ _counting: list[collections.Counter[str]] = []
 
 
 def _tracer(frame: FrameType, event: str, arg: Any) -> Any:
+    if threading.current_thread().name == "consentkit-ledger-watchdog":
+        return None
     frame.f_trace_opcodes = True
     name = f"{_short(frame.f_code.co_filename)}:{frame.f_code.co_name}"
 
@@ -115,48 +125,65 @@ def decision(app: Any) -> Callable[[], None]:
 #: (the baseline's name, its request, the extension's name, its request)
 Case = tuple[str, Callable[[], None], str, Callable[[], None]]
 
+CASES = ("json", "json-reading", "page", "form", "decide", "decide-pg")
 
-def cases(instance: str, postgres: str | None) -> dict[str, Case]:
-    """``{case: (baseline, its request, the extension, its request)}``; the PostgreSQL
-    decision where ``postgres`` (a URL) is given."""
-    plain, kit = bench_core.bare(), bench_core.with_kit()
-    cookie = {"Cookie": bench_core.consent_cookie(kit)}
-    found: dict[str, Case] = {
-        "json": ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
-                 "the extension", wsgi_caller(kit, "/api", headers=cookie)),
-        "json-reading": ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
-                         "the extension", wsgi_caller(kit, "/api/personal", headers=cookie)),
-    }
-    page = realistic_page(50_000)
-    bare_app, kit_app = bench_gating.make_app(False, page), bench_gating.make_app(True, page)
-    visitor = bench_gating.consent_cookie(kit_app, "analytics")
-    for case, path in (("page", "/page"), ("form", "/form")):
-        environ = EnvironBuilder(path=path, headers=[("Cookie", visitor)]).get_environ()
-        found[case] = ("bare Flask",
-                       bench_gating.wsgi_call(bare_app, environ),  # the same request to both
-                       "the extension", bench_gating.wsgi_call(kit_app, environ))
-    off = decision(bench_ledger.kit_app(instance, None))
-    found["decide"] = ("ledger off", off, "SQLite ledger", decision(bench_ledger.kit_app(
-        instance, f"sqlite:///{os.path.join(instance, 'ledger.sqlite3')}")))
-    if postgres:
-        found["decide-pg"] = ("ledger off", off, "PostgreSQL ledger",
-                              decision(bench_ledger.kit_app(instance, postgres)))
-    return found
+
+class Cases:
+    """Each case's apps, made when the case is first asked for (and shared by its kin)."""
+
+    def __init__(self, instance: str, postgres: str | None) -> None:
+        self.instance = instance
+        self.postgres = postgres
+
+    @functools.cached_property
+    def core(self) -> tuple[Any, Any, dict[str, str]]:
+        kit = bench_core.with_kit()
+        return bench_core.bare(), kit, {"Cookie": bench_core.consent_cookie(kit)}
+
+    @functools.cached_property
+    def pages(self) -> tuple[Any, Any, str]:
+        page = realistic_page(50_000)
+        kit = bench_gating.make_app(True, page)
+        visitor = bench_gating.consent_cookie(kit, "analytics")
+        return bench_gating.make_app(False, page), kit, visitor
+
+    @functools.cached_property
+    def off(self) -> Callable[[], None]:
+        return decision(bench_ledger.kit_app(self.instance, None))
+
+    def __getitem__(self, case: str) -> Case:
+        if case in ("json", "json-reading"):
+            plain, kit, cookie = self.core
+            path = "/api" if case == "json" else "/api/personal"
+            return ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
+                    "the extension", wsgi_caller(kit, path, headers=cookie))
+        if case in ("page", "form"):
+            bare_app, kit_app, visitor = self.pages
+            environ = EnvironBuilder(path=f"/{case}", headers=[("Cookie", visitor)]).get_environ()
+            return ("bare Flask", bench_gating.wsgi_call(bare_app, environ),  # the same request
+                    "the extension", bench_gating.wsgi_call(kit_app, environ))
+        if case == "decide":
+            url = f"sqlite:///{os.path.join(self.instance, 'ledger.sqlite3')}"
+            return ("ledger off", self.off, "SQLite ledger",
+                    decision(bench_ledger.kit_app(self.instance, url)))
+        assert case == "decide-pg" and self.postgres is not None
+        return ("ledger off", self.off, "PostgreSQL ledger",
+                decision(bench_ledger.kit_app(self.instance, self.postgres)))
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str | None]:
-    """A URL of a fresh PostgreSQL schema, dropped afterwards; ``None`` without
-    ``CONSENTKIT_TEST_POSTGRES_URL``."""
+def postgres_schema(wanted: bool) -> Iterator[str | None]:
+    """A URL of a fresh PostgreSQL schema, dropped afterwards, if ``wanted``."""
     base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
-    if not base:
+    if not wanted or not base:
         yield None
         return
     schema = "ck_opcodes_" + secrets.token_hex(4)
     admin = create_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{base}?options=-csearch_path%3D{schema}"
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}) \
+        .render_as_string(hide_password=False)
     try:
         yield url
     finally:
@@ -168,20 +195,22 @@ def postgres_schema() -> Iterator[str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", nargs="*",
-                        help="json, json-reading, page, form, decide, decide-pg (default: all)")
+    parser.add_argument("case", nargs="*", help=f"{', '.join(CASES)} (default: all)")
     parser.add_argument("--top", type=int, default=0, help="list the N functions that differ most")
     args = parser.parse_args()
+    unknown = [c for c in args.case if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    has_postgres = bool(os.environ.get("CONSENTKIT_TEST_POSTGRES_URL"))
+    if "decide-pg" in args.case and not has_postgres:
+        parser.error("decide-pg needs CONSENTKIT_TEST_POSTGRES_URL")
+    chosen = args.case or [c for c in CASES if c != "decide-pg" or has_postgres]
     trace_threads()  # before the ledgers' writers start
-    with tempfile.TemporaryDirectory() as instance, postgres_schema() as postgres:
-        known = cases(instance, postgres)
-        unknown = [c for c in args.case if c not in known]
-        if unknown:
-            parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(known)}"
-                         + ("" if "decide-pg" in known
-                            else " (decide-pg needs CONSENTKIT_TEST_POSTGRES_URL)"))
+    with tempfile.TemporaryDirectory() as instance, \
+            postgres_schema("decide-pg" in chosen) as postgres:
+        known = Cases(instance, postgres)
         print("bytecodes per warm request (Python only; the same on every run)")
-        for case in args.case or list(known):
+        for case in chosen:
             label, bare, name, ours = known[case]
             for _ in range(50):  # warm: caches filled, templates compiled
                 bare(), ours()
@@ -191,8 +220,8 @@ def main() -> None:
                   f"+{total_mine - total_base:5} ({total_mine / total_base:.2f}x)")
             if args.top:
                 diff = {k: mine.get(k, 0) - base.get(k, 0) for k in set(mine) | set(base)}
-                for name in sorted(diff, key=lambda k: -abs(diff[k]))[:args.top]:
-                    print(f"      {diff[name]:+6}  {name}")
+                for key in sorted(diff, key=lambda k: -abs(diff[k]))[:args.top]:
+                    print(f"      {diff[key]:+6}  {key}")
         dispose_engines()
 
 

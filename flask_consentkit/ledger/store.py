@@ -156,8 +156,8 @@ WRITER_IDLE = 60.0
 GATHER = 0.002
 GATHER_MAX = 0.02
 #: Jobs waiting (or in the last batch) from which the writer gathers more. A trade:
-#: over HTTP on 2 cores, gathering from 8 instead of 2 gave 0.08-0.14 more of the
-#: ledger-off rate at 8 clients and 0.00-0.09 less at 32 (interleaved runs).
+#: over HTTP on 2 cores, gathering from 8 instead of 2 gave 0.08-0.19 more of the
+#: ledger-off rate at 8 clients and up to 0.10 less at 32 (interleaved runs).
 GATHER_FROM = 2
 
 ACTIONS = frozenset({"accept_all", "reject_all", "save", "erase"})
@@ -1130,7 +1130,7 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
     """:func:`_write_batch` on psycopg, in two round trips (see there).
 
     Each round trip is one query string of several statements (PostgreSQL's
-    simple query protocol, values quoted by libpq's ``PQescapeLiteral``):
+    simple query protocol, values written as literals by :func:`_pg_literal`):
     ``BEGIN``, the bounds, the lock and the reads; then the writes and the
     ``COMMIT``. The writer's connection is in autocommit mode, so that psycopg
     adds no ``BEGIN`` of its own (a round trip more).

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -86,3 +89,33 @@ def report(title: str, results: dict[str, float], baseline: str,
             ok &= ratio <= budget
         print(f"  {name:<44} {seconds * 1e6:8.1f} µs   {ratio:5.3f}×{verdict}")
     return ok
+
+
+@contextmanager
+def postgres_schema(prefix: str, wanted: bool = True) -> Iterator[str | None]:
+    """The URL of a fresh PostgreSQL schema ``<prefix><random>`` on
+    ``CONSENTKIT_TEST_POSTGRES_URL``, dropped afterwards with its ledger's engines;
+    ``None`` when not ``wanted`` or the variable is unset."""
+    base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
+    if not wanted or not base:
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    from flask_consentkit.ledger.store import dispose_engines
+
+    schema = prefix + secrets.token_hex(4)
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}) \
+            .render_as_string(hide_password=False)
+        try:
+            yield url
+        finally:
+            dispose_engines(url)
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    finally:
+        admin.dispose()

@@ -35,7 +35,6 @@ import json
 import math
 import multiprocessing
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -51,8 +50,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import postgres_schema  # noqa: E402
 from flask import Flask, request  # noqa: E402
-from sqlalchemy import create_engine, insert, make_url, text, update  # noqa: E402
+from sqlalchemy import insert, update  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
@@ -313,21 +313,14 @@ def main() -> None:
     results: dict[tuple[str, int], list[float]] = {}
     names: list[str] = []
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, postgres_schema("ck_bench_") as pg_url:
         sqlite_url = f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"
         cases: list[tuple[str, str, str | None]] = [  # (name, gunicorn case, ledger URL)
             ("bare Flask JSON POST", "bare", None),
             ("ledger off", "kit", None),
             ("SQLite ledger", "kit", sqlite_url),
         ]
-        base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
-        schema = "ck_bench_" + secrets.token_hex(4)
-        pg_url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}) \
-            .render_as_string(hide_password=False) if base else None
-        admin = create_engine(base) if base else None
-        if admin is not None and pg_url is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
+        if pg_url is not None:
             cases.append(("PostgreSQL ledger", "kit", pg_url))
         servers: list[tuple[str, Served | Gunicorn]] = []
         context = multiprocessing.get_context("spawn")
@@ -352,11 +345,6 @@ def main() -> None:
         finally:
             for _, served in servers:
                 served.close()
-            if admin is not None and pg_url is not None:
-                dispose_engines(pg_url)
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                admin.dispose()
             dispose_engines()
 
     load_after = os.getloadavg()

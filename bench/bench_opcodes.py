@@ -34,21 +34,18 @@ import collections
 import functools
 import json
 import os
-import secrets
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import bench_core
 import bench_gating
 import bench_ledger
-from _common import ROOT, wsgi_caller
-from sqlalchemy import create_engine, make_url, text
+from _common import ROOT, postgres_schema, wsgi_caller
 from werkzeug.test import EnvironBuilder
 
 from flask_consentkit.ledger import store
@@ -171,28 +168,6 @@ class Cases:
                 decision(bench_ledger.kit_app(self.instance, self.postgres)))
 
 
-@contextmanager
-def postgres_schema(wanted: bool) -> Iterator[str | None]:
-    """A URL of a fresh PostgreSQL schema, dropped afterwards, if ``wanted``."""
-    base = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
-    if not wanted or not base:
-        yield None
-        return
-    schema = "ck_opcodes_" + secrets.token_hex(4)
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}) \
-        .render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        dispose_engines(url)
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", nargs="*", help=f"{', '.join(CASES)} (default: all)")
@@ -207,7 +182,7 @@ def main() -> None:
     chosen = args.case or [c for c in CASES if c != "decide-pg" or has_postgres]
     trace_threads()  # before the ledgers' writers start
     with tempfile.TemporaryDirectory() as instance, \
-            postgres_schema("decide-pg" in chosen) as postgres:
+            postgres_schema("ck_opcodes_", "decide-pg" in chosen) as postgres:
         known = Cases(instance, postgres)
         print("bytecodes per warm request (Python only; the same on every run)")
         for case in chosen:

@@ -16,7 +16,8 @@ so a count is a guide for changes to our Python code, not a substitute for the
 timed ratios. Cases, as in the timed benchmarks: ``json`` (a JSON route, a valid
 consent cookie), ``json-reading`` (the view reads the consent), ``page`` (a
 returning visitor's 50 KB templated page, default banner), ``form`` (the same
-page with a CSRF field, a new token per request). ``--top N`` lists the N
+page with a CSRF field, a new token per request); ``page-500k`` and ``form-500k``
+the same at 0.5 MB. ``--top N`` lists the N
 functions whose counts differ most from bare Flask's (both get the same request,
 the consent cookie included).
 
@@ -122,7 +123,8 @@ def decision(app: Any) -> Callable[[], None]:
 #: (the baseline's name, its request, the extension's name, its request)
 Case = tuple[str, Callable[[], None], str, Callable[[], None]]
 
-CASES = ("json", "json-reading", "page", "form", "decide", "decide-pg")
+CASES = ("json", "json-reading", "page", "form", "page-500k", "form-500k", "decide",
+         "decide-pg")
 
 
 class Cases:
@@ -139,7 +141,15 @@ class Cases:
 
     @functools.cached_property
     def pages(self) -> tuple[Any, Any, str]:
-        page = realistic_page(50_000)
+        return self._pages(50_000)
+
+    @functools.cached_property
+    def large_pages(self) -> tuple[Any, Any, str]:
+        return self._pages(500_000)
+
+    @staticmethod
+    def _pages(size: int) -> tuple[Any, Any, str]:
+        page = realistic_page(size)
         kit = bench_gating.make_app(True, page)
         visitor = bench_gating.consent_cookie(kit, "analytics")
         return bench_gating.make_app(False, page), kit, visitor
@@ -154,9 +164,10 @@ class Cases:
             path = "/api" if case == "json" else "/api/personal"
             return ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
                     "the extension", wsgi_caller(kit, path, headers=cookie))
-        if case in ("page", "form"):
-            bare_app, kit_app, visitor = self.pages
-            environ = EnvironBuilder(path=f"/{case}", headers=[("Cookie", visitor)]).get_environ()
+        if case in ("page", "form", "page-500k", "form-500k"):
+            route, _, large = case.partition("-")
+            bare_app, kit_app, visitor = self.large_pages if large else self.pages
+            environ = EnvironBuilder(path=f"/{route}", headers=[("Cookie", visitor)]).get_environ()
             return ("bare Flask", bench_gating.wsgi_call(bare_app, environ),  # the same request
                     "the extension", bench_gating.wsgi_call(kit_app, environ))
         if case == "decide":

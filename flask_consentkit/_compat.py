@@ -97,9 +97,9 @@ def header_list(headers: Any) -> list[tuple[str, str]] | None:
 
 
 def header_items(headers: Any) -> Any:
-    """The ``(name, value)`` pairs of ``headers``, for reading, as cheaply as possible."""
-    items = header_list(headers)
-    return items if items is not None else headers
+    """The ``(name, value)`` pairs of ``headers``, for reading, as cheaply as possible:
+    werkzeug's own list behind a ``Headers``, anything else (a list of pairs) as it is."""
+    return getattr(headers, "_list", headers) if _HEADERS_LIST else headers
 
 
 def serving(app: Flask) -> bool:

@@ -48,7 +48,7 @@ from werkzeug.exceptions import BadHost
 from werkzeug.routing import BuildError
 
 from . import configkeys
-from ._compat import serving
+from ._compat import request_context, serving
 from .cache import Kept
 from .categories import Category, Text, pick_text
 from .config import Settings
@@ -72,6 +72,7 @@ from .state import (
     peek_request_consent,
     request_consent,
     request_parts,
+    state_of,
 )
 from .urls import safe_next
 
@@ -261,51 +262,52 @@ class Banner:
 
     def language(self) -> str:
         """The language of the current request (cached on the request)."""
-        if not has_request_context():
+        if request_context() is None and not has_request_context():
             return self.settings.default_language
         ctx = request_consent()
         lang: str | None = ctx.cache.get(_CACHE_LANG)
         if lang is None:
-            lang = self._pick_language()
-            ctx.cache[_CACHE_LANG] = lang
+            lang = ctx.cache[_CACHE_LANG] = self._pick_language(ctx)
         return lang
 
-    def _pick_language(self) -> str:
+    def _pick_language(self, ctx: RequestConsent) -> str:
         languages = self.settings.languages
-        _, environ = request_parts()
+        app, environ = request_parts()
         query = environ.get("QUERY_STRING", "")
         # parse the query only when it can name "lang" (a key may be percent-encoded)
         asked = request.args.get("lang") if "lang" in query or "%" in query else None
         if asked:
             found = _match_language(asked, languages)
             if found:
-                request_consent().cache[_CACHE_ASKED] = found
+                ctx.cache[_CACHE_ASKED] = found
                 return found
-        remembered = self._remembered(environ)
-        if remembered:
-            return remembered
-        return self._inferred_language()
+        if self.language_cookie in environ.get("HTTP_COOKIE", ""):
+            remembered = self._remembered()
+            if remembered:
+                return remembered
+        return self._inferred_language(app, environ)
 
-    def _remembered(self, environ: Mapping[str, Any]) -> str | None:
+    def _remembered(self) -> str | None:
         """The language kept in the language cookie, when it is one of ours."""
-        name = self.language_cookie
-        if name not in environ.get("HTTP_COOKIE", ""):
-            return None
-        value = request.cookies.get(name)
+        value = request.cookies.get(self.language_cookie)
         return _match_language(value, self.settings.languages) if value else None
 
-    def _inferred_language(self) -> str:
-        """The language when the visitor has not asked for one: app, browser, default."""
-        languages = self.settings.languages
-        app, environ = request_parts()
+    def _inferred_language(self, app: Flask | None = None,
+                           environ: Mapping[str, Any] | None = None) -> str:
+        """The language when the visitor has not asked for one: app, browser, default.
+
+        ``app`` and ``environ``: the request's, when the caller holds them already.
+        """
+        if app is None or environ is None:
+            app, environ = request_parts()
         selector = self.ext.kit.locale_selector
         if selector is None:
             babel = app.extensions.get("babel")
-            selector = getattr(babel, "locale_selector", None)
-        if callable(selector):
+            selector = getattr(babel, "locale_selector", None) if babel is not None else None
+        if selector is not None and callable(selector):
             locale = selector()
             if locale is not None:
-                found = _match_language(str(locale), languages)
+                found = _match_language(str(locale), self.settings.languages)
                 if found:
                     return found
         header = environ.get("HTTP_ACCEPT_LANGUAGE")
@@ -683,7 +685,7 @@ class Banner:
         # reading the consent for the key does not make the response depend on it: a
         # kept output does (it was made by reading it), a page that needs nothing not
         varies = ctx.varies
-        state = get_state()
+        state = state_of(ctx)
         body: bytes = parts[0]
         get = environ.get
         key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),

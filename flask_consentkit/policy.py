@@ -27,7 +27,7 @@ from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
 from .regions import restricted_view
 from .responses import first_header
-from .state import get_state, request_consent, request_parts
+from .state import request_consent, request_parts, state_of
 from .urls import Target
 from .vendors import VendorRegistry
 
@@ -101,8 +101,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     def note_policy(response: Response, ext: ConsentKitState) -> Response:
         # run on documents only (``documents_only``): HTML, XHTML and SVG
         ctx = request_consent()
-        state = ctx.decision if ctx.decision is not None else get_state()
-        granted = state.granted
+        granted = state_of(ctx).granted
         _, environ = request_parts()
         root = environ.get("SCRIPT_NAME", "")
         view = restricted_view(ext)  # None unless a rule per audience forbids services

@@ -288,7 +288,8 @@ def _store() -> dict[str, Any]:
 
 def request_consent() -> RequestConsent:
     """The per-request bookkeeping object, created on first use."""
-    store = _store()
+    req_ctx = request_context()  # what _store() does, without its call (asked often)
+    store = req_ctx.request.environ if req_ctx is not None else _store()
     ctx: RequestConsent | None = store.get(ENVIRON_KEY)
     if ctx is None:
         ctx = store[ENVIRON_KEY] = RequestConsent()
@@ -297,7 +298,9 @@ def request_consent() -> RequestConsent:
 
 def peek_request_consent() -> RequestConsent | None:
     """The per-request bookkeeping object if something created it, else ``None``."""
-    ctx: RequestConsent | None = _store().get(ENVIRON_KEY)
+    req_ctx = request_context()  # as in request_consent()
+    store = req_ctx.request.environ if req_ctx is not None else _store()
+    ctx: RequestConsent | None = store.get(ENVIRON_KEY)
     return ctx
 
 
@@ -319,7 +322,11 @@ def current_request() -> Request:
 
 def get_state() -> ConsentState:
     """The visitor's consent for this request, resolved once and lazily."""
-    ctx = request_consent()
+    return state_of(request_consent())
+
+
+def state_of(ctx: RequestConsent) -> ConsentState:
+    """:func:`get_state`, for a caller that holds the request's bookkeeping already."""
     ctx.varies = True
     if ctx.decision is not None:
         return ctx.decision

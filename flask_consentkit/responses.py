@@ -54,11 +54,21 @@ def is_document(headers: Iterable[tuple[str, str]]) -> bool:
     return is_document_type(first_header(headers, "Content-Type"))
 
 
+#: ``Content-Type`` values of Flask's own answers that are no documents (``jsonify``,
+#: a ``Response`` with another common mimetype): told apart without parsing them
+_NOT_DOCUMENTS = frozenset({
+    "application/json", "text/plain; charset=utf-8", "text/css; charset=utf-8",
+    "text/javascript; charset=utf-8", "application/javascript; charset=utf-8",
+    "text/csv; charset=utf-8", "application/octet-stream", "image/png", "image/jpeg",
+})
+
+
 def is_document_type(content_type: str | None) -> bool:
     """Is ``content_type`` (a ``Content-Type`` value) that of a document?"""
     return content_type is not None and (
         content_type == HTML_UTF8
-        or content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES)
+        or (content_type not in _NOT_DOCUMENTS
+            and content_type.split(";", 1)[0].strip().lower() in DOCUMENT_TYPES))
 
 
 def response_body(response: Response) -> bytes:

@@ -9,6 +9,7 @@ is noticed instead of quietly costing time on every request.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from json.encoder import encode_basestring, encode_basestring_ascii
@@ -75,15 +76,20 @@ def app_context() -> Any | None:
     return app_ctx._get_current_object()
 
 
-def request_context() -> Any | None:
-    """The current request context (``.app``, ``.request``), or ``None`` outside one.
-
-    Without the context variable, ``None`` too: callers then go through Flask's
-    public proxies, which give the same objects.
-    """
-    if _cv_request is not None:
-        return _cv_request.get(None)
+def _no_request_context() -> Any | None:
+    """:func:`request_context` without the context variable: ``None``; callers then go
+    through Flask's public proxies, which give the same objects."""
     return None
+
+
+#: ``request_context()``: the current request context (``.app``, ``.request``), or
+#: ``None`` outside one. With the context variable, its ``get`` bound to the default:
+#: a call made in C, without a Python frame, on a path each response takes several
+#: times. Callers read it as ``_compat.request_context``, so that the tests can turn
+#: the fast path off.
+request_context: Callable[[], Any | None] = (
+    functools.partial(_cv_request.get, None) if _cv_request is not None
+    else _no_request_context)
 
 
 def header_list(headers: Any) -> list[tuple[str, str]] | None:

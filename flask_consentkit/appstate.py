@@ -59,7 +59,9 @@ class ConsentKitState:
     settings: Settings
     codec: ConsentCodec
     #: run in order on every response before the consent cookie is written; one whose
-    #: function has ``documents_only = True`` only on documents (:func:`.responses.is_document`)
+    #: function has ``documents_only = True`` only on documents (:func:`.responses.is_document`).
+    #: Ours set both flags, ``False`` included: reading a flag a function lacks raises
+    #: (and catches) an ``AttributeError`` on every response
     processors: list[ResponseProcessor] = field(default_factory=list)
     #: whole outputs of pages (the gating's and the banner's, which are marked
     #: ``page_output``), by :meth:`.Banner.page_key`: ``(page, output, Vary tokens)``;

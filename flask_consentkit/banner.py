@@ -47,8 +47,8 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import BadHost
 from werkzeug.routing import BuildError
 
-from . import configkeys
-from ._compat import request_context, serving
+from . import _compat, configkeys
+from ._compat import serving
 from .cache import Kept
 from .categories import Category, Text, pick_text
 from .config import Settings
@@ -262,7 +262,7 @@ class Banner:
 
     def language(self) -> str:
         """The language of the current request (cached on the request)."""
-        if request_context() is None and not has_request_context():
+        if _compat.request_context() is None and not has_request_context():
             return self.settings.default_language
         ctx = request_consent()
         lang: str | None = ctx.cache.get(_CACHE_LANG)
@@ -650,7 +650,8 @@ class Banner:
 
     # -- the response processor ---------------------------------------------------
 
-    def page_key(self, response: Response, content_type: str) -> tuple[Any, ...] | None:
+    def page_key(self, response: Response, content_type: str,
+                 ctx: RequestConsent | None = None) -> tuple[Any, ...] | None:
         """The key of this response's whole output, the gating's and the banner's (see
         :meth:`.ConsentKit._kept_page`), or ``None`` when it may not be kept.
 
@@ -662,7 +663,8 @@ class Banner:
         of the app's own (which may put anything of the request in), our own pages,
         pages that get no banner (which need not read the consent cookie), partial
         requests, a decision or an erasure in this request, a banner the page placed
-        itself, a compressed or streamed body.
+        itself, a compressed or streamed body. ``ctx``: the request's bookkeeping, when
+        the caller holds it.
         """
         parts = response.response
         if (not self.settings.auto_inject or not self._asks  # else the page may not read
@@ -674,13 +676,17 @@ class Banner:
         endpoint = req.endpoint
         environ = req.environ
         if ((endpoint is not None and endpoint.startswith("consentkit."))
-                or not self._own_templates() or self._url_defaults()
-                or _partial_request(environ)
+                # the two flags as read once the app serves (the methods read them first)
+                or not (self._own if self._own is not None else self._own_templates())
+                or (self._defaults if self._defaults is not None else self._url_defaults())
+                or (("HTTP_HX_REQUEST" in environ or "HTTP_TURBO_FRAME" in environ)
+                    and _partial_request(environ))
                 or first_header(response.headers, "Content-Encoding") is not None):
             return None
-        ctx = request_consent()
+        if ctx is None:
+            ctx = request_consent()
         if (ctx.decision is not None or ctx.clear or ctx.fills
-                or ctx.cache.get(_CACHE_PLACED) or self.ext.kit.csp_nonce() is not None):
+                or ctx.cache.get(_CACHE_PLACED) or self.ext.kit.csp_nonce(req) is not None):
             return None
         # reading the consent for the key does not make the response depend on it: a
         # kept output does (it was made by reading it), a page that needs nothing not
@@ -688,8 +694,11 @@ class Banner:
         state = state_of(ctx)
         body: bytes = parts[0]
         get = environ.get
+        lang = ctx.cache.get(_CACHE_LANG)
+        if lang is None:  # what language() does, with the bookkeeping at hand
+            lang = ctx.cache[_CACHE_LANG] = self._pick_language(ctx)
         key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),
-               ctx.cache.get(_CACHE_LANG) or self.language(), _signal(self.settings),
+               lang, _signal(self.settings),
                _outdated(state, ctx), state.decided, state.granted, id(self.ext.consent_mode),
                get("SCRIPT_NAME"), get("PATH_INFO"), get("QUERY_STRING"), get("HTTP_HOST"),
                get("SERVER_NAME"), get("SERVER_PORT"), get("wsgi.url_scheme"))
@@ -813,6 +822,8 @@ class Banner:
 
 Banner.inject.documents_only = True  # type: ignore[attr-defined]  # run on documents only
 Banner.inject.page_output = True  # type: ignore[attr-defined]  # its output may be kept whole
+Banner.remember_language.documents_only = False  # type: ignore[attr-defined]
+Banner.remember_language.page_output = False  # type: ignore[attr-defined]
 
 
 class BannerView:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Request, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from . import configkeys
@@ -15,6 +15,7 @@ from .appstate import ConsentKitState, ResponseProcessor, get_kit_state
 from .config import Settings, load_settings
 from .errors import ConsentConfigError, ConsentKitError
 from .responses import (
+    HTML_UTF8,
     add_vary,
     content_type_and_cookies,
     fill_holes,
@@ -141,16 +142,21 @@ class ConsentKit:
     def cookie_path(self) -> str:
         return "/"
 
-    def csp_nonce(self) -> str | None:
-        """The CSP nonce of the current request, if the app uses one."""
+    def csp_nonce(self, req: Request | None = None) -> str | None:
+        """The CSP nonce of the current request, if the app uses one.
+
+        ``req``: the current request, when the caller holds it already.
+        """
         if self.nonce_getter is not None:
             return self.nonce_getter()
-        req = current_request()
+        if req is None:
+            req = current_request()
         # an attribute set on the request (as CSP extensions do) is in its __dict__;
         # getattr() is kept for a property of a Request subclass (it costs an
         # exception when there is none)
         nonce = req.__dict__.get("csp_nonce")
-        if nonce is None and hasattr(type(req), "csp_nonce"):
+        # Flask's own class has no such property: asking it builds an AttributeError
+        if nonce is None and type(req) is not Request and hasattr(type(req), "csp_nonce"):
             nonce = getattr(req, "csp_nonce", None)
         if not nonce:
             nonce = _g().get("csp_nonce")
@@ -173,20 +179,23 @@ class ConsentKit:
         if type(response.response) is not list and response.status_code >= 400:
             settle_error_page(response)
         content_type, sets_cookies = content_type_and_cookies(response.headers)
-        document = is_document_type(content_type)
+        document = content_type == HTML_UTF8 or is_document_type(content_type)
         ctx: RequestConsent | None = peek_request_consent()
         if not document and not sets_cookies and ctx is None:
             return response  # an API answer that nothing of the visitor's consent touched
         page = None
         if document and ext.banner is not None and content_type is not None:
-            page = ext.banner.page_key(response, content_type)
+            if ctx is None:
+                ctx = request_consent()
+            page = ext.banner.page_key(response, content_type, ctx)
         if page is not None:
-            response = self._kept_page(response, ext, page)
+            assert ctx is not None
+            response = self._kept_page(response, ext, page, ctx)
         else:
             for processor in ext.processors:
                 if document or not getattr(processor, "documents_only", False):
                     response = processor(response, ext)
-        ctx = peek_request_consent()
+            ctx = peek_request_consent()  # a processor may have made it
         if ctx is None:
             return response
         if ctx.fills:
@@ -210,8 +219,8 @@ class ConsentKit:
             add_vary(response, *ctx.vary, *(("Cookie",) if ctx.varies else ()))
         return response
 
-    def _kept_page(self, response: Response, ext: ConsentKitState, key: tuple[Any, ...]
-                   ) -> Response:
+    def _kept_page(self, response: Response, ext: ConsentKitState, key: tuple[Any, ...],
+                   ctx: RequestConsent) -> Response:
         """Run the processors on a page whose whole output (the gating's and the banner's)
         is kept under ``key`` (:meth:`.Banner.page_key`: everything that output depends on).
 
@@ -220,7 +229,6 @@ class ConsentKit:
         run as always.
         """
         body = response_body(response)
-        ctx = request_consent()
         found = ext.page_outputs.get(key)
         out = None
         if found is not None:

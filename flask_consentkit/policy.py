@@ -27,7 +27,7 @@ from .csp import BrowserPolicy, Mode, TokenBucket, filter_link_header
 from .ledger.violations import MemoryViolations, Violations, ViolationStore
 from .regions import restricted_view
 from .responses import first_header
-from .state import request_consent, request_parts, state_of
+from .state import environ_and_consent, state_of
 from .urls import Target
 from .vendors import VendorRegistry
 
@@ -100,9 +100,8 @@ def install(app: Flask, ext: ConsentKitState) -> None:
 
     def note_policy(response: Response, ext: ConsentKitState) -> Response:
         # run on documents only (``documents_only``): HTML, XHTML and SVG
-        ctx = request_consent()
+        environ, ctx = environ_and_consent()
         granted = state_of(ctx).granted
-        _, environ = request_parts()
         root = environ.get("SCRIPT_NAME", "")
         view = restricted_view(ext)  # None unless a rule per audience forbids services
         environ[ENVIRON_KEY] = (policy.value(granted, root, view),
@@ -123,6 +122,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
         return response
 
     note_policy.documents_only = True  # type: ignore[attr-defined]
+    note_policy.page_output = False  # type: ignore[attr-defined]  # runs on kept pages too
     ext.processors.append(note_policy)
     app.wsgi_app = PolicyHeader(app.wsgi_app, policy.header)  # type: ignore[method-assign]
 

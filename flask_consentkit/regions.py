@@ -638,7 +638,7 @@ def restricted_view(ext: ConsentKitState) -> RuleView | None:
     consent gets a view without the services that send data abroad. Looks nothing up
     when no configured rule forbids services or asks for that consent.
     """
-    regions = regions_of(ext)
+    regions = ext.regions if ext.regions is not None else regions_of(ext)
     if not regions.table.restricts_any:
         return None
     rule = current_rule()

@@ -130,7 +130,12 @@ def add_vary(response: Response, *tokens: str) -> None:
     """
     current = first_header(response.headers, "Vary")
     if current is None:
-        response.headers.add("Vary", ", ".join(dict.fromkeys(tokens)))
+        value = ", ".join(dict.fromkeys(tokens))
+        items = header_list(response.headers)
+        if items is not None:
+            items.append(("Vary", value))  # what ``add`` does, less its check of our names
+        else:
+            response.headers.add("Vary", value)
     elif _PLAIN_VARY.fullmatch(current):
         have = current.lower().split(", ")
         new = [t for t in dict.fromkeys(tokens) if t.lower() not in have]

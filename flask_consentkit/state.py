@@ -23,7 +23,8 @@ from flask import current_app, g, has_request_context, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 
-from ._compat import app_context, request_context
+from . import _compat
+from ._compat import app_context
 from .categories import NECESSARY, TRANSFERS
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ ENVIRON_KEY = "consentkit.request"
 
 def _store() -> dict[str, Any]:
     """The current request's environ, or outside a request the app context's ``g``."""
-    req_ctx = request_context()
+    req_ctx = _compat.request_context()
     if req_ctx is not None:
         return req_ctx.request.environ  # type: ignore[no-any-return]
     if has_request_context():  # a Flask without the context variables
@@ -288,7 +289,7 @@ def _store() -> dict[str, Any]:
 
 def request_consent() -> RequestConsent:
     """The per-request bookkeeping object, created on first use."""
-    req_ctx = request_context()  # what _store() does, without its call (asked often)
+    req_ctx = _compat.request_context()  # what _store() does, without its call (asked often)
     store = req_ctx.request.environ if req_ctx is not None else _store()
     ctx: RequestConsent | None = store.get(ENVIRON_KEY)
     if ctx is None:
@@ -296,9 +297,21 @@ def request_consent() -> RequestConsent:
     return ctx
 
 
+def environ_and_consent() -> tuple[dict[str, Any], RequestConsent]:
+    """``(the request's environ, request_consent())``, in one lookup."""
+    req_ctx = _compat.request_context()
+    if req_ctx is None:
+        return request_parts()[1], request_consent()
+    environ: dict[str, Any] = req_ctx.request.environ
+    ctx: RequestConsent | None = environ.get(ENVIRON_KEY)
+    if ctx is None:
+        ctx = environ[ENVIRON_KEY] = RequestConsent()
+    return environ, ctx
+
+
 def peek_request_consent() -> RequestConsent | None:
     """The per-request bookkeeping object if something created it, else ``None``."""
-    req_ctx = request_context()  # as in request_consent()
+    req_ctx = _compat.request_context()  # as in request_consent()
     store = req_ctx.request.environ if req_ctx is not None else _store()
     ctx: RequestConsent | None = store.get(ENVIRON_KEY)
     return ctx
@@ -306,7 +319,7 @@ def peek_request_consent() -> RequestConsent | None:
 
 def request_parts() -> tuple[Flask, dict[str, Any]]:
     """``(current app, WSGI environ)`` of the current request (the proxies raise outside one)."""
-    req_ctx = request_context()
+    req_ctx = _compat.request_context()
     if req_ctx is not None:
         return req_ctx.app, req_ctx.request.environ
     return current_app._get_current_object(), request.environ  # type: ignore[attr-defined]
@@ -314,7 +327,7 @@ def request_parts() -> tuple[Flask, dict[str, Any]]:
 
 def current_request() -> Request:
     """Flask's ``request`` object itself (the proxy raises outside a request)."""
-    req_ctx = request_context()
+    req_ctx = _compat.request_context()
     if req_ctx is not None:
         return req_ctx.request  # type: ignore[no-any-return]
     return request._get_current_object()  # type: ignore[attr-defined,no-any-return]

@@ -57,6 +57,7 @@ def slow_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every fast path off, as with a Flask and werkzeug that renamed their private names."""
     monkeypatch.setattr(_compat, "_cv_app", None)
     monkeypatch.setattr(_compat, "_cv_request", None)
+    monkeypatch.setattr(_compat, "request_context", _compat._no_request_context)
     monkeypatch.setattr(_compat, "_HEADERS_LIST", False)
     monkeypatch.setattr(_compat, "_FIRST_REQUEST", False)
     yield
@@ -94,6 +95,24 @@ def test_header_helpers_read_and_change_the_same_headers() -> None:
     assert headers["Content-Length"] == "4"
     assert list(_compat.header_items(headers)) == [("Content-Type", "text/html"),
                                                    ("Content-Length", "4")]
+
+
+def test_request_context_is_flasks_own_inside_a_request_and_none_outside() -> None:
+    from flask import Flask, request
+
+    app = Flask(__name__)
+    assert _compat.request_context is not _compat._no_request_context  # the fast one
+    assert _compat.request_context() is None
+    with app.test_request_context("/x"):
+        found = _compat.request_context()
+        assert found is not None and found.request is request._get_current_object()
+        assert found.app is app
+    assert _compat.request_context() is None
+
+
+def test_header_items_gives_lists_of_pairs_back_as_they_are() -> None:
+    pairs = [("Vary", "Cookie")]
+    assert _compat.header_items(pairs) is pairs
 
 
 def test_without_the_regex_parser_trackers_are_still_found(monkeypatch: pytest.MonkeyPatch

@@ -423,6 +423,8 @@ def install(app: Flask, ext: ConsentKitState) -> None:
     """Wire the gating into ``app``: processors, services and Jinja globals."""
     ext.gating = Gating(ext.settings)
     ext.consent_mode = {k: list(v) for k, v in ext.settings.consent_mode.items()}
+    filter_cookies.documents_only = False  # type: ignore[attr-defined]
+    filter_cookies.page_output = False  # type: ignore[attr-defined]
     ext.processors.append(filter_cookies)
     process_html.documents_only = True  # type: ignore[attr-defined]
     process_html.page_output = True  # type: ignore[attr-defined]  # kept whole with the banner

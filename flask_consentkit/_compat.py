@@ -65,15 +65,19 @@ FAST_PATHS: dict[str, bool] = {
 }
 
 
-def app_context() -> Any | None:
-    """The current app context, or ``None`` outside one."""
-    if _cv_app is not None:
-        return _cv_app.get(None)
-    if not has_app_context():  # pragma: no cover - the public path
+def _public_app_context() -> Any | None:
+    """:func:`app_context` through Flask's public proxy."""
+    if not has_app_context():
         return None
     from flask.globals import app_ctx
 
-    return app_ctx._get_current_object()
+    return app_ctx._get_current_object()  # type: ignore[attr-defined]
+
+
+#: ``app_context()``: the current app context, or ``None`` outside one; made like
+#: :data:`request_context` (read it as ``_compat.app_context``)
+app_context: Callable[[], Any | None] = (
+    functools.partial(_cv_app.get, None) if _cv_app is not None else _public_app_context)
 
 
 def _no_request_context() -> Any | None:

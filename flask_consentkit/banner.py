@@ -697,8 +697,9 @@ class Banner:
         lang = ctx.cache.get(_CACHE_LANG)
         if lang is None:  # what language() does, with the bookkeeping at hand
             lang = ctx.cache[_CACHE_LANG] = self._pick_language(ctx)
-        key = (len(body), body[:48], body[-48:], content_type, _rule_key(self.ext),
-               lang, _signal(self.settings),
+        rule = _rule_key(self.ext) if self.settings.regions.shapes_banner else ""
+        key = (len(body), body[:48], body[-48:], content_type, rule,
+               lang, _signal(self.settings, environ),
                _outdated(state, ctx), state.decided, state.granted, id(self.ext.consent_mode),
                get("SCRIPT_NAME"), get("PATH_INFO"), get("QUERY_STRING"), get("HTTP_HOST"),
                get("SERVER_NAME"), get("SERVER_PORT"), get("wsgi.url_scheme"))
@@ -1224,10 +1225,11 @@ def _partial_request(environ: Mapping[str, Any]) -> bool:
                    for key in ("HTTP_HX_BOOSTED", "HTTP_HX_HISTORY_RESTORE_REQUEST"))
 
 
-def _signal(settings: Settings) -> str:
+def _signal(settings: Settings, environ: Mapping[str, Any] | None = None) -> str:
     """Which browser privacy signal keeps ``marketing`` off on "Accept all": ``"gpc"``
-    (``Sec-GPC: 1``), ``"dnt"`` (``DNT: 1``, when honoured), else ``""``."""
-    if "marketing" not in settings.optional_keys or not privacy_signal(settings):
+    (``Sec-GPC: 1``), ``"dnt"`` (``DNT: 1``, when honoured), else ``""``. ``environ``:
+    the request's, when the caller holds it already."""
+    if "marketing" not in settings.optional_keys or not privacy_signal(settings, environ):
         return ""
     return "gpc" if settings.honor_gpc and gpc_received() else "dnt"
 

@@ -159,7 +159,8 @@ class ConsentKit:
         if nonce is None and type(req) is not Request and hasattr(type(req), "csp_nonce"):
             nonce = getattr(req, "csp_nonce", None)
         if not nonce:
-            nonce = _g().get("csp_nonce")
+            # g's attributes are in its __dict__ too (what g.get() reads, one call less)
+            nonce = vars(_g()).get("csp_nonce")
         return nonce if isinstance(nonce, str) else None
 
     # -- the response pipeline ----------------------------------------------

@@ -9,7 +9,7 @@ visitor's language, and ``GET /consent/state`` carries :func:`gpc_status`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .state import current_request
@@ -51,10 +51,14 @@ def gpc_status(settings: Settings, granted: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def privacy_signal(settings: Settings) -> bool:
-    """True when the browser asks not to be tracked and the app honours it."""
+def privacy_signal(settings: Settings, environ: Mapping[str, Any] | None = None) -> bool:
+    """True when the browser asks not to be tracked and the app honours it.
+
+    ``environ``: the request's, when the caller holds it already.
+    """
     # the environ itself: request.headers.get() raises and catches for an absent header
-    environ = current_request().environ
+    if environ is None:
+        environ = current_request().environ
     if settings.honor_gpc and environ.get("HTTP_SEC_GPC", "").strip() == "1":
         return True
     return settings.honor_dnt and environ.get("HTTP_DNT", "").strip() == "1"

@@ -334,6 +334,12 @@ class RegionTable:
         without the transfers consent)? Then HTML pages look the rule up."""
         return self.forbids_any or self.transfers_any
 
+    @cached_property
+    def shapes_banner(self) -> bool:
+        """May a visitor's rule change the banner (services kept off, a notice, a
+        transfers line, the opt-out model)? Else its markup needs no rule looked up."""
+        return self.restricts_any or self.notices_any or self.opt_out_any
+
     def home_of(self, rule: Rule) -> frozenset[str]:
         """The countries configured for ``rule`` (a visitor of unknown location under it)."""
         return frozenset(c for c, r in self.countries.items() if r is rule or r == rule)

@@ -24,7 +24,6 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 
 from . import _compat
-from ._compat import app_context
 from .categories import NECESSARY, TRANSFERS
 
 if TYPE_CHECKING:
@@ -267,7 +266,7 @@ class RequestConsent:
 
 def _g() -> Any:
     """Flask's ``g`` of the current app context (the proxy raises outside one)."""
-    app_ctx = app_context()
+    app_ctx = _compat.app_context()
     return app_ctx.g if app_ctx is not None else g
 
 

@@ -56,6 +56,7 @@ def _visit(app: Flask) -> tuple[list[str], list[str], bool]:
 def slow_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every fast path off, as with a Flask and werkzeug that renamed their private names."""
     monkeypatch.setattr(_compat, "_cv_app", None)
+    monkeypatch.setattr(_compat, "app_context", _compat._public_app_context)
     monkeypatch.setattr(_compat, "_cv_request", None)
     monkeypatch.setattr(_compat, "request_context", _compat._no_request_context)
     monkeypatch.setattr(_compat, "_HEADERS_LIST", False)
@@ -108,6 +109,18 @@ def test_request_context_is_flasks_own_inside_a_request_and_none_outside() -> No
         assert found is not None and found.request is request._get_current_object()
         assert found.app is app
     assert _compat.request_context() is None
+
+
+def test_app_context_is_flasks_own_inside_one_and_none_outside() -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    assert _compat.app_context is not _compat._public_app_context  # the fast one
+    assert _compat.app_context() is None
+    with app.app_context() as pushed:
+        assert _compat.app_context() is pushed
+        assert _compat._public_app_context() is pushed
+    assert _compat.app_context() is None
 
 
 def test_header_items_gives_lists_of_pairs_back_as_they_are() -> None:

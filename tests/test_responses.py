@@ -62,3 +62,14 @@ def test_vary_keeps_what_was_there_and_adds_each_token_once() -> None:
     existing = Response("x", headers={"Vary": "Origin, cookie"})
     add_vary(existing, "Cookie", "Sec-GPC")
     assert existing.headers.getlist("Vary") == ["Origin, cookie, Sec-GPC"]
+
+
+def test_each_set_of_tokens_gets_its_own_vary_value_however_often_asked() -> None:
+    values = []
+    for tokens in [("Cookie",), ("Accept-Language",), ("Cookie", "Accept-Language"),
+                   ("Accept-Language", "Cookie"), ("Cookie",), ("Cookie", "Cookie")]:
+        response = Response("x")
+        add_vary(response, *tokens)
+        values.append(response.headers["Vary"])
+    assert values == ["Cookie", "Accept-Language", "Cookie, Accept-Language",
+                      "Accept-Language, Cookie", "Cookie", "Cookie"]

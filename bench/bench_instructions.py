@@ -10,9 +10,10 @@ them. This counts both: each case runs in a process of its own under
 (Python's interpreter, Flask's, werkzeug's and Jinja's C, the hashing, the
 comparison of a page with the kept one), whatever else the machine is doing.
 Instructions are not time (a cache miss costs more than an addition), but the
-ratio of two counts is the same on every run, to within about 0.02 % (the JSON
-route with the extension counted 511,237 and 511,166 instructions per request
-in two runs), so a budget's status can be read off it on a noisy machine.
+ratio of two counts is the same on every run, to within about 0.1 % (the JSON
+route counted 498,594 and 498,237 instructions per request on bare Flask,
+509,160 and 509,085 with the extension, in two runs), so a budget's status can
+be read off it on a noisy machine.
 
 Cases are those of ``bench_opcodes`` (``json``, ``json-reading``, ``page``,
 ``form``, ``page-500k``, ``form-500k``; default: all of them), each with the

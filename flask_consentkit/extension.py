@@ -155,12 +155,10 @@ class ConsentKit:
         # getattr() is kept for a property of a Request subclass (it costs an
         # exception when there is none)
         nonce = req.__dict__.get("csp_nonce")
-        # Flask's own class has no such property: asking it builds an AttributeError
-        if nonce is None and type(req) is not Request and hasattr(type(req), "csp_nonce"):
+        if nonce is None and hasattr(type(req), "csp_nonce"):
             nonce = getattr(req, "csp_nonce", None)
         if not nonce:
-            # g's attributes are in its __dict__ too (what g.get() reads, one call less)
-            nonce = vars(_g()).get("csp_nonce")
+            nonce = _g().get("csp_nonce")  # an app's own g class may answer get() itself
         return nonce if isinstance(nonce, str) else None
 
     # -- the response pipeline ----------------------------------------------

@@ -206,6 +206,42 @@ def test_nonce_hook_of_the_extension_is_used(tmp_path):
     assert html.count('nonce="from-talisman"') == 2
 
 
+def test_a_nonce_from_a_property_of_flasks_own_request_class_is_used(tmp_path, monkeypatch):
+    import flask
+    from flask import Flask
+
+    from flask_consentkit import ConsentKit
+
+    monkeypatch.setattr(flask.Request, "csp_nonce", property(lambda self: "from-class"),
+                        raising=False)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="x" * 32, CONSENTKIT_LEDGER_URL=None)
+    ConsentKit(app)
+    app.add_url_rule("/", "i", lambda: "<html><body></body></html>")
+    client = app.test_client()
+    for _ in range(2):  # a page with a nonce is not kept: the second one too has it
+        assert client.get("/").get_data(as_text=True).count('nonce="from-class"') == 2
+
+
+def test_a_nonce_from_the_apps_own_g_class_is_used(tmp_path):
+    from flask import Flask
+    from flask.ctx import _AppCtxGlobals
+
+    from flask_consentkit import ConsentKit
+
+    class Globals(_AppCtxGlobals):
+        def get(self, name, default=None):
+            return "from-g-class" if name == "csp_nonce" else super().get(name, default)
+
+    app = Flask(__name__)
+    app.app_ctx_globals_class = Globals
+    app.config.update(SECRET_KEY="x" * 32, CONSENTKIT_LEDGER_URL=None)
+    ConsentKit(app)
+    app.add_url_rule("/", "i", lambda: "<html><body></body></html>")
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert html.count('nonce="from-g-class"') == 2
+
+
 def test_kept_banners_and_pages_follow_each_request(app_factory):
     """The same page again is the same output; each path, choice and nonce gets its own."""
     app = app_factory()

@@ -179,3 +179,23 @@ def test_without_the_c_encoder_json_encoder_is_the_public_one(monkeypatch: pytes
     encode = _compat.json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert getattr(encode, "__self__", None).__class__ is json.JSONEncoder
     assert encode({"b": "é", "a": [1, None]}) == '{"a":[1,null],"b":"\\u00e9"}'
+
+
+def test_the_context_helpers_are_read_through_the_module_so_the_slow_paths_test_reaches_them(
+) -> None:
+    # ``slow_paths`` replaces ``_compat.request_context`` and ``_compat.app_context``: a
+    # module that imported either by name would keep the fast one and go untested
+    import ast
+    from pathlib import Path
+
+    package = Path(_compat.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_compat"):
+                names = {alias.name for alias in node.names}
+                bad = names & {"request_context", "app_context", "_cv_app", "_cv_request"}
+                if bad:
+                    offenders.append(f"{path.relative_to(package)}: {sorted(bad)}")
+    assert offenders == []
+

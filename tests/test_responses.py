@@ -20,6 +20,7 @@ from flask_consentkit.responses import (
     (" text/html ;charset=utf-8", True),
     ("application/xhtml+xml", True),
     ("image/svg+xml; charset=utf-8", True),
+    ("image/svg+xml", True),
     ("application/json", False),
     ("application/json; charset=utf-8", False),
     ("text/plain; charset=utf-8", False),
@@ -59,6 +60,7 @@ def test_vary_keeps_what_was_there_and_adds_each_token_once() -> None:
     fresh = Response("x")
     add_vary(fresh, "Accept-Language", "Cookie", "Cookie")
     assert fresh.headers.getlist("Vary") == ["Accept-Language, Cookie"]
+    assert ("Vary", "Accept-Language, Cookie") in list(fresh.headers.items())  # as spelt
     existing = Response("x", headers={"Vary": "Origin, cookie"})
     add_vary(existing, "Cookie", "Sec-GPC")
     assert existing.headers.getlist("Vary") == ["Origin, cookie, Sec-GPC"]

@@ -297,15 +297,10 @@ def request_consent() -> RequestConsent:
 
 
 def environ_and_consent() -> tuple[dict[str, Any], RequestConsent]:
-    """``(the request's environ, request_consent())``, in one lookup."""
+    """``(the request's environ, request_consent())``, without ``request_parts()``'s call."""
     req_ctx = _compat.request_context()
-    if req_ctx is None:
-        return request_parts()[1], request_consent()
-    environ: dict[str, Any] = req_ctx.request.environ
-    ctx: RequestConsent | None = environ.get(ENVIRON_KEY)
-    if ctx is None:
-        ctx = environ[ENVIRON_KEY] = RequestConsent()
-    return environ, ctx
+    environ = req_ctx.request.environ if req_ctx is not None else request_parts()[1]
+    return environ, request_consent()
 
 
 def peek_request_consent() -> RequestConsent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import statistics
@@ -47,6 +48,22 @@ def wsgi_caller(app: Any, path: str = "/", method: str = "GET",
             pass
 
     return call
+
+
+def case_arguments(description: str, cases: tuple[str, ...]) -> argparse.ArgumentParser:
+    """A parser whose positional arguments name some of ``cases`` (default: all), checked by
+    :func:`chosen_cases`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("case", nargs="*", help=f"{', '.join(cases)} (default: all)")
+    return parser
+
+
+def chosen_cases(parser: argparse.ArgumentParser, asked: list[str],
+                 cases: tuple[str, ...]) -> None:
+    """Stop with the parser's error when ``asked`` names a case not in ``cases``."""
+    unknown = [c for c in asked if c not in cases]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(cases)}")
 
 
 def per_call(fn: Callable[[], None], n: int) -> float:

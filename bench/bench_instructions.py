@@ -27,7 +27,6 @@ processes run at a time, about 40 s each.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import functools
 import gc
@@ -38,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 
-import _common  # noqa: F401  (the project's root on the path)
+from _common import case_arguments, chosen_cases  # (and the project's root on the path)
 
 CASES = ("json", "json-reading", "page", "form", "page-500k", "form-500k")
 SIDES = ("bare", "kit")
@@ -75,13 +74,10 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", nargs="*", help=f"{', '.join(CASES)} (default: all)")
+    parser = case_arguments(__doc__.splitlines()[0], CASES)
     parser.add_argument("--requests", type=int, default=100, help="counted per process")
     args = parser.parse_args()
-    unknown = [c for c in args.case if c not in CASES]
-    if unknown:
-        parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    chosen_cases(parser, args.case, CASES)
     if args.requests < 1:
         parser.error("--requests is at least 1")
     if shutil.which("valgrind") is None:

@@ -30,7 +30,6 @@ the commit's own cost is not shared as it is under load.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import functools
 import json
@@ -46,7 +45,7 @@ from typing import Any
 import bench_core
 import bench_gating
 import bench_ledger
-from _common import ROOT, postgres_schema, wsgi_caller
+from _common import ROOT, case_arguments, chosen_cases, postgres_schema, wsgi_caller
 from werkzeug.test import EnvironBuilder
 
 from flask_consentkit.ledger import store
@@ -180,13 +179,10 @@ class Cases:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", nargs="*", help=f"{', '.join(CASES)} (default: all)")
+    parser = case_arguments(__doc__.splitlines()[0], CASES)
     parser.add_argument("--top", type=int, default=0, help="list the N functions that differ most")
     args = parser.parse_args()
-    unknown = [c for c in args.case if c not in CASES]
-    if unknown:
-        parser.error(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    chosen_cases(parser, args.case, CASES)
     has_postgres = bool(os.environ.get("CONSENTKIT_TEST_POSTGRES_URL"))
     if "decide-pg" in args.case and not has_postgres:
         parser.error("decide-pg needs CONSENTKIT_TEST_POSTGRES_URL")

@@ -178,6 +178,7 @@ class ConsentKit:
         if type(response.response) is not list and response.status_code >= 400:
             settle_error_page(response)
         content_type, sets_cookies = content_type_and_cookies(response.headers)
+        # the common page told without the call (is_document_type asks the same first)
         document = content_type == HTML_UTF8 or is_document_type(content_type)
         ctx: RequestConsent | None = peek_request_consent()
         if not document and not sets_cookies and ctx is None:

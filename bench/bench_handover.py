@@ -37,8 +37,8 @@ from werkzeug.test import EnvironBuilder
 from flask_consentkit.ledger import store
 
 
-def _answered_unwritten(conn: Any, jobs: list[Any], limit_ms: Any, committing: list[bool]
-                        ) -> list[dict[str, Any]]:
+def _answered_unwritten(conn: Any, jobs: list[Any], limit_ms: Any, committing: list[bool],
+                        guess: Any = None) -> list[dict[str, Any]]:
     """The writer's batch, answered without the database (what ``_write_batch`` returns)."""
     return [{"receipt_id": str(uuid.uuid4()), "seq": 0} for _ in jobs]
 

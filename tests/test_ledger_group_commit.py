@@ -27,14 +27,21 @@ WRITERS = 32
 
 
 def commit_counter(ledger: Ledger) -> Callable[[], int]:
-    """How many transactions have written receipts so far (call before the first write)."""
+    """How many transactions have written receipts so far (call before the first write).
+
+    On SQLite: the ``COMMIT`` statements, and the ``INSERT`` statements of batches the
+    writer guessed, each a transaction of its own (one whose guess failed is counted
+    too: an upper bound). SQLite traces a statement again for each run of a trigger
+    it fires, with the same text (its values included): those are counted once."""
     if ledger.dialect == "postgresql":
         return lambda: int(execute(
             ledger.url, "SELECT count(DISTINCT xmin::text) FROM consentkit_receipts")[0][0])
     commits: list[str] = []
 
     def trace(statement: str) -> None:
-        if statement.strip().upper() == "COMMIT":
+        if statement.strip().upper() == "COMMIT" or (
+                "SELECT * FROM (VALUES" in statement
+                and (not commits or commits[-1] != statement)):
             commits.append(statement)
 
     engine = get_engine(ledger.url, ledger.timeout, writer=True)

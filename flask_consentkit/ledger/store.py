@@ -87,6 +87,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -245,6 +246,15 @@ class LedgerOutcomeUnknown(LedgerTimeout):
 
 # statements built once (SQLAlchemy caches their compiled form)
 _HEAD_FOR_UPDATE = select(meta.c.value).where(meta.c.key == "head").with_for_update()
+
+#: The message of the SQLite writer's guard (:attr:`_Sql.guards`) when a batch does
+#: not follow what the ledger holds.
+GUESS_FAILED = "consentkit: the batch does not follow the ledger"
+_GUARD, _MOVE_HEAD = "consentkit_guard", "consentkit_move_head"
+#: SQLite's primary result codes of a statement that did not run: busy, locked, interrupted
+_NOT_RUN = frozenset({5, 6, 9})
+#: PostgreSQL's ``division_by_zero``: the guard of a guessed batch (:meth:`_Sql.guard`)
+_GUARD_SQLSTATE = "22012"
 #: statement, lock and idle-in-transaction bounds; ``local``: this transaction only
 _PG_LIMITS = text(
     "SELECT set_config('statement_timeout', :ms, :local), "
@@ -543,6 +553,70 @@ def _late(job: _Job, what: str) -> LedgerTimeout:
 Outcome = tuple[_Job, Any, BaseException | None]
 
 
+#: Visitors whose latest receipt a writer remembers (see :class:`_Guess`).
+GUESSES = 4096
+
+
+class _Guess:
+    """What a writer expects to find under the chain's lock when it writes its next
+    batch: the head it wrote last, and the latest receipt of the visitors it wrote for.
+
+    A guess, never trusted: a batch planned from it is written in the same round trip
+    as the checks that the guess still holds, which the database makes under the lock,
+    in the statement or transaction that writes (SQLite: triggers of the writer's own
+    connection, :attr:`_Sql.guards`; PostgreSQL: a statement after the lock,
+    :meth:`_Sql.guard`). When one fails, nothing is written and the batch is planned
+    again from what is read under the lock, as without a guess. So what the ledger
+    holds never depends on it; only the number of round trips does (SQLite: one
+    statement instead of five, each of which waits for the interpreter's lock again;
+    PostgreSQL: one round trip instead of two). A visitor it does not remember is
+    guessed to have no receipt yet: most decisions are a visitor's first.
+
+    It is tried after a batch that found the head where this writer had left it (no
+    other process wrote in between); a writer that shares the ledger with busy
+    others reads under the lock, as before. At most :data:`GUESSES` visitors, the
+    least recently written forgotten first.
+    """
+
+    __slots__ = ("head", "trusted", "latest", "armed")
+
+    def __init__(self) -> None:
+        #: the head this writer committed last (``None``: unknown)
+        self.head: str | None = None
+        #: the last batch found the head where this writer had left it: guess the next
+        self.trusted = False
+        #: consent id -> its latest receipt id (``None``: no receipt), as last written
+        self.latest: OrderedDict[str, str | None] = OrderedDict()
+        #: the SQLite connection whose triggers are made (:attr:`_Sql.guards`)
+        self.armed: Any = None
+
+    def last(self, ids: list[str]) -> dict[str, str]:
+        """The guessed latest receipts of ``ids``, as :func:`_plan` takes them."""
+        latest = self.latest
+        return {c: r for c in ids if (r := latest.get(c)) is not None}
+
+    def expected(self, ids: list[str]) -> list[str | None]:
+        """The latest receipt of each of ``ids`` before the batch, as guessed, in order."""
+        latest = self.latest
+        return [latest.get(c) for c in ids]
+
+    def learn(self, head: str, ids: list[str], last: dict[str, str], *,
+              trusted: bool) -> None:
+        """A batch over ``ids`` was committed: the head and their latest receipts now
+        (``last``, as :func:`_plan` left it); ``trusted``: guess the next batch."""
+        self.head, self.trusted = head, trusted
+        latest = self.latest
+        for cid in ids:
+            latest[cid] = last.get(cid)
+            latest.move_to_end(cid)
+        while len(latest) > GUESSES:
+            latest.popitem(last=False)
+
+    def forget(self) -> None:
+        """The write failed: whatever happened, read under the lock next time."""
+        self.head, self.trusted = None, False
+
+
 class _Writer:
     """Takes every queued job, writes them in one transaction, commits once, wakes each."""
 
@@ -558,6 +632,7 @@ class _Writer:
         self._last = 0  # jobs in the last batch
         self._conn: Connection | None = None
         self._busy_ms = 0
+        self._guess = _Guess()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="consentkit-ledger-writer")
         self._thread.start()
@@ -790,7 +865,7 @@ class _Writer:
             with _watched(conn, deadline) as aborted:
                 try:
                     limit_ms = self._bound(conn, deadline)
-                    results = _write_batch(conn, jobs, limit_ms, committing)
+                    results = _write_batch(conn, jobs, limit_ms, committing, self._guess)
                 except Exception as exc:  # noqa: BLE001 - sorted out below
                     error = exc
             if aborted[0] or (error is not None and _broken(conn, error)):
@@ -939,6 +1014,27 @@ class _Sql:
         self._insert = f"INSERT INTO {table} ({', '.join(self.columns)}) VALUES "
         self.insert_head = self._insert
         self._row = "(" + ", ".join([p] * len(self.columns)) + ")"
+        # a batch planned from the writer's guess (see _Guess)
+        self._guessed = f"INSERT INTO {table} ({', '.join(self.columns)}) SELECT * FROM (VALUES "
+        #: SQLite: the writer connection's triggers. Before each row: its ``seq`` and
+        #: ``prev_digest`` follow the head, its ``previous_receipt_id`` is its visitor's
+        #: latest receipt, else the statement fails (:data:`GUESS_FAILED`); after it,
+        #: the head moves to it. TEMP: on this connection only, gone with it
+        self.guards = (
+            f"CREATE TEMP TRIGGER IF NOT EXISTS {_GUARD} BEFORE INSERT ON main.{table} "
+            f"WHEN (NEW.seq - 1) || ':' || NEW.prev_digest IS NOT "
+            f"(SELECT value FROM main.{head} WHERE key = 'head') "
+            f"OR (NEW.consent_id IS NOT NULL AND NEW.previous_receipt_id IS NOT "
+            f"(SELECT r.receipt_id FROM main.{table} r WHERE r.consent_id = NEW.consent_id "
+            f"ORDER BY r.seq DESC LIMIT 1)) "
+            f"BEGIN SELECT RAISE(ABORT, '{GUESS_FAILED}'); END",
+            f"CREATE TEMP TRIGGER IF NOT EXISTS {_MOVE_HEAD} AFTER INSERT ON main.{table} "
+            f"BEGIN UPDATE {head} SET value = NEW.seq || ':' || NEW.digest "
+            f"WHERE key = 'head'; END",
+        )
+        # no row at all where the triggers are gone (a table made anew under the writer)
+        self._armed = (") WHERE (SELECT count(*) FROM sqlite_temp_master WHERE type = "
+                       f"'trigger' AND name IN ('{_GUARD}', '{_MOVE_HEAD}')) = 2")
 
     @classmethod
     def of(cls, dialect: Any) -> _Sql:
@@ -971,6 +1067,23 @@ class _Sql:
                         values[i] = process(values[i])
             params.extend(values)
         return self._insert + ", ".join([self._row] * len(rows)), params
+
+    def guessed_insert(self, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+        """SQLite: :meth:`insert` of a batch planned from the writer's guess, which its
+        :attr:`guards` check row by row; it writes no row when they are not there."""
+        _, params = self.insert(rows)
+        return self._guessed + ", ".join([self._row] * len(rows)) + self._armed, params
+
+    def guard(self, head: str, ids: list[str], expected: list[str | None],
+              literal: Callable[[Any], str]) -> str:
+        """PostgreSQL: a statement that fails (``division_by_zero``) unless the head is
+        ``head`` and the latest receipt of each of ``ids`` is the one ``expected``; run
+        once the lock is held, in the transaction that writes what was planned from them."""
+        checks = [f"{self._head} = {literal(head)}"]
+        checks.extend(self._probe.replace("%s", literal(cid)) + " IS NOT DISTINCT FROM "
+                      + ("NULL" if receipt is None else literal(receipt))
+                      for cid, receipt in zip(ids, expected, strict=True))
+        return f"SELECT 1 / coalesce({' AND '.join(checks)}, false)::int"
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """``row``'s values in the order of :attr:`columns`."""
@@ -1023,7 +1136,7 @@ def _plan(jobs: list[_Job], head_value: Any, last: dict[str, str]
 
 
 def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
-                 committing: list[bool]) -> list[Any]:
+                 committing: list[bool], guess: _Guess | None = None) -> list[Any]:
     """Append and erase ``jobs`` in order, in one transaction; commit it.
 
     The lock is taken before anything is read. Statements, in order: take the
@@ -1043,14 +1156,21 @@ def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
     ``committing`` gets an item once the ``COMMIT`` may have reached the
     server. A driver error is raised as SQLAlchemy's (``OperationalError``,
     ``IntegrityError`` …), with the connection invalidated when it is gone.
+
+    With the writer's ``guess`` (:class:`_Guess`) of what the reads would find,
+    a batch without an erasure is first written in one go, checked by the
+    database under the lock: on SQLite one ``INSERT``, a transaction of its own;
+    on PostgreSQL one round trip. When the guess was wrong nothing of it is
+    written, and the batch is written as above.
     """
     sql = _Sql.of(conn.dialect)
     ids = sorted({cid for job in jobs if (cid := job.erase_id or job.draft.consent_id)})
     dbapi: Any = conn.connection.dbapi_connection
+    guess = guess if guess is not None else _Guess()
     try:
         if sql.postgresql:
-            return _write_batch_pg(dbapi, jobs, sql, ids, limit_ms, committing)
-        return _write_batch_sqlite(dbapi, jobs, sql, ids, committing)
+            return _write_batch_pg(dbapi, jobs, sql, ids, limit_ms, committing, guess)
+        return _write_batch_sqlite(dbapi, jobs, sql, ids, committing, guess)
     except conn.dialect.loaded_dbapi.Error as exc:
         # what SQLAlchemy does for the statements it runs itself
         disconnect = bool(getattr(dbapi, "broken", False)) \
@@ -1062,13 +1182,19 @@ def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
 
 
 def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
-                        ids: list[str], committing: list[bool]) -> list[Any]:
+                        ids: list[str], committing: list[bool], guess: _Guess) -> list[Any]:
     """:func:`_write_batch` on SQLite (the connection is in autocommit mode: we BEGIN)."""
     cursor = dbapi.cursor()
     try:
+        if guess.head is not None and guess.trusted \
+                and all(job.erase_id is None for job in jobs):
+            done = _guessed_sqlite(cursor, dbapi, jobs, sql, ids, committing, guess)
+            if done is not None:
+                return done
         cursor.execute("BEGIN IMMEDIATE")  # the lock: one writer per database file
         head_value, *found = cursor.execute(sql.head_and_latest(len(ids)), ids).fetchone()
         last = {c: str(r) for c, r in zip(ids, found, strict=True) if r is not None}
+        quiet = head_value == guess.head  # no other writer since this one's last batch
         results, steps = _plan(jobs, head_value, last)
         for step in steps:
             if step[0] == "insert":
@@ -1081,8 +1207,10 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
                 cursor.execute(sql.set_head, (step[1],))
         committing.append(True)
         cursor.execute("COMMIT")
+        guess.learn(steps[-1][1], ids, last, trusted=quiet)
         return results
     except BaseException:
+        guess.forget()
         if dbapi.in_transaction:
             try:
                 dbapi.execute("ROLLBACK")
@@ -1091,6 +1219,43 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
         raise
     finally:
         cursor.close()
+
+
+def _guessed_sqlite(cursor: sqlite3.Cursor, dbapi: sqlite3.Connection, jobs: list[_Job],
+                    sql: _Sql, ids: list[str], committing: list[bool],
+                    guess: _Guess) -> list[Any] | None:
+    """The batch planned from ``guess`` in one ``INSERT`` (autocommit: a transaction of
+    its own, which takes the lock before it reads), checked row by row by the
+    connection's triggers; ``None`` when the guess was wrong and nothing was written."""
+    assert guess.head is not None
+    if guess.armed is not dbapi:
+        for statement in sql.guards:
+            cursor.execute(statement)
+        guess.armed = dbapi
+    last = guess.last(ids)
+    results, steps = _plan(jobs, guess.head, last)
+    (_, rows), (_, head) = steps  # ("insert", rows), ("head", link): no erasure
+    committing.append(True)
+    try:
+        written = cursor.execute(*sql.guessed_insert(rows)).rowcount
+    except sqlite3.Error as exc:
+        if str(exc) != GUESS_FAILED:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _NOT_RUN:
+                committing.pop()  # busy, locked or interrupted: it never ran
+            raise
+        written = 0  # a row does not follow the ledger: another writer, or a visitor
+        # whose receipts the guess does not know
+    else:
+        if written == 0:  # the triggers are gone (the table was made anew): again
+            guess.armed = None
+    if written != len(rows):
+        if written:  # one statement writes all of its rows or none
+            raise LedgerError(f"the ledger wrote {written} of a batch of {len(rows)}")
+        committing.pop()
+        guess.trusted = False
+        return None
+    guess.learn(head, ids, last, trusted=True)
+    return results
 
 
 #: what PostgreSQL's literals escape (a quote, a backslash) or cannot hold (NUL)
@@ -1126,24 +1291,48 @@ def _pg_literal(dbapi: Any) -> Callable[[Any], str]:
 
 
 def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
-                    limit_ms: str | None, committing: list[bool]) -> list[Any]:
-    """:func:`_write_batch` on psycopg, in two round trips (see there).
+                    limit_ms: str | None, committing: list[bool], guess: _Guess) -> list[Any]:
+    """:func:`_write_batch` on psycopg, in two round trips (see there), or one when the
+    writer's guess holds.
 
     Each round trip is one query string of several statements (PostgreSQL's
     simple query protocol, values written as literals by :func:`_pg_literal`):
     ``BEGIN``, the bounds, the lock and the reads; then the writes and the
     ``COMMIT``. The writer's connection is in autocommit mode, so that psycopg
-    adds no ``BEGIN`` of its own (a round trip more).
+    adds no ``BEGIN`` of its own (a round trip more). A guessed batch sends
+    ``BEGIN``, the bounds, the lock, the guard (:meth:`_Sql.guard`), the writes
+    and the ``COMMIT`` at once; a guard that fails stops the rest.
     """
+    import psycopg
     from psycopg import pq
 
     literal = _pg_literal(dbapi)
     cursor = dbapi.cursor()
+    begin = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
+    if limit_ms is not None:  # this transaction has less time than the session's
+        begin.append(sql.limits.replace("%s", literal(limit_ms)))
+    begin.append(sql.head)  # FOR UPDATE: the lock, before anything is read
     try:
-        reads = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
-        if limit_ms is not None:  # this transaction has less time than the session's
-            reads.append(sql.limits.replace("%s", literal(limit_ms)))
-        reads.append(sql.head)  # FOR UPDATE: the lock, before anything is read
+        if guess.head is not None and guess.trusted \
+                and all(job.erase_id is None for job in jobs):
+            expected = guess.expected(ids)
+            last = guess.last(ids)
+            results, steps = _plan(jobs, guess.head, last)
+            writes, _ = _pg_writes(steps, sql, literal)
+            committing.append(True)
+            try:
+                cursor.execute("; ".join(
+                    [*begin, sql.guard(guess.head, ids, expected, literal), *writes]))
+            except psycopg.Error as exc:
+                if exc.sqlstate != _GUARD_SQLSTATE:
+                    raise
+                committing.pop()  # nothing after the guard ran: no COMMIT
+                dbapi.execute("ROLLBACK")
+                guess.trusted = False
+            else:
+                guess.learn(steps[-1][1], ids, last, trusted=True)
+                return results
+        reads = list(begin)
         if ids:
             reads.append(sql.latest(len(ids)).replace("%s", "{}").format(
                 *(literal(i) for i in ids)))
@@ -1151,26 +1340,14 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
         for _ in range(len(reads) - (2 if ids else 1)):
             cursor.nextset()
         row = cursor.fetchone()  # the head
-        last: dict[str, str] = {}
+        last = {}
         if ids and cursor.nextset():
             found = cursor.fetchone()
             last = {c: str(r) for c, r in zip(ids, found, strict=True) if r is not None}
-        results, steps = _plan(jobs, row[0] if row else None, last)
-        writes: list[str] = []
-        erased: list[tuple[int, int]] = []  # (statement, index in results)
-        for step in steps:
-            if step[0] == "insert":
-                values = ", ".join(["(" + ", ".join(map(literal, sql.values(r))) + ")"
-                                    for r in step[1]])
-                writes.append(sql.insert_head + values)
-            elif step[0] == "erase":
-                _, consent_id, now, index = step
-                erased.append((len(writes), index))
-                writes.append(sql.erase.replace("%s", "{}").format(literal(now),
-                                                                 literal(consent_id)))
-            else:
-                writes.append(sql.set_head.replace("%s", literal(step[1])))
-        writes.append("COMMIT")
+        head_value = row[0] if row else None
+        quiet = head_value == guess.head  # no other writer since this one's last batch
+        results, steps = _plan(jobs, head_value, last)
+        writes, erased = _pg_writes(steps, sql, literal)
         committing.append(True)
         cursor.execute("; ".join(writes))
         counts = [cursor.rowcount]
@@ -1178,8 +1355,10 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
             counts.append(cursor.rowcount)
         for statement, index in erased:
             results[index] = (counts[statement], results[index][1])
+        guess.learn(steps[-1][1], ids, last, trusted=quiet)
         return results
     except BaseException:
+        guess.forget()
         if not dbapi.broken and not dbapi.closed \
                 and dbapi.info.transaction_status != pq.TransactionStatus.IDLE:
             try:
@@ -1189,6 +1368,28 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
         raise
     finally:
         cursor.close()
+
+
+def _pg_writes(steps: list[Step], sql: _Sql, literal: Callable[[Any], str]
+               ) -> tuple[list[str], list[tuple[int, int]]]:
+    """The statements of ``steps`` and the ``COMMIT``, and for each erasure the index of
+    its statement and of its result."""
+    writes: list[str] = []
+    erased: list[tuple[int, int]] = []  # (statement, index in results)
+    for step in steps:
+        if step[0] == "insert":
+            values = ", ".join(["(" + ", ".join(map(literal, sql.values(r))) + ")"
+                                for r in step[1]])
+            writes.append(sql.insert_head + values)
+        elif step[0] == "erase":
+            _, consent_id, now, index = step
+            erased.append((len(writes), index))
+            writes.append(sql.erase.replace("%s", "{}").format(literal(now),
+                                                             literal(consent_id)))
+        else:
+            writes.append(sql.set_head.replace("%s", literal(step[1])))
+    writes.append("COMMIT")
+    return writes, erased
 
 
 def _now() -> datetime:

@@ -1,0 +1,195 @@
+"""The writer's guess: a batch written in one go from what the writer wrote last.
+
+A writer that wrote the last batch itself guesses what the reads under the lock
+would find (the head, each visitor's latest receipt) and writes the next batch
+in one statement (SQLite) or one round trip (PostgreSQL), with the checks that
+the guess holds made by the database under the lock. These tests make the guess
+wrong the ways a real deployment does — another process writes in between, a
+visitor returns whom this writer has not seen, the SQLite triggers that check
+it are gone — and look at what is stored: one line, each visitor's receipts
+linked, the head on the newest receipt.
+"""
+# ruff: noqa: F811  (pytest fixtures imported from ledger_helpers)
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from flask_consentkit.ledger import store
+from flask_consentkit.ledger.store import Ledger, get_engine
+
+from .ledger_helpers import draft, execute, pg_schema, store_url  # noqa: F401
+
+
+def stored(url: str) -> list[Any]:
+    return execute(url, "SELECT seq, receipt_id, consent_id, previous_receipt_id "
+                   "FROM consentkit_receipts ORDER BY seq")
+
+
+def assert_one_line(url: str, ledger: Ledger) -> None:
+    """Verify passes, ``seq`` has no gap, each visitor's receipts link one after the
+    other, and the head is the newest receipt."""
+    result = ledger.verify()
+    assert result.ok, result.describe()
+    rows = stored(url)
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    last: dict[str, str] = {}
+    for _, receipt_id, consent_id, previous in rows:
+        assert previous == last.get(consent_id), (receipt_id, consent_id)
+        last[consent_id] = receipt_id
+    [(head,)] = execute(url, "SELECT value FROM consentkit_meta WHERE key = 'head'")
+    assert head.startswith(f"{len(rows)}:")
+
+
+def guess_of(ledger: Ledger) -> Any:
+    """The guess of ``ledger``'s writer in this process."""
+    return store._writers[(ledger.url, os.getpid(), float(ledger.timeout))]._guess
+
+
+def two_writers(url: str) -> tuple[Ledger, Ledger]:
+    """Two ledgers on ``url`` whose receipts go through two writers, as two processes'
+    do (a writer serves one URL and timeout in a process)."""
+    return Ledger(url, timeout=5.0), Ledger(url, timeout=4.0)
+
+
+def test_a_writer_alone_writes_each_batch_in_one_statement(tmp_path: Any) -> None:
+    """SQLite: once the writer has found the head where it left it, a batch is one
+    ``INSERT`` (a transaction of its own: no ``BEGIN``, no read, no ``COMMIT``)."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    statements: list[str] = []
+    engine = get_engine(url, ledger.timeout, writer=True)
+    event.listen(engine, "connect",
+                 lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    try:
+        for i in range(3):  # the first reads the head; the second finds it unmoved
+            ledger.append(draft(f"visitor-{i:016d}"))
+        del statements[:]
+        row = ledger.append(draft("visitor-0000000000000000"))
+        # SQLite traces the statement again for each run of a trigger it fires
+        ran = [s for i, s in enumerate(statements) if i == 0 or statements[i - 1] != s]
+        assert len(ran) == 1 and ran[0].startswith("INSERT INTO consentkit_receipts"), ran
+        assert row["seq"] == 4 and row["previous_receipt_id"] is not None
+        assert_one_line(url, ledger)
+    finally:
+        store.dispose_engines(url)
+
+
+def test_another_writer_in_between_is_caught_under_the_lock(store_url: str) -> None:
+    """Two processes' writers take turns: each one's guess is wrong every time, the
+    database says so, and the batch is written from what is read under the lock."""
+    first, second = two_writers(store_url)
+    visitors = [f"visitor-{i:016d}" for i in range(3)]
+    for i in range(3):  # the first writer comes to trust its guess
+        first.append(draft(visitors[i]))
+    assert guess_of(first).trusted
+    for round_ in range(6):
+        for n, ledger in enumerate((second, first, first, second)):
+            row = ledger.append(draft(visitors[(round_ + n) % 3]))
+            assert row["seq"] == len(stored(store_url))
+    assert_one_line(store_url, first)
+
+
+def test_a_visitor_the_writer_has_not_seen_links_to_their_latest_receipt(
+        store_url: str) -> None:
+    """The guess takes a visitor it does not know for one without receipts (most
+    decisions are a visitor's first); a returning visitor's latest receipt, written
+    through another writer, is found under the lock all the same."""
+    first, second = two_writers(store_url)
+    returning = "visitor-returning-00000"
+    earlier = second.append(draft(returning))
+    for i in range(3):
+        first.append(draft(f"visitor-{i:016d}"))
+    assert guess_of(first).trusted and returning not in guess_of(first).latest
+    row = first.append(draft(returning))
+    assert row["previous_receipt_id"] == earlier["receipt_id"]
+    again = first.append(draft(returning))  # now it is known
+    assert again["previous_receipt_id"] == row["receipt_id"]
+    assert_one_line(store_url, first)
+
+
+def test_an_erasure_between_two_guessed_batches_is_followed(store_url: str) -> None:
+    """An erasure goes through the reads under the lock; the visitor's next receipt
+    starts a new line (nothing of theirs is left to link to)."""
+    ledger = Ledger(store_url)
+    visitor = "visitor-erasing-0000000"
+    for _ in range(3):
+        ledger.append(draft(visitor))
+    count, _tombstone = ledger.erase(visitor, draft(None, action="erase"))
+    assert count == 3
+    for _ in range(3):
+        ledger.append(draft("visitor-other-000000000"))
+    assert ledger.append(draft(visitor))["previous_receipt_id"] is None
+    assert_one_line(store_url, ledger)
+
+
+def test_receipts_written_through_another_connection_move_the_head_for_the_guess(
+        store_url: str) -> None:
+    """Someone restores a receipt by hand (another connection, head moved with it): the
+    writer's guess of the head is then wrong, and its next receipt follows the restored
+    one, not the one it remembers."""
+    ledger = Ledger(store_url)
+    for i in range(3):
+        ledger.append(draft(f"visitor-{i:016d}"))
+    assert guess_of(ledger).trusted
+    # the ledger is emptied and started again under the writer (a restore, a test)
+    execute(store_url, "DELETE FROM consentkit_receipts")
+    execute(store_url, f"UPDATE consentkit_meta SET value = '0:{'0' * 64}' WHERE key = 'head'")
+    row = ledger.append(draft("visitor-0000000000000000"))
+    assert row["seq"] == 1 and row["previous_receipt_id"] is None
+    assert_one_line(store_url, ledger)
+
+
+def test_the_sqlite_writer_makes_its_triggers_again_when_they_are_gone(
+        tmp_path: Any) -> None:
+    """A batch guessed without the triggers that check it writes nothing (the
+    ``INSERT`` asks for them), is written from the reads instead, and the triggers are
+    made again for the next one."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    try:
+        for i in range(3):
+            ledger.append(draft(f"visitor-{i:016d}"))
+        writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+        assert writer._conn is not None
+        dbapi = writer._conn.connection.dbapi_connection
+        assert dbapi is not None
+        names = "SELECT name FROM sqlite_temp_master WHERE type = 'trigger' ORDER BY name"
+        assert [n for (n,) in dbapi.execute(names)] == ["consentkit_guard",
+                                                        "consentkit_move_head"]
+        dbapi.execute("DROP TRIGGER temp.consentkit_move_head")
+        ledger.append(draft("visitor-0000000000000000"))  # found out; read under the lock
+        assert_one_line(url, ledger)
+        for i in range(3):
+            ledger.append(draft(f"visitor-{i:016d}"))
+        assert [n for (n,) in dbapi.execute(names)] == ["consentkit_guard",
+                                                        "consentkit_move_head"]
+        assert_one_line(url, ledger)
+    finally:
+        store.dispose_engines(url)
+
+
+@pytest.mark.postgres
+def test_a_guess_that_fails_on_postgresql_leaves_no_transaction_open(
+        postgres_url: str) -> None:
+    """The guard stops the round trip; the writer rolls back and writes the batch from
+    the reads, on the same connection."""
+    with pg_schema(postgres_url) as url:
+        guard_fails_and_nothing_is_left_open(url)
+
+
+def guard_fails_and_nothing_is_left_open(store_url: str) -> None:
+    first, second = two_writers(store_url)
+    for i in range(3):
+        first.append(draft(f"visitor-{i:016d}"))
+    second.append(draft("visitor-0000000000000000"))
+    row = first.append(draft("visitor-0000000000000001"))
+    assert row["seq"] == 5
+    idle = execute(store_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                   "current_database() AND state = 'idle in transaction (aborted)'")[0][0]
+    assert idle == 0
+    assert_one_line(store_url, first)

@@ -15,9 +15,10 @@ route counted 498,594 and 498,237 instructions per request on bare Flask,
 509,160 and 509,085 with the extension, in two runs), so a budget's status can
 be read off it on a noisy machine.
 
-Cases are those of ``bench_opcodes`` (``json``, ``json-reading``, ``page``,
-``form``, ``page-500k``, ``form-500k``; default: all of them), each with the
-same request for bare Flask and for the extension. Each process warms its app
+Cases are those of ``bench_opcodes`` (``json``, ``json-reading``, ``least-json``,
+``least-reading``, ``page``, ``least-page``, ``form``, ``page-500k``,
+``form-500k``; default: all of them), each with the same request for bare Flask
+and for the extension (for ``least-*``: the least an extension could do). Each process warms its app
 (50 requests: caches filled, templates compiled) and then sends ``--requests``
 more (default 100), counted alone: collection is on only inside
 ``functools.reduce``, which drives the counted loop and which nothing on the
@@ -39,7 +40,8 @@ import tempfile
 
 from _common import case_arguments, chosen_cases  # (and the project's root on the path)
 
-CASES = ("json", "json-reading", "page", "form", "page-500k", "form-500k")
+CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page", "form",
+         "page-500k", "form-500k")
 SIDES = ("bare", "kit")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -90,7 +92,8 @@ def main() -> None:
     print("instructions per warm request, counted by valgrind (the same on every run)")
     for case in chosen:
         bare, kit = (counted[case, side] / args.requests for side in SIDES)
-        print(f"  {case:12} bare Flask {bare:11,.0f}   the extension {kit:11,.0f}   "
+        other = "the least    " if case.startswith("least-") else "the extension"
+        print(f"  {case:13} bare Flask {bare:11,.0f}   {other} {kit:11,.0f}   "
               f"+{kit - bare:9,.0f} ({kit / bare:.3f}x)")
 
 

@@ -14,9 +14,12 @@ It counts Python only: the C underneath (template rendering's string joins,
 comparing a page with the kept one, hashing, the signature check) does not show,
 so a count is a guide for changes to our Python code, not a substitute for the
 timed ratios. Cases, as in the timed benchmarks: ``json`` (a JSON route, a valid
-consent cookie), ``json-reading`` (the view reads the consent), ``page`` (a
+consent cookie), ``json-reading`` (the view reads the consent), ``least-json`` and
+``least-reading`` (the same two against ``bench_core.least()``: the least any
+extension with a response hook costs), ``page`` (a
 returning visitor's 50 KB templated page, default banner), ``form`` (the same
-page with a CSRF field, a new token per request); ``page-500k`` and ``form-500k``
+page with a CSRF field, a new token per request), ``least-page`` (the page against
+``bench_gating.least_app``); ``page-500k`` and ``form-500k``
 the same at 0.5 MB. ``--top N`` lists the N
 functions whose counts differ most from bare Flask's (both get the same request,
 the consent cookie included).
@@ -122,8 +125,8 @@ def decision(app: Any) -> Callable[[], None]:
 #: (the baseline's name, its request, the extension's name, its request)
 Case = tuple[str, Callable[[], None], str, Callable[[], None]]
 
-CASES = ("json", "json-reading", "page", "form", "page-500k", "form-500k", "decide",
-         "decide-pg")
+CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page", "form",
+         "page-500k", "form-500k", "decide", "decide-pg")
 
 
 class Cases:
@@ -137,6 +140,14 @@ class Cases:
     def core(self) -> tuple[Any, Any, dict[str, str]]:
         kit = bench_core.with_kit()
         return bench_core.bare(), kit, {"Cookie": bench_core.consent_cookie(kit)}
+
+    @functools.cached_property
+    def least(self) -> Any:
+        return bench_core.least()
+
+    @functools.cached_property
+    def least_page(self) -> Any:
+        return bench_gating.least_app(realistic_page(50_000))
 
     @functools.cached_property
     def pages(self) -> tuple[Any, Any, str]:
@@ -163,6 +174,16 @@ class Cases:
             path = "/api" if case == "json" else "/api/personal"
             return ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
                     "the extension", wsgi_caller(kit, path, headers=cookie))
+        if case in ("least-json", "least-reading"):
+            plain, _, cookie = self.core
+            path = "/api" if case == "least-json" else "/api/personal"
+            return ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
+                    "the least", wsgi_caller(self.least, path, headers=cookie))
+        if case == "least-page":
+            bare_app, kit_app, visitor = self.pages
+            environ = EnvironBuilder(path="/page", headers=[("Cookie", visitor)]).get_environ()
+            return ("bare Flask", bench_gating.wsgi_call(bare_app, environ),
+                    "the least", bench_gating.wsgi_call(self.least_page, environ))
         if case in ("page", "form", "page-500k", "form-500k"):
             route, _, large = case.partition("-")
             bare_app, kit_app, visitor = self.large_pages if large else self.pages

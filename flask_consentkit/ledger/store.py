@@ -38,6 +38,18 @@ A request is answered only after the commit that holds its receipt, so nothing
 acknowledged is lost; while one batch commits, the next one gathers, so the
 writer's throughput grows with the number of decisions that arrive together.
 
+**A writer alone writes in one go.** A writer whose last batch found the head
+where it had left it guesses what the reads of step 2 would find — that head,
+and for each visitor the latest receipt it wrote for them (none for a visitor
+it has not seen) — and sends the batch planned from the guess together with the
+database's check of it, made under the lock: on SQLite one ``INSERT`` (a
+transaction of its own, which takes the lock before it reads) checked row by
+row by TEMP triggers of the writer's connection, on PostgreSQL one round trip
+(the lock, a guard statement, the writes, the ``COMMIT``). A wrong guess writes
+nothing, and the batch is written as in step 2 (see :class:`_Guess`). Each
+statement the writer runs waits for the interpreter's lock again behind the
+request threads: this is one wait per batch instead of five on SQLite.
+
 **Bounded waits** (``timeout``, ``CONSENTKIT_LEDGER_TIMEOUT``). A request waits
 at most ``timeout`` seconds for its receipt. A job still queued (or taken but
 not yet sent) then is withdrawn: nothing is written. A job already in a

@@ -13,16 +13,19 @@ linked, the head on the newest receipt.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from flask_consentkit.ledger import store
-from flask_consentkit.ledger.store import Ledger, get_engine
+from flask_consentkit.ledger.store import Ledger, LedgerOutcomeUnknown, LedgerTimeout, get_engine
 
 from .ledger_helpers import draft, execute, pg_schema, store_url  # noqa: F401
+from .test_ledger_timeouts import chain_lock_held
 
 
 def stored(url: str) -> list[Any]:
@@ -193,3 +196,74 @@ def guard_fails_and_nothing_is_left_open(store_url: str) -> None:
                    "current_database() AND state = 'idle in transaction (aborted)'")[0][0]
     assert idle == 0
     assert_one_line(store_url, first)
+
+
+def test_a_trusted_writer_waiting_for_the_lock_writes_nothing_and_says_so(
+        store_url: str) -> None:
+    """The lock held elsewhere past the timeout: the guessed write's wait is ended by the
+    server (PostgreSQL) or its busy timeout (SQLite), so the request learns that nothing
+    was written — and nothing is, even when the lock is free a moment later."""
+    Ledger(store_url).count()  # the tables, before the lock is taken
+    ledger = Ledger(store_url, timeout=0.5)
+    for i in range(3):  # the writer comes to trust its guess
+        ledger.append(draft(f"visitor-{i:016d}"))
+    assert guess_of(ledger).trusted
+    before = ledger.count()
+    with chain_lock_held(store_url):
+        with pytest.raises(LedgerTimeout) as raised:
+            ledger.append(draft())
+        time.sleep(0.01)  # the lock is free a moment after the request was answered
+    assert not isinstance(raised.value, LedgerOutcomeUnknown), raised.value
+    assert "nothing was written" in str(raised.value)
+    time.sleep(1.0)
+    assert ledger.count() == before
+    assert_one_line(store_url, ledger)
+
+
+@pytest.mark.postgres
+def test_a_trusted_writer_whose_connection_died_while_idle_writes_on_a_new_one(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A server restart while the writer waits for work (its backend terminated): the
+    next batch finds the connection gone before it sends anything it cannot take back,
+    and is written on a new connection."""
+    with pg_schema(postgres_url) as url:
+        ledger = Ledger(url)
+        for _ in range(3):
+            ledger.append(draft())
+        assert guess_of(ledger).trusted
+        writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+        assert writer._conn is not None
+        pid = writer._conn.connection.dbapi_connection.info.backend_pid
+        assert execute(url, "SELECT pg_terminate_backend(:p)", p=pid) == [(True,)]
+        for _ in range(100):  # until the backend is gone, as after a restart
+            if not execute(url, "SELECT 1 FROM pg_stat_activity WHERE pid = :p", p=pid):
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)
+        with caplog.at_level(logging.INFO, logger="flask_consentkit.ledger"):
+            assert ledger.append(draft())["seq"] == 4
+        assert "retrying on a new one" in caplog.text
+        assert_one_line(url, ledger)
+
+
+def test_the_reads_do_not_depend_on_the_sqlite_guard(tmp_path: Any) -> None:
+    """What the reads under the lock write is written whatever the triggers made for a
+    guessed batch would say: a consent id that is empty (no visitor to link, as for the
+    writer) and a head written by hand in another form that verify reads the same."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    try:
+        for i in range(3):  # the writer trusts its guess: its triggers are made
+            ledger.append(draft(f"visitor-{i:016d}"))
+        for _ in range(3):
+            assert ledger.append(draft(""))["previous_receipt_id"] is None
+        [(head,)] = execute(url, "SELECT value FROM consentkit_meta WHERE key = 'head'")
+        execute(url, f"UPDATE consentkit_meta SET value = '0{head}' WHERE key = 'head'")
+        assert ledger.verify().ok
+        assert ledger.append(draft("visitor-0000000000000000"))["seq"] == 7
+        for i in range(3):
+            ledger.append(draft(f"visitor-{i:016d}"))
+        result = ledger.verify()
+        assert result.ok and result.checked == 10, result.describe()
+    finally:
+        store.dispose_engines(url)

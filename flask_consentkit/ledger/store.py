@@ -94,6 +94,7 @@ import math
 import operator
 import os
 import re
+import select as _select
 import socket
 import sqlite3
 import threading
@@ -267,6 +268,12 @@ _GUARD, _MOVE_HEAD = "consentkit_guard", "consentkit_move_head"
 _NOT_RUN = frozenset({5, 6, 9})
 #: PostgreSQL's ``division_by_zero``: the guard of a guessed batch (:meth:`_Sql.guard`)
 _GUARD_SQLSTATE = "22012"
+#: Seconds before the request's deadline at which the server ends a guessed round trip's
+#: lock wait itself (its own ``statement_timeout`` and ``lock_timeout``), so that the
+#: watchdog, which cannot tell whether the ``COMMIT`` ran, need not; and the least time
+#: left for which a batch is guessed on PostgreSQL at all
+GUESS_MARGIN = 0.1
+GUESS_MIN = 0.25
 #: statement, lock and idle-in-transaction bounds; ``local``: this transaction only
 _PG_LIMITS = text(
     "SELECT set_config('statement_timeout', :ms, :local), "
@@ -877,7 +884,9 @@ class _Writer:
             with _watched(conn, deadline) as aborted:
                 try:
                     limit_ms = self._bound(conn, deadline)
-                    results = _write_batch(conn, jobs, limit_ms, committing, self._guess)
+                    results = _write_batch(conn, jobs, limit_ms, committing, self._guess,
+                                           deadline, functools.partial(self._bound, conn,
+                                                                       deadline))
                 except Exception as exc:  # noqa: BLE001 - sorted out below
                     error = exc
             if aborted[0] or (error is not None and _broken(conn, error)):
@@ -1028,15 +1037,19 @@ class _Sql:
         self._row = "(" + ", ".join([p] * len(self.columns)) + ")"
         # a batch planned from the writer's guess (see _Guess)
         self._guessed = f"INSERT INTO {table} ({', '.join(self.columns)}) SELECT * FROM (VALUES "
-        #: SQLite: the writer connection's triggers. Before each row: its ``seq`` and
-        #: ``prev_digest`` follow the head, its ``previous_receipt_id`` is its visitor's
-        #: latest receipt, else the statement fails (:data:`GUESS_FAILED`); after it,
-        #: the head moves to it. TEMP: on this connection only, gone with it
+        #: SQLite: the writer connection's triggers, made for a guessed batch and dropped
+        #: before a batch is written from the reads (which must not depend on them).
+        #: Before each row: its ``seq`` and ``prev_digest`` follow the head (read as
+        #: :func:`chain.decode_link` reads it), its ``previous_receipt_id`` is its
+        #: visitor's latest receipt (a consent id that is not empty, as :func:`_plan`
+        #: links them), else the statement fails (:data:`GUESS_FAILED`); after it, the
+        #: head moves to it. TEMP: on this connection only, gone with it
         self.guards = (
             f"CREATE TEMP TRIGGER IF NOT EXISTS {_GUARD} BEFORE INSERT ON main.{table} "
-            f"WHEN (NEW.seq - 1) || ':' || NEW.prev_digest IS NOT "
-            f"(SELECT value FROM main.{head} WHERE key = 'head') "
-            f"OR (NEW.consent_id IS NOT NULL AND NEW.previous_receipt_id IS NOT "
+            f"WHEN NOT EXISTS (SELECT 1 FROM main.{head} h WHERE h.key = 'head' "
+            f"AND CAST(substr(h.value, 1, instr(h.value, ':') - 1) AS INTEGER) = NEW.seq - 1 "
+            f"AND substr(h.value, instr(h.value, ':') + 1) = NEW.prev_digest) "
+            f"OR (NEW.consent_id <> '' AND NEW.previous_receipt_id IS NOT "
             f"(SELECT r.receipt_id FROM main.{table} r WHERE r.consent_id = NEW.consent_id "
             f"ORDER BY r.seq DESC LIMIT 1)) "
             f"BEGIN SELECT RAISE(ABORT, '{GUESS_FAILED}'); END",
@@ -1044,6 +1057,8 @@ class _Sql:
             f"BEGIN UPDATE {head} SET value = NEW.seq || ':' || NEW.digest "
             f"WHERE key = 'head'; END",
         )
+        self.unguard = tuple(f"DROP TRIGGER IF EXISTS temp.{name}"
+                             for name in (_GUARD, _MOVE_HEAD))
         # no row at all where the triggers are gone (a table made anew under the writer)
         self._armed = (") WHERE (SELECT count(*) FROM sqlite_temp_master WHERE type = "
                        f"'trigger' AND name IN ('{_GUARD}', '{_MOVE_HEAD}')) = 2")
@@ -1148,7 +1163,9 @@ def _plan(jobs: list[_Job], head_value: Any, last: dict[str, str]
 
 
 def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
-                 committing: list[bool], guess: _Guess | None = None) -> list[Any]:
+                 committing: list[bool], guess: _Guess | None = None,
+                 deadline: float | None = None,
+                 rebound: Callable[[], str | None] | None = None) -> list[Any]:
     """Append and erase ``jobs`` in order, in one transaction; commit it.
 
     The lock is taken before anything is read. Statements, in order: take the
@@ -1173,7 +1190,9 @@ def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
     a batch without an erasure is first written in one go, checked by the
     database under the lock: on SQLite one ``INSERT``, a transaction of its own;
     on PostgreSQL one round trip. When the guess was wrong nothing of it is
-    written, and the batch is written as above.
+    written, and the batch is written as above, with ``rebound()`` (the writer's bounds
+    for the time left before ``deadline``: PostgreSQL's ``limit_ms``, SQLite's
+    ``busy_timeout``) first, so that the two attempts together wait no longer than one.
     """
     sql = _Sql.of(conn.dialect)
     ids = sorted({cid for job in jobs if (cid := job.erase_id or job.draft.consent_id)})
@@ -1181,8 +1200,9 @@ def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
     guess = guess if guess is not None else _Guess()
     try:
         if sql.postgresql:
-            return _write_batch_pg(dbapi, jobs, sql, ids, limit_ms, committing, guess)
-        return _write_batch_sqlite(dbapi, jobs, sql, ids, committing, guess)
+            return _write_batch_pg(dbapi, jobs, sql, ids, limit_ms, committing, guess,
+                                   deadline, rebound)
+        return _write_batch_sqlite(dbapi, jobs, sql, ids, committing, guess, deadline, rebound)
     except conn.dialect.loaded_dbapi.Error as exc:
         # what SQLAlchemy does for the statements it runs itself
         disconnect = bool(getattr(dbapi, "broken", False)) \
@@ -1194,7 +1214,9 @@ def _write_batch(conn: Connection, jobs: list[_Job], limit_ms: str | None,
 
 
 def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
-                        ids: list[str], committing: list[bool], guess: _Guess) -> list[Any]:
+                        ids: list[str], committing: list[bool], guess: _Guess,
+                        deadline: float | None,
+                        rebound: Callable[[], str | None] | None) -> list[Any]:
     """:func:`_write_batch` on SQLite (the connection is in autocommit mode: we BEGIN)."""
     cursor = dbapi.cursor()
     try:
@@ -1203,6 +1225,11 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
             done = _guessed_sqlite(cursor, dbapi, jobs, sql, ids, committing, guess)
             if done is not None:
                 return done
+            _after_guess(jobs, deadline, rebound)
+        if guess.armed is dbapi:  # what is written from the reads owes nothing to them
+            for statement in sql.unguard:
+                cursor.execute(statement)
+            guess.armed = None
         cursor.execute("BEGIN IMMEDIATE")  # the lock: one writer per database file
         head_value, *found = cursor.execute(sql.head_and_latest(len(ids)), ids).fetchone()
         last = {c: str(r) for c, r in zip(ids, found, strict=True) if r is not None}
@@ -1303,7 +1330,9 @@ def _pg_literal(dbapi: Any) -> Callable[[Any], str]:
 
 
 def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
-                    limit_ms: str | None, committing: list[bool], guess: _Guess) -> list[Any]:
+                    limit_ms: str | None, committing: list[bool], guess: _Guess,
+                    deadline: float | None,
+                    rebound: Callable[[], str | None] | None) -> list[Any]:
     """:func:`_write_batch` on psycopg, in two round trips (see there), or one when the
     writer's guess holds.
 
@@ -1313,20 +1342,29 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
     ``COMMIT``. The writer's connection is in autocommit mode, so that psycopg
     adds no ``BEGIN`` of its own (a round trip more). A guessed batch sends
     ``BEGIN``, the bounds, the lock, the guard (:meth:`_Sql.guard`), the writes
-    and the ``COMMIT`` at once; a guard that fails stops the rest.
+    and the ``COMMIT`` at once; a guard that fails stops the rest. Its bounds are
+    always its own, ending the lock wait :data:`GUESS_MARGIN` before ``deadline``, so
+    that a timeout is the server's ("nothing was written") rather than the watchdog's
+    ("unknown"); it is not tried with less than :data:`GUESS_MIN` left, nor on a
+    connection that the server has written to while it was idle (a restart, a
+    terminated backend: found by the reads' round trip, which may be sent again).
     """
     import psycopg
     from psycopg import pq
 
     literal = _pg_literal(dbapi)
     cursor = dbapi.cursor()
-    begin = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
-    if limit_ms is not None:  # this transaction has less time than the session's
-        begin.append(sql.limits.replace("%s", literal(limit_ms)))
-    begin.append(sql.head)  # FOR UPDATE: the lock, before anything is read
+    def begin(limit_ms: str | None) -> list[str]:
+        statements = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
+        if limit_ms is not None:  # this transaction has less time than the session's
+            statements.append(sql.limits.replace("%s", literal(limit_ms)))
+        statements.append(sql.head)  # FOR UPDATE: the lock, before anything is read
+        return statements
+
     try:
-        if guess.head is not None and guess.trusted \
-                and all(job.erase_id is None for job in jobs):
+        left = deadline - time.monotonic() if deadline is not None else 0.0
+        if guess.head is not None and guess.trusted and left >= GUESS_MIN \
+                and all(job.erase_id is None for job in jobs) and _quiet(dbapi):
             expected = guess.expected(ids)
             last = guess.last(ids)
             results, steps = _plan(jobs, guess.head, last)
@@ -1334,17 +1372,19 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
             committing.append(True)
             try:
                 cursor.execute("; ".join(
-                    [*begin, sql.guard(guess.head, ids, expected, literal), *writes]))
+                    [*begin(str(int((left - GUESS_MARGIN) * 1000))),
+                     sql.guard(guess.head, ids, expected, literal), *writes]))
             except psycopg.Error as exc:
                 if exc.sqlstate != _GUARD_SQLSTATE:
                     raise
                 committing.pop()  # nothing after the guard ran: no COMMIT
                 dbapi.execute("ROLLBACK")
                 guess.trusted = False
+                limit_ms = _after_guess(jobs, deadline, rebound, limit_ms)
             else:
                 guess.learn(steps[-1][1], ids, last, trusted=True)
                 return results
-        reads = list(begin)
+        reads = begin(limit_ms)
         if ids:
             reads.append(sql.latest(len(ids)).replace("%s", "{}").format(
                 *(literal(i) for i in ids)))
@@ -1380,6 +1420,28 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
         raise
     finally:
         cursor.close()
+
+
+def _after_guess(jobs: list[_Job], deadline: float | None,
+                 rebound: Callable[[], str | None] | None,
+                 limit_ms: str | None = None) -> str | None:
+    """Before the reads that follow a wrong guess: fail the batch (nothing was written)
+    when too little time is left, else tighten the bounds to what is left; PostgreSQL's
+    ``limit_ms`` for the reads' transaction."""
+    if deadline is not None and deadline - time.monotonic() < MIN_BUDGET:
+        raise _late(jobs[0], "nothing was written")
+    return rebound() if rebound is not None else limit_ms
+
+
+def _quiet(dbapi: Any) -> bool:
+    """The psycopg connection ``dbapi`` has nothing to read: the server did not write to
+    it while it was idle (it does before it ends a session: a restart, a terminated
+    backend)."""
+    try:
+        readable, _, _ = _select.select([dbapi.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, AttributeError):  # closed, or not a socket we can poll
+        return False
+    return not readable
 
 
 def _pg_writes(steps: list[Step], sql: _Sql, literal: Callable[[Any], str]

@@ -167,6 +167,7 @@ def test_the_sqlite_writer_makes_its_triggers_again_when_they_are_gone(
         dbapi.execute("DROP TRIGGER temp.consentkit_move_head")
         ledger.append(draft("visitor-0000000000000000"))  # found out; read under the lock
         assert_one_line(url, ledger)
+        assert list(dbapi.execute(names)) == []  # the reads' write ran without the other
         for i in range(3):
             ledger.append(draft(f"visitor-{i:016d}"))
         assert [n for (n,) in dbapi.execute(names)] == ["consentkit_guard",

@@ -1284,9 +1284,8 @@ def _guessed_sqlite(cursor: sqlite3.Cursor, dbapi: sqlite3.Connection, jobs: lis
             raise
         written = 0  # a row does not follow the ledger: another writer, or a visitor
         # whose receipts the guess does not know
-    else:
-        if written == 0:  # the triggers are gone (the table was made anew): again
-            guess.armed = None
+    # no row and no error: a trigger is gone (a table made anew); the reads' path drops
+    # what is left of them (guess.armed is still this connection), the next guess makes both
     if written != len(rows):
         if written:  # one statement writes all of its rows or none
             raise LedgerError(f"the ledger wrote {written} of a batch of {len(rows)}")

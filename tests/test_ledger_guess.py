@@ -22,7 +22,13 @@ import pytest
 from sqlalchemy import event
 
 from flask_consentkit.ledger import store
-from flask_consentkit.ledger.store import Ledger, LedgerOutcomeUnknown, LedgerTimeout, get_engine
+from flask_consentkit.ledger.store import (
+    Ledger,
+    LedgerError,
+    LedgerOutcomeUnknown,
+    LedgerTimeout,
+    get_engine,
+)
 
 from .ledger_helpers import draft, execute, pg_schema, store_url  # noqa: F401
 from .test_ledger_timeouts import chain_lock_held
@@ -205,7 +211,7 @@ def test_a_trusted_writer_waiting_for_the_lock_writes_nothing_and_says_so(
     server (PostgreSQL) or its busy timeout (SQLite), so the request learns that nothing
     was written — and nothing is, even when the lock is free a moment later."""
     Ledger(store_url).count()  # the tables, before the lock is taken
-    ledger = Ledger(store_url, timeout=0.5)
+    ledger = Ledger(store_url, timeout=1.0)
     for i in range(3):  # the writer comes to trust its guess
         ledger.append(draft(f"visitor-{i:016d}"))
     assert guess_of(ledger).trusted
@@ -216,7 +222,7 @@ def test_a_trusted_writer_waiting_for_the_lock_writes_nothing_and_says_so(
         time.sleep(0.01)  # the lock is free a moment after the request was answered
     assert not isinstance(raised.value, LedgerOutcomeUnknown), raised.value
     assert "nothing was written" in str(raised.value)
-    time.sleep(1.0)
+    time.sleep(1.5)
     assert ledger.count() == before
     assert_one_line(store_url, ledger)
 
@@ -245,6 +251,53 @@ def test_a_trusted_writer_whose_connection_died_while_idle_writes_on_a_new_one(
             assert ledger.append(draft())["seq"] == 4
         assert "retrying on a new one" in caplog.text
         assert_one_line(url, ledger)
+
+
+@pytest.mark.parametrize("garbled", ["+{}", " {}", "{}x", "{}.0"], ids=str)
+def test_a_garbled_head_stops_a_guessed_write_as_it_stops_the_reads(
+        tmp_path: Any, garbled: str) -> None:
+    """A head that ``verify`` does not read (its number written otherwise) is no head the
+    guard takes either: the write fails, and the damage stays for ``verify`` to find."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    try:
+        for i in range(3):
+            ledger.append(draft(f"visitor-{i:016d}"))
+        assert guess_of(ledger).trusted
+        [(head,)] = execute(url, "SELECT value FROM consentkit_meta WHERE key = 'head'")
+        seq, _, digest = head.partition(":")
+        bad = garbled.format(seq) + ":" + digest
+        execute(url, "UPDATE consentkit_meta SET value = :v WHERE key = 'head'", v=bad)
+        assert not ledger.verify().ok
+        with pytest.raises(LedgerError, match="garbled"):
+            ledger.append(draft("visitor-0000000000000000"))
+        [(after,)] = execute(url, "SELECT value FROM consentkit_meta WHERE key = 'head'")
+        assert after == bad and len(stored(url)) == 3
+    finally:
+        store.dispose_engines(url)
+
+
+@pytest.mark.postgres
+def test_the_guess_is_used_whatever_the_socket_s_number(postgres_url: str) -> None:
+    """A busy process has many files open: a writer whose socket's descriptor is past
+    1,024 (where ``select()`` stops) still writes a batch in one round trip."""
+    held = [open(os.devnull) for _ in range(1100)]  # noqa: SIM115 - closed below
+    try:
+        with pg_schema(postgres_url) as url:
+            ledger = Ledger(url)
+            for i in range(3):
+                ledger.append(draft(f"visitor-{i:016d}"))
+            writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+            assert writer._conn is not None
+            dbapi = writer._conn.connection.dbapi_connection
+            assert dbapi.pgconn.socket > 1024
+            assert store._quiet(dbapi)
+            ledger.append(draft("visitor-0000000000000000"))
+            assert guess_of(ledger).trusted
+            assert_one_line(url, ledger)
+    finally:
+        for f in held:
+            f.close()
 
 
 def test_the_reads_do_not_depend_on_the_sqlite_guard(tmp_path: Any) -> None:

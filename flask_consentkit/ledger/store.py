@@ -1047,6 +1047,8 @@ class _Sql:
         self.guards = (
             f"CREATE TEMP TRIGGER IF NOT EXISTS {_GUARD} BEFORE INSERT ON main.{table} "
             f"WHEN NOT EXISTS (SELECT 1 FROM main.{head} h WHERE h.key = 'head' "
+            f"AND instr(h.value, ':') > 1 "
+            f"AND substr(h.value, 1, instr(h.value, ':') - 1) NOT GLOB '*[^0-9]*' "
             f"AND CAST(substr(h.value, 1, instr(h.value, ':') - 1) AS INTEGER) = NEW.seq - 1 "
             f"AND substr(h.value, instr(h.value, ':') + 1) = NEW.prev_digest) "
             f"OR (NEW.consent_id <> '' AND NEW.previous_receipt_id IS NOT "
@@ -1353,6 +1355,7 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
 
     literal = _pg_literal(dbapi)
     cursor = dbapi.cursor()
+
     def begin(limit_ms: str | None) -> list[str]:
         statements = ["BEGIN ISOLATION LEVEL READ COMMITTED"]
         if limit_ms is not None:  # this transaction has less time than the session's
@@ -1362,17 +1365,20 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
 
     try:
         left = deadline - time.monotonic() if deadline is not None else 0.0
+        guessed: list[str] = []  # the guard and the writes of a batch planned from the guess
         if guess.head is not None and guess.trusted and left >= GUESS_MIN \
                 and all(job.erase_id is None for job in jobs) and _quiet(dbapi):
             expected = guess.expected(ids)
             last = guess.last(ids)
             results, steps = _plan(jobs, guess.head, last)
-            writes, _ = _pg_writes(steps, sql, literal)
+            guessed = [sql.guard(guess.head, ids, expected, literal),
+                       *_pg_writes(steps, sql, literal)[0]]
+            left = deadline - time.monotonic() if deadline is not None else 0.0
+        if guessed and left >= GUESS_MIN:  # still, once planned (the bound is from now)
             committing.append(True)
             try:
                 cursor.execute("; ".join(
-                    [*begin(str(int((left - GUESS_MARGIN) * 1000))),
-                     sql.guard(guess.head, ids, expected, literal), *writes]))
+                    [*begin(str(int((left - GUESS_MARGIN) * 1000))), *guessed]))
             except psycopg.Error as exc:
                 if exc.sqlstate != _GUARD_SQLSTATE:
                     raise
@@ -1437,7 +1443,12 @@ def _quiet(dbapi: Any) -> bool:
     it while it was idle (it does before it ends a session: a restart, a terminated
     backend)."""
     try:
-        readable, _, _ = _select.select([dbapi.pgconn.socket], [], [], 0)
+        fd = dbapi.pgconn.socket
+        if hasattr(_select, "poll"):  # any descriptor (select() stops at 1024)
+            poller = _select.poll()
+            poller.register(fd, _select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = _select.select([fd], [], [], 0)
     except (OSError, ValueError, AttributeError):  # closed, or not a socket we can poll
         return False
     return not readable

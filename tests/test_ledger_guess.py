@@ -54,9 +54,14 @@ def assert_one_line(url: str, ledger: Ledger) -> None:
     assert head.startswith(f"{len(rows)}:")
 
 
+def writer_of(ledger: Ledger) -> Any:
+    """``ledger``'s writer in this process."""
+    return store._writers[(ledger.url, os.getpid(), float(ledger.timeout))]
+
+
 def guess_of(ledger: Ledger) -> Any:
     """The guess of ``ledger``'s writer in this process."""
-    return store._writers[(ledger.url, os.getpid(), float(ledger.timeout))]._guess
+    return writer_of(ledger)._guess
 
 
 def two_writers(url: str) -> tuple[Ledger, Ledger]:
@@ -163,7 +168,7 @@ def test_the_sqlite_writer_makes_its_triggers_again_when_they_are_gone(
     try:
         for i in range(3):
             ledger.append(draft(f"visitor-{i:016d}"))
-        writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+        writer = writer_of(ledger)
         assert writer._conn is not None
         dbapi = writer._conn.connection.dbapi_connection
         assert dbapi is not None
@@ -238,7 +243,7 @@ def test_a_trusted_writer_whose_connection_died_while_idle_writes_on_a_new_one(
         for _ in range(3):
             ledger.append(draft())
         assert guess_of(ledger).trusted
-        writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+        writer = writer_of(ledger)
         assert writer._conn is not None
         pid = writer._conn.connection.dbapi_connection.info.backend_pid
         assert execute(url, "SELECT pg_terminate_backend(:p)", p=pid) == [(True,)]
@@ -287,7 +292,7 @@ def test_the_guess_is_used_whatever_the_socket_s_number(postgres_url: str) -> No
             ledger = Ledger(url)
             for i in range(3):
                 ledger.append(draft(f"visitor-{i:016d}"))
-            writer = store._writers[(url, os.getpid(), float(ledger.timeout))]
+            writer = writer_of(ledger)
             assert writer._conn is not None
             dbapi = writer._conn.connection.dbapi_connection
             assert dbapi.pgconn.socket > 1024

@@ -609,6 +609,11 @@ class _Guess:
         #: the SQLite connection whose triggers are made (:attr:`_Sql.guards`)
         self.armed: Any = None
 
+    def applies(self, jobs: list[_Job]) -> bool:
+        """Plan ``jobs`` from the guess? When it is trusted and none of them erases."""
+        return self.head is not None and self.trusted \
+            and all(job.erase_id is None for job in jobs)
+
     def last(self, ids: list[str]) -> dict[str, str]:
         """The guessed latest receipts of ``ids``, as :func:`_plan` takes them."""
         latest = self.latest
@@ -1222,8 +1227,7 @@ def _write_batch_sqlite(dbapi: sqlite3.Connection, jobs: list[_Job], sql: _Sql,
     """:func:`_write_batch` on SQLite (the connection is in autocommit mode: we BEGIN)."""
     cursor = dbapi.cursor()
     try:
-        if guess.head is not None and guess.trusted \
-                and all(job.erase_id is None for job in jobs):
+        if guess.applies(jobs):
             done = _guessed_sqlite(cursor, dbapi, jobs, sql, ids, committing, guess)
             if done is not None:
                 return done
@@ -1366,8 +1370,8 @@ def _write_batch_pg(dbapi: Any, jobs: list[_Job], sql: _Sql, ids: list[str],
     try:
         left = deadline - time.monotonic() if deadline is not None else 0.0
         guessed: list[str] = []  # the guard and the writes of a batch planned from the guess
-        if guess.head is not None and guess.trusted and left >= GUESS_MIN \
-                and all(job.erase_id is None for job in jobs) and _quiet(dbapi):
+        if guess.applies(jobs) and left >= GUESS_MIN and _quiet(dbapi):
+            assert guess.head is not None  # applies() says so
             expected = guess.expected(ids)
             last = guess.last(ids)
             results, steps = _plan(jobs, guess.head, last)

@@ -326,3 +326,17 @@ def test_the_reads_do_not_depend_on_the_sqlite_guard(tmp_path: Any) -> None:
         assert result.ok and result.checked == 10, result.describe()
     finally:
         store.dispose_engines(url)
+
+
+@pytest.mark.postgres
+def test_the_postgresql_writer_does_not_count_its_queries_for_preparing(
+        postgres_url: str) -> None:
+    """Each of the writer's queries is new (its values are literals): psycopg is told
+    not to keep counts of them, which costs two hashes of each query string."""
+    with pg_schema(postgres_url) as url:
+        ledger = Ledger(url)
+        for i in range(3):
+            ledger.append(draft(f"visitor-{i:016d}"))
+        dbapi = writer_of(ledger)._conn.connection.dbapi_connection
+        assert dbapi.prepare_threshold is None
+        assert_one_line(url, ledger)

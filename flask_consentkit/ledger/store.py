@@ -845,8 +845,12 @@ class _Writer:
                 try:
                     with _watched(conn, time.monotonic() + self.timeout), conn.begin():
                         _limit(conn, time.monotonic() + self.timeout, local=False)
+                    dbapi: Any = conn.connection.dbapi_connection
                     # our own BEGIN (READ COMMITTED) starts each transaction
-                    conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+                    dbapi.autocommit = True
+                    # every query is new (its values are literals): psycopg need not count
+                    # them to prepare the frequent ones, hashing each query string twice
+                    dbapi.prepare_threshold = None
                 except BaseException:
                     conn.close()
                     raise

@@ -16,7 +16,7 @@ receipt is durable before its decision is answered; decisions that arrive
 together share one commit (group commit).
 
     python bench/bench_ledger.py [--clients 1,8,32] [--seconds 2] [--rounds 5]
-                                 [--workers N] [--prune-rows 200000]
+                                 [--workers N] [--prune-rows 200000] [--bounds]
 
 It prints the median decisions per second of each case and client count, and
 its ratio to the ledger off at the same count, and the machine's load average
@@ -24,7 +24,12 @@ before and after (on a shared 2-core machine other work moves the figures by
 ±10 %: compare the ratios, and run it more than once). With ``--prune-rows N`` it also
 fills a SQLite ledger with N receipts past retention, prunes them while
 decisions keep arriving, and prints the prune rate and the slowest decision
-during the prune (batches keep the table usable).
+during the prune (batches keep the table usable). With ``--bounds`` (werkzeug's
+server only) it also measures two cases that store nothing, the most any storage
+could reach with receipts built as they are: "receipt, no writer" (the request
+plans its receipt itself, as the writer would, and goes on) and "writer, no
+database" (the writer thread batches and plans as always, then waits
+:data:`STUB_WAIT` instead of writing: a database that costs this process no CPU).
 """
 
 from __future__ import annotations
@@ -62,6 +67,39 @@ from flask_consentkit.ledger.store import Ledger, dispose_engines  # noqa: E402
 
 HEADERS = {"Origin": "http://localhost"}
 BODY = {"action": "save", "categories": ["analytics", "functional"]}
+
+
+#: what "writer, no database" (``--bounds``) waits for instead of each batch's
+#: write: about a PostgreSQL batch's wall time at 32 clients here
+STUB_WAIT = 0.005
+
+
+def stub_storage(no_writer: str, no_database: str) -> None:
+    """``--bounds``: the ledgers at these two URLs store nothing (see the docstring);
+    the other ledgers of the process are untouched."""
+    from flask_consentkit.ledger import store
+
+    heads = {url: chain.encode_link(0, chain.GENESIS) for url in (no_writer, no_database)}
+    submit, write_batch = store._submit, store._write_batch
+
+    def planned(url: str, jobs: list[Any]) -> list[Any]:
+        results, steps = store._plan(jobs, heads[url], {})
+        heads[url] = steps[-1][1]
+        return results
+
+    def bounded_submit(job: Any) -> Any:
+        if job.ledger.url == no_writer:
+            return planned(no_writer, [job])[0]
+        return submit(job)
+
+    def bounded_write_batch(conn: Any, jobs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if jobs[0].ledger.url != no_database:
+            return write_batch(conn, jobs, *args, **kwargs)
+        results = planned(no_database, jobs)
+        time.sleep(STUB_WAIT)
+        return results
+
+    store._submit, store._write_batch = bounded_submit, bounded_write_batch
 
 
 def bare_app() -> Flask:
@@ -302,6 +340,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prune-rows", type=int, default=0)
+    parser.add_argument("--bounds", action="store_true",
+                        help="also measure the two cases that store nothing (see above)")
     parser.add_argument("--workers", type=int, default=0,
                         help="serve with gunicorn, this many worker processes (default: "
                         "werkzeug's threaded server in this process)")
@@ -309,6 +349,8 @@ def main() -> None:
     counts = [int(c) for c in args.clients.split(",")]
     if args.workers < 0:
         parser.error("--workers is a number of processes, 0 for werkzeug's server")
+    if args.bounds and args.workers:
+        parser.error("--bounds measures werkzeug's server in this process: no --workers")
 
     results: dict[tuple[str, int], list[float]] = {}
     names: list[str] = []
@@ -322,6 +364,12 @@ def main() -> None:
         ]
         if pg_url is not None:
             cases.append(("PostgreSQL ledger", "kit", pg_url))
+        if args.bounds:
+            no_writer = f"sqlite:///{Path(tmp) / 'no-writer.sqlite3'}"
+            no_database = f"sqlite:///{Path(tmp) / 'no-database.sqlite3'}"
+            stub_storage(no_writer, no_database)
+            cases += [("receipt, no writer", "kit", no_writer),
+                      ("writer, no database", "kit", no_database)]
         servers: list[tuple[str, Served | Gunicorn]] = []
         context = multiprocessing.get_context("spawn")
         try:

@@ -100,6 +100,8 @@ _CACHE_LANG = "banner.language"
 _CACHE_PLACED = "banner.placed"
 #: the language this request asked for with ``?lang=`` (to remember it)
 _CACHE_ASKED = "banner.asked"
+#: this request's notice (:meth:`Banner.notice`): what it depends on is the request's
+_CACHE_NOTICE = "banner.notice"
 _TEMPLATES = Path(__file__).parent / "templates" / "consentkit"
 #: stand-ins in a cached rendering for what changes on every request
 _NEXT = "/consentkit-stand-in-next-7f3a"
@@ -612,8 +614,15 @@ class Banner:
         text in the language shown, the categories offered with their services,
         the policy and the controller; its id is the SHA-256 of its canonical JSON,
         which the receipt of a decision records. Built once per language, privacy
-        signal, policy news and rule per audience.
+        signal, policy news and rule per audience, and looked up once per request (a
+        decision asks twice: for its receipt, then to keep the notice): each of these is
+        the request's own, the same before and after a decision in it (policy news is
+        what the visitor came with).
         """
+        outside = _compat.request_context() is None and not has_request_context()
+        ctx = None if outside else request_consent()
+        if ctx is not None and (found := ctx.cache.get(_CACHE_NOTICE)) is not None:
+            return found  # type: ignore[no-any-return]
         lang = self.language()
         key = (lang, _signal(self.settings), _outdated(), _rule_key(self.ext))
         cached = self._fingerprints.get(key)
@@ -641,6 +650,8 @@ class Banner:
             }
             cached = (notice_id(content), lang, content)
             self._fingerprints.put(key, cached, len(content["text"]))
+        if ctx is not None:
+            ctx.cache[_CACHE_NOTICE] = cached
         return cached
 
     def fingerprint(self) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 
 from flask_consentkit import ConsentKit
+from flask_consentkit.cache import Kept
 from flask_consentkit.cli import cli
 from flask_consentkit.errors import ConsentConfigError
 from flask_consentkit.notice import notice_id
@@ -105,6 +106,42 @@ def test_the_notice_of_an_old_receipt_survives_a_change_of_the_texts(store_url: 
     assert "Counting visits" not in old_notice["text"]
     assert execute(store_url, "SELECT count(*) FROM consentkit_notices")[0][0] == 2
     assert after.test_cli_runner().invoke(cli, ["verify"]).exit_code == 0
+
+
+def test_a_visitor_told_of_a_policy_change_has_that_notice_on_the_receipt(
+        store_url: str) -> None:
+    """The banner a returning visitor answers after a new policy version says that the
+    policy changed; the receipt of the answer names that notice, and that notice is
+    the one kept (it is looked up once for the decision, before and after which it
+    is the same: what the visitor came with)."""
+    old = _app(store_url, CONSENTKIT_POLICY_VERSION="1").test_client()
+    first_answer = old.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    assert first_answer.status_code == 200
+    cookie = old.get_cookie("consentkit")
+    assert cookie is not None
+    app = _app(store_url, CONSENTKIT_POLICY_VERSION="2")
+    client = app.test_client()
+    client.set_cookie("consentkit", cookie.value)
+    lookups: list[Any] = []
+
+    class Counted(Kept[Any, Any]):
+        def get(self, key: Any) -> Any:
+            lookups.append(key)
+            return super().get(key)
+
+    app.extensions["consentkit"].banner._fingerprints = Counted("notices", 256, 4 << 20)
+    answer = client.post("/consent/", json={"action": "reject_all"}, headers=SAME_ORIGIN)
+    assert answer.status_code == 200
+    assert len(lookups) == 1  # the receipt's notice and the one kept: one lookup
+    run = app.test_cli_runner().invoke(cli, ["export", "--", answer.get_json()["consent_id"]])
+    receipt = json.loads(run.stdout)["receipts"][-1]
+    assert receipt["policy_version"] == "2"
+    notice = _notice(app, receipt["receipt_id"])
+    assert "Our privacy policy changed as of November 1, 2026" in notice["text"], notice["text"]
+    run = app.test_cli_runner().invoke(
+        cli, ["export", "--", first_answer.get_json()["consent_id"]])
+    first = _notice(app, json.loads(run.stdout)["receipts"][0]["receipt_id"])
+    assert "privacy policy changed" not in first["text"]  # the first choice's banner
 
 
 def test_each_notice_is_stored_once(store_url: str) -> None:

@@ -9,9 +9,10 @@ page (many scripts, gated and not, vendor trackers, embeds), and the time of a
 whole WSGI request for the 50 KB page with the extension, as a ratio against
 the same view on bare Flask measured in the same run (budgets: rewrite
 ≥ 100 MB/s; a returning visitor's page with the default banner ≤ 1.10×, the
-same page with a per-request token ≤ 1.30×, at 50 KB and at 0.5 MB). A last row
-in each table shows the least an extension that keeps pages could cost
-(:func:`least_app`).
+same page with a per-request token ≤ 1.30×, at 50 KB and at 0.5 MB). The last
+rows of each table show the least an extension that keeps pages could cost
+(:func:`least_app`), and that least with what the extension's public surface
+costs whatever its code (its nine template globals, a policy header).
 
 The page is served two ways. ``/page`` renders it from a Jinja template (its
 66 paragraphs are variables), as a Flask app serves an HTML page: this is the
@@ -193,14 +194,27 @@ def make_app(with_kit: bool, page: bytes, **config: Any) -> Flask:
     return app
 
 
-def least_app(page: bytes) -> Flask:
+def least_app(page: bytes, surface: bool = False) -> Flask:
     """Bare Flask's app with the least an extension that keeps pages must do per page: a
     response hook that finds the kept output (by the page's length and ends, the consent
     cookie, path and host; the page compared whole), puts it in with its
     ``Content-Length``, and adds ``Vary: Cookie``. No banner is made: a page not seen
-    before gets a fixed tag before ``</body>``."""
+    before gets a fixed tag before ``</body>``.
+
+    ``surface``: also what the extension's public surface costs any implementation of
+    it, whatever its hook does: its template globals (nine) (Jinja copies every global
+    into each render's context) and a browser policy written by WSGI middleware (a
+    ``Content-Security-Policy`` and ``Reporting-Endpoints`` noted by the hook, kept
+    with the page)."""
     app = make_app(False, page)
     kept: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+    if surface:
+        # the extension's own names: what it adds to a bare app's globals
+        ours = make_app(True, page).jinja_env.globals.keys() - app.jinja_env.globals.keys()
+        app.jinja_env.globals.update(dict.fromkeys(sorted(ours), len))
+        noted = ("script-src 'self'; frame-src 'self'; report-to consentkit",
+                 'consentkit="/consent/csp-report"')
+        app.wsgi_app = PolicyMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.after_request
     def hook(response: Response) -> Response:
@@ -219,9 +233,31 @@ def least_app(page: bytes) -> Flask:
         response.response = [out]
         response.headers["Content-Length"] = str(len(out))
         response.headers.add("Vary", "Cookie")
+        if surface:
+            environ[PolicyMiddleware.KEY] = noted
         return response
 
     return app
+
+
+class PolicyMiddleware:
+    """The least WSGI middleware that writes a policy the response hook noted (as
+    ``flask_consentkit.policy.PolicyHeader`` does)."""
+
+    KEY = "least.policy"
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            noted = environ.get(self.KEY)
+            if noted is not None:
+                headers.append(("Content-Security-Policy", noted[0]))
+                headers.append(("Reporting-Endpoints", noted[1]))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
 
 
 def wsgi_call(app: Flask, environ: dict[str, Any]) -> Callable[[], None]:
@@ -298,6 +334,9 @@ def bench_requests(quick: bool) -> None:
     least = least_app(page)
     cases.append(("least: a hook that swaps a kept page", "/page", least,
                   {"Cookie": consent_cookie(with_banner, "analytics")}))
+    cases.append(("least, + its template globals, policy header", "/page",
+                  least_app(page, surface=True),
+                  {"Cookie": consent_cookie(with_banner, "analytics")}))
     print(f"\nwhole request, 50 KB page through WSGI, vs bare Flask serving the same view "
           f"(median of {repeat} interleaved rounds)")
     for label, path, app, headers in cases:
@@ -320,7 +359,9 @@ def bench_large_requests(quick: bool) -> None:
     for label, path, app in (("+ banner, template, returning visitor", "/page", with_banner),
                              ("+ banner, template + CSRF field, returning", "/form",
                               with_banner),
-                             ("least: a hook that swaps a kept page", "/page", least)):
+                             ("least: a hook that swaps a kept page", "/page", least),
+                             ("least, + its template globals, policy header", "/page",
+                              least_app(page, surface=True))):
         bare_call = wsgi_call(bare, EnvironBuilder(path=path, headers=cookie).get_environ())
         call = wsgi_call(app, EnvironBuilder(path=path, headers=cookie).get_environ())
         print_row(label, call, bare_call, number, repeat)

@@ -16,7 +16,7 @@ route counted 498,594 and 498,237 instructions per request on bare Flask,
 be read off it on a noisy machine.
 
 Cases are those of ``bench_opcodes`` (``json``, ``json-reading``, ``least-json``,
-``least-reading``, ``page``, ``least-page``, ``form``, ``page-500k``,
+``least-reading``, ``page``, ``least-page``, ``least-surface``, ``form``, ``page-500k``,
 ``form-500k``; default: all of them), each with the same request for bare Flask
 and for the extension (for ``least-*``: the least an extension could do). Each process warms its app
 (50 requests: caches filled, templates compiled) and then sends ``--requests``
@@ -40,8 +40,8 @@ import tempfile
 
 from _common import case_arguments, chosen_cases  # (and the project's root on the path)
 
-CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page", "form",
-         "page-500k", "form-500k")
+CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page",
+         "least-surface", "form", "page-500k", "form-500k")
 SIDES = ("bare", "kit")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 

@@ -19,7 +19,8 @@ consent cookie), ``json-reading`` (the view reads the consent), ``least-json`` a
 extension with a response hook costs), ``page`` (a
 returning visitor's 50 KB templated page, default banner), ``form`` (the same
 page with a CSRF field, a new token per request), ``least-page`` (the page against
-``bench_gating.least_app``); ``page-500k`` and ``form-500k``
+``bench_gating.least_app``), ``least-surface`` (the same least with the extension's
+template globals and a policy header); ``page-500k`` and ``form-500k``
 the same at 0.5 MB. ``--top N`` lists the N
 functions whose counts differ most from bare Flask's (both get the same request,
 the consent cookie included).
@@ -125,8 +126,8 @@ def decision(app: Any) -> Callable[[], None]:
 #: (the baseline's name, its request, the extension's name, its request)
 Case = tuple[str, Callable[[], None], str, Callable[[], None]]
 
-CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page", "form",
-         "page-500k", "form-500k", "decide", "decide-pg")
+CASES = ("json", "json-reading", "least-json", "least-reading", "page", "least-page",
+         "least-surface", "form", "page-500k", "form-500k", "decide", "decide-pg")
 
 
 class Cases:
@@ -148,6 +149,10 @@ class Cases:
     @functools.cached_property
     def least_page(self) -> Any:
         return bench_gating.least_app(realistic_page(50_000))
+
+    @functools.cached_property
+    def least_surface(self) -> Any:
+        return bench_gating.least_app(realistic_page(50_000), surface=True)
 
     @functools.cached_property
     def pages(self) -> tuple[Any, Any, str]:
@@ -179,11 +184,12 @@ class Cases:
             path = "/api" if case == "least-json" else "/api/personal"
             return ("bare Flask", wsgi_caller(plain, "/api", headers=cookie),
                     "the least", wsgi_caller(self.least, path, headers=cookie))
-        if case == "least-page":
+        if case in ("least-page", "least-surface"):
             bare_app, kit_app, visitor = self.pages
             environ = EnvironBuilder(path="/page", headers=[("Cookie", visitor)]).get_environ()
+            least = self.least_page if case == "least-page" else self.least_surface
             return ("bare Flask", bench_gating.wsgi_call(bare_app, environ),
-                    "the least", bench_gating.wsgi_call(self.least_page, environ))
+                    "the least", bench_gating.wsgi_call(least, environ))
         if case in ("page", "form", "page-500k", "form-500k"):
             route, _, large = case.partition("-")
             bare_app, kit_app, visitor = self.large_pages if large else self.pages

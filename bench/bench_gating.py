@@ -50,6 +50,8 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from flask_consentkit import ConsentKit  # noqa: E402
 from flask_consentkit.gating.html import ScanCache, TrackerMatcher, rewrite  # noqa: E402
+from flask_consentkit.policy import ENVIRON_KEY as POLICY_NOTED  # noqa: E402
+from flask_consentkit.policy import PolicyHeader  # noqa: E402
 from flask_consentkit.state import UNDECIDED, decide  # noqa: E402
 from tests.pages import realistic_page  # noqa: E402
 
@@ -205,7 +207,7 @@ def least_app(page: bytes, surface: bool = False) -> Flask:
     it, whatever its hook does: its template globals (nine) (Jinja copies every global
     into each render's context) and a browser policy written by WSGI middleware (a
     ``Content-Security-Policy`` and ``Reporting-Endpoints`` noted by the hook, kept
-    with the page)."""
+    with the page, written by the extension's own :class:`PolicyHeader`)."""
     app = make_app(False, page)
     kept: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
     if surface:
@@ -214,7 +216,8 @@ def least_app(page: bytes, surface: bool = False) -> Flask:
         app.jinja_env.globals.update(dict.fromkeys(sorted(ours), len))
         noted = ("script-src 'self'; frame-src 'self'; report-to consentkit",
                  'consentkit="/consent/csp-report"')
-        app.wsgi_app = PolicyMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        app.wsgi_app = PolicyHeader(app.wsgi_app,  # type: ignore[method-assign]
+                                    "Content-Security-Policy")
 
     @app.after_request
     def hook(response: Response) -> Response:
@@ -234,30 +237,10 @@ def least_app(page: bytes, surface: bool = False) -> Flask:
         response.headers["Content-Length"] = str(len(out))
         response.headers.add("Vary", "Cookie")
         if surface:
-            environ[PolicyMiddleware.KEY] = noted
+            environ[POLICY_NOTED] = noted
         return response
 
     return app
-
-
-class PolicyMiddleware:
-    """The least WSGI middleware that writes a policy the response hook noted (as
-    ``flask_consentkit.policy.PolicyHeader`` does)."""
-
-    KEY = "least.policy"
-
-    def __init__(self, wsgi_app: Any) -> None:
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            noted = environ.get(self.KEY)
-            if noted is not None:
-                headers.append(("Content-Security-Policy", noted[0]))
-                headers.append(("Reporting-Endpoints", noted[1]))
-            return start_response(status, headers, exc_info)
-
-        return self.wsgi_app(environ, start)
 
 
 def wsgi_call(app: Flask, environ: dict[str, Any]) -> Callable[[], None]:

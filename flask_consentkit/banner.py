@@ -53,7 +53,7 @@ from .cache import Kept
 from .categories import Category, Text, pick_text
 from .config import Settings
 from .errors import ConsentConfigError
-from .gpc import gpc_covers, gpc_received, privacy_signal
+from .gpc import gpc_covers, gpc_received, privacy_signal, signal_headers
 from .notice import NOTICE_SCHEMA, notice_id
 from .regions import (
     TRANSFERS,
@@ -70,6 +70,7 @@ from .state import (
     current_request,
     get_state,
     peek_request_consent,
+    query_args,
     request_consent,
     request_parts,
     state_of,
@@ -112,9 +113,6 @@ _OPT_OUT = "consentkit-stand-in-opt-out-7f3a"
 #: pages up to this size are kept with the banner put in, up to this many bytes in all
 _KEEP_PAGE = 1 << 20
 _KEEP_TOTAL = 16 << 20
-#: what a page with the banner varies by (``Sec-GPC`` when the signal is honoured)
-_VARY = ("Accept-Language",)
-_VARY_GPC = ("Accept-Language", "Sec-GPC")
 _STAND_INS = re.compile("(" + "|".join(
     re.escape(s) for s in (_NEXT, _PREFERENCES, _NONCE, _NOTICE, _OPT_OUT)) + ")")
 
@@ -225,6 +223,9 @@ class Banner:
         self.ext = ext
         self.settings: Settings = ext.settings
         self.catalogs = load_catalogs(self.settings.languages)
+        #: what a page with the banner varies by: the language, and the privacy signals
+        #: honoured (which keep ``marketing`` off on "Accept all")
+        self._vary_tokens = ("Accept-Language", *signal_headers(self.settings))
         # What each kept output depends on is its key, built where it is used (and
         # listed in ARCHITECTURE.md); nothing is kept for an app that overrides a
         # template of ours or has url_defaults (see _finished).
@@ -277,7 +278,7 @@ class Banner:
         app, environ = request_parts()
         query = environ.get("QUERY_STRING", "")
         # parse the query only when it can name "lang" (a key may be percent-encoded)
-        asked = request.args.get("lang") if "lang" in query or "%" in query else None
+        asked = query_args().get("lang") if "lang" in query or "%" in query else None
         if asked:
             found = _match_language(asked, languages)
             if found:
@@ -725,7 +726,7 @@ class Banner:
         (see the module's docstring).
         """
         content_type = first_header(response.headers, "Content-Type") or ""
-        if content_type != _HTML and content_type.split(";", 1)[0].strip() != "text/html":
+        if content_type != _HTML and content_type.split(";", 1)[0].strip().lower() != "text/html":
             return response  # checked first: most responses of an API end here
         req = current_request()
         endpoint = req.endpoint
@@ -789,9 +790,9 @@ class Banner:
         return response
 
     def _vary(self, response: Response) -> None:
-        """The page speaks the visitor's language and says what the GPC signal turned off:
-        ``Vary`` on those headers (written with ``Cookie`` at the end of the hook)."""
-        tokens = _VARY_GPC if self.settings.honor_gpc else _VARY
+        """The page speaks the visitor's language and says what a privacy signal turned
+        off: ``Vary`` on those headers (written with ``Cookie`` at the end of the hook)."""
+        tokens = self._vary_tokens
         ctx = peek_request_consent()
         if ctx is None:
             add_vary(response, *tokens)
@@ -1111,7 +1112,7 @@ class Records:
                 receipt_url = _url_for("consentkit.receipt")
             except BuildError:  # the signed receipt's endpoint is not there yet
                 receipt_url = (view.banner.settings.url_prefix or "") + "/receipt"
-        args = request.args if has_request_context() else {}
+        args = query_args() if has_request_context() else {}
 
         def page(**extra: Any) -> str:
             return _url_for("consentkit.preferences", next=view.next, lang=view.lang, **extra)

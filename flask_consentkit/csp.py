@@ -33,6 +33,7 @@ import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from . import jsonbody
 from .cache import Kept
@@ -49,6 +50,10 @@ ENFORCE_HEADER = "Content-Security-Policy"
 REPORT_ONLY_HEADER = "Content-Security-Policy-Report-Only"
 #: the name of the Reporting API endpoint in ``Reporting-Endpoints``
 REPORT_GROUP = "consentkit-csp"
+#: what a script root keeps unencoded in the report endpoint's URL: a path's own
+#: characters, without those that end a directive (``;``), a policy (``,``), a quoted
+#: keyword or the header's string (``'``, ``"``), or the value (spaces)
+_PATH_SAFE = "/!$&()*+=:@"
 #: what the page itself may do, whatever it was granted
 SELF_SOURCES = "'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval' data: blob:"
 #: ``Link:`` relations that make the browser fetch or connect before any element asks
@@ -84,7 +89,7 @@ class BrowserPolicy:
         value = self._values.get(key)
         if value is None:
             registry = view.registry if view is not None else self.registry
-            value = self.build(registry.allowed_hosts(granted), script_root + self.report_path)
+            value = self.build(registry.allowed_hosts(granted), self.report_url(script_root))
             self._values.put(key, value, len(value))
         return value
 
@@ -95,7 +100,14 @@ class BrowserPolicy:
 
     def reporting_endpoints(self, script_root: str = "") -> str:
         """The ``Reporting-Endpoints`` header that names :data:`REPORT_GROUP`."""
-        return f'{REPORT_GROUP}="{script_root}{self.report_path}"'
+        return f'{REPORT_GROUP}="{self.report_url(script_root)}"'
+
+    def report_url(self, script_root: str) -> str:
+        """The report endpoint's path below ``script_root`` (the WSGI ``SCRIPT_NAME``, a
+        string of latin-1 decoded bytes), percent-encoded: a root may come from a proxy's
+        ``X-Forwarded-Prefix``, and a ``;``, ``,``, quote or space in it would end the
+        directive, the policy or the header's string and add directives of its own."""
+        return quote(script_root.encode("latin-1", "replace"), safe=_PATH_SAFE) + self.report_path
 
 
 def split_link_header(value: str) -> list[str]:

@@ -51,6 +51,12 @@ def gpc_status(settings: Settings, granted: Iterable[str]) -> dict[str, Any]:
     }
 
 
+def signal_headers(settings: Settings) -> tuple[str, ...]:
+    """The request headers of the privacy signals the app honours (``Sec-GPC``, ``DNT``):
+    what a response that depends on :func:`privacy_signal` varies by."""
+    return (("Sec-GPC",) if settings.honor_gpc else ()) + (("DNT",) if settings.honor_dnt else ())
+
+
 def privacy_signal(settings: Settings, environ: Mapping[str, Any] | None = None) -> bool:
     """True when the browser asks not to be tracked and the app honours it.
 

@@ -662,11 +662,13 @@ def opt_out_state(ext: ConsentKitState, state: ConsentState) -> ConsentState:
     """
     from dataclasses import replace
 
-    from .gpc import GPC_OFF, privacy_signal
+    from .gpc import GPC_OFF, privacy_signal, signal_headers
+    from .state import request_consent
 
     if state.decided or not current_rule().opt_out:
         return state
     granted = set(ext.settings.optional_keys)
+    request_consent().vary += signal_headers(ext.settings)  # what the default read
     if privacy_signal(ext.settings):
         granted -= set(GPC_OFF)
     return replace(state, granted=frozenset(granted) | {"necessary"}, source="opt-out")

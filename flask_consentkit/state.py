@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flask import current_app, g, has_request_context, request
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
 from werkzeug.local import LocalProxy
 
 from . import _compat
@@ -317,6 +319,23 @@ def request_parts() -> tuple[Flask, dict[str, Any]]:
     if req_ctx is not None:
         return req_ctx.app, req_ctx.request.environ
     return current_app._get_current_object(), request.environ  # type: ignore[attr-defined]
+
+
+def query_args(strict: bool = False) -> MultiDict[str, str]:
+    """The current request's query arguments (``request.args``); none when the query
+    string is not UTF-8, or with ``strict`` a 400.
+
+    A server may pass the request line's bytes as they came (PEP 3333: decoded as
+    latin-1), and werkzeug raises ``UnicodeDecodeError`` reading such a query. An
+    app's page must not fail for an argument the extension reads (``lang``); its own
+    views (``strict``) tell the visitor what is wrong.
+    """
+    try:
+        return request.args
+    except UnicodeDecodeError:
+        if strict:
+            raise BadRequest("The query string is not valid UTF-8 (percent-encode it).") from None
+        return MultiDict()
 
 
 def current_request() -> Request:

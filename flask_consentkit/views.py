@@ -31,12 +31,13 @@ from .errors import (
     ConsentRateLimited,
     ConsentUnsupportedMediaType,
 )
-from .gpc import gpc_status, privacy_signal
+from .gpc import gpc_status, privacy_signal, signal_headers
 from .state import (
     ConsentState,
     consent_keys,
     decide,
     get_state,
+    query_args,
     request_consent,
 )
 from .urls import safe_next
@@ -251,7 +252,7 @@ def preferences() -> str:
         "consentkit/preferences.html",
         settings=settings,
         state=get_state(),
-        next_url=safe_next(request.args.get("next")),
+        next_url=safe_next(query_args(strict=True).get("next")),
     )
 
 
@@ -261,7 +262,7 @@ def notice() -> str:
     revocation, deletion and transfers abroad, as a page of its own (no JavaScript)."""
     settings = get_kit_state().settings
     return render_template("consentkit/notice.html", settings=settings,
-                           next_url=safe_next(request.args.get("next")))
+                           next_url=safe_next(query_args(strict=True).get("next")))
 
 
 @bp.get("/opt-out")
@@ -270,7 +271,7 @@ def opt_out() -> str:
     of personal information (``marketing``), one button, no JavaScript."""
     settings = get_kit_state().settings
     return render_template("consentkit/opt_out.html", settings=settings,
-                           next_url=safe_next(request.args.get("next")))
+                           next_url=safe_next(query_args(strict=True).get("next")))
 
 
 @bp.get("/state")
@@ -279,8 +280,8 @@ def state_json() -> Response:
     settings = get_kit_state().settings
     response = jsonify(_state_body(settings, get_state()))
     response.headers["Cache-Control"] = "no-store"
-    if settings.honor_gpc:
-        response.vary.add("Sec-GPC")
+    for header in signal_headers(settings):  # the opt-out model's default depends on them
+        response.vary.add(header)
     return response
 
 

@@ -324,7 +324,7 @@ def process_html(response: Response, ext: ConsentKitState) -> Response:
         elif name == "content-encoding":
             encoding = value if encoding is None else encoding
     if content_type != _HTML and (
-            not content_type or content_type.split(";", 1)[0].strip() not in HTML_TYPES):
+            not content_type or content_type.split(";", 1)[0].strip().lower() not in HTML_TYPES):
         return response
     gating: Gating = ext.gating
     parts = response.response

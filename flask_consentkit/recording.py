@@ -44,7 +44,7 @@ from .errors import ConsentConfigError
 from .ledger.notices import NoticeStore
 from .ledger.store import Draft, Ledger, LedgerOutcomeUnknown
 from .ratelimit import RateLimiter, anonymise_ip
-from .state import ConsentState, request_consent
+from .state import ConsentState, request_consent, withdrawn_by
 
 if TYPE_CHECKING:
     from .appstate import ConsentKitState
@@ -174,7 +174,7 @@ def decision_draft(
     settings = ext.settings
     optional = frozenset(settings.optional_keys)
     granted = frozenset(state.granted & optional) | {NECESSARY}
-    withdrawn = frozenset(previous.granted - state.granted) if previous.decided else frozenset()
+    withdrawn = withdrawn_by(previous, state)
     banner_hash, language = banner_fingerprint(ext)
     ip_prefix, country = technical(ext, state)
     return Draft(
@@ -182,7 +182,7 @@ def decision_draft(
         consent_id=state.consent_id,
         granted=granted,
         denied=optional - granted,
-        withdrawn=withdrawn - {NECESSARY},
+        withdrawn=withdrawn,
         policy_version=settings.policy_version,
         method=state.source or "api",
         banner_hash=banner_hash,

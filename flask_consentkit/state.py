@@ -131,6 +131,13 @@ def decide(
     )
 
 
+def withdrawn_by(previous: ConsentState, state: ConsentState) -> frozenset[str]:
+    """The categories a decision takes back: granted in ``previous`` — the visitor's last
+    choice or, undecided, their defaults (under the opt-out model every category but what a
+    privacy signal keeps off) — and not in ``state``."""
+    return previous.granted - state.granted - _ONLY_NECESSARY
+
+
 class ConsentCodec:
     """Signs and verifies the consent cookie; caches verified values.
 

@@ -22,7 +22,6 @@ from werkzeug.urls import iri_to_uri
 
 from . import csp, jsonbody, signals
 from .appstate import get_kit_state
-from .categories import NECESSARY
 from .config import Settings
 from .errors import (
     ConsentBadRequest,
@@ -39,6 +38,7 @@ from .state import (
     get_state,
     query_args,
     request_consent,
+    withdrawn_by,
 )
 from .urls import safe_next
 
@@ -202,11 +202,14 @@ def _granted_for(action: str, categories: list[str], settings: Settings, source:
 
 
 def _send_signals(state: ConsentState, previous: ConsentState) -> None:
+    """``previous`` is what the visitor had before this decision: their last choice or, when
+    undecided, the defaults (``necessary`` only; under the opt-out model every category but
+    what a privacy signal keeps off), so that opting out of a default is a withdrawal."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    before = previous.granted if previous.decided else frozenset({NECESSARY})
+    before = previous.granted
     if state.granted - before:
         signals.consent_given.send(app, state=state, previous=previous)
-    if state.granted != previous.granted or not previous.decided:
+    if state.granted != before or not previous.decided:
         signals.consent_changed.send(app, state=state, previous=previous)
     if before - state.granted:
         signals.consent_withdrawn.send(app, state=state, previous=previous)
@@ -230,7 +233,8 @@ def choose() -> Response:
     state = decide(settings, granted, previous=previous, source=source)
     ctx = request_consent()
     ctx.decision = state
-    ctx.withdrawn = frozenset(previous.granted - state.granted) if previous.decided else frozenset()
+    # what the visitor had, decided or not: the opt-out model's defaults are withdrawn too
+    ctx.withdrawn = withdrawn_by(previous, state)
     recorder = ext.recorder
     if recorder is not None:
         recorder(action=action, state=state, previous=previous)

@@ -8,12 +8,14 @@ Addresses resolve in the MaxMind test database once anonymised (see ``test_regio
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, render_template_string
 
+from flask_consentkit import consent_changed, consent_given, consent_withdrawn
 from flask_consentkit.errors import ConsentConfigError
 from flask_consentkit.gating import add_trackers
 from flask_consentkit.gating.trackers import TRACKERS
@@ -251,6 +253,84 @@ def test_a_californian_under_the_opt_out_model(tmp_path, testdata):
     rows = app.extensions["consentkit"].ledger.export(state["consent_id"])
     assert rows[-1]["rule"] == "us-ca+opt-out" and "marketing" in rows[-1]["denied"]
     dispose_engines(url)
+
+
+def pixel_app(tmp_path: Path, testdata: Path) -> Flask:
+    """California under the opt-out model, a marketing cookie the browser may hold, a ledger."""
+    return app_for(tmp_path, testdata, CONSENTKIT_REGIONS=OPT_OUT,
+                   CONSENTKIT_SERVICES=["google-analytics", "meta-pixel"],
+                   CONSENTKIT_COOKIES={"marketing": ["_fbp"]},
+                   CONSENTKIT_LEDGER_URL=f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+
+
+def opt_out_of_marketing(app: Flask, addr: str, **headers: str) -> tuple[Any, list[Any]]:
+    """Press "Do Not Sell or Share" with ``_fbp`` in the browser; the response and the
+    signals sent, as ``(name, previous, state)``."""
+    client = app.test_client()
+    client.set_cookie("_fbp", "fb.1.2.3")
+    sent: list[Any] = []
+    with ExitStack() as stack:
+        for name, signal in (("given", consent_given), ("changed", consent_changed),
+                             ("withdrawn", consent_withdrawn)):
+            def receiver(sender: Flask, *, state: Any, previous: Any, _name: str = name) -> None:
+                sent.append((_name, previous, state))
+            stack.enter_context(signal.connected_to(receiver, sender=app))
+        response = client.post("/consent/", headers={**SAME_ORIGIN, **headers},
+                               environ_base={"REMOTE_ADDR": addr},
+                               data={"action": "save", "source": "preferences", "next": "/page",
+                                     "categories": ["analytics", "functional", "performance"]})
+    assert response.status_code == 303
+    return response, sent
+
+
+def expired_cookies(response: Any) -> set[str]:
+    return {h.split("=", 1)[0] for h in response.headers.getlist("Set-Cookie")
+            if h.split("=", 1)[1].startswith(";") and "Max-Age=0" in h}
+
+
+def test_do_not_sell_withdraws_the_marketing_the_visitor_had(tmp_path, testdata):
+    app = pixel_app(tmp_path, testdata)
+    response, sent = opt_out_of_marketing(app, US_CA)
+    # marketing was on by default: its cookies go, as on any withdrawal
+    assert "_fbp" in expired_cookies(response)
+    assert [name for name, _, _ in sent] == ["changed", "withdrawn"]  # nothing newly given
+    _, previous, state = sent[-1]
+    assert not previous.decided and previous.source == "opt-out"
+    assert "marketing" in previous.granted and "marketing" not in state.granted
+    # and the receipt says it was taken back
+    consent_id = state.consent_id
+    row = app.extensions["consentkit"].ledger.export(consent_id)[-1]
+    assert "marketing" in row["withdrawn"] and "marketing" in row["denied"]
+    assert "analytics" not in row["withdrawn"]
+    dispose_engines(app.config["CONSENTKIT_LEDGER_URL"])
+
+
+def test_do_not_sell_after_gpc_withdraws_nothing(tmp_path, testdata):
+    # the signal kept marketing off already: nothing is taken back
+    app = pixel_app(tmp_path, testdata)
+    response, sent = opt_out_of_marketing(app, US_CA, **{"Sec-GPC": "1"})
+    assert "_fbp" not in expired_cookies(response)
+    assert [name for name, _, _ in sent] == ["changed"]
+    dispose_engines(app.config["CONSENTKIT_LEDGER_URL"])
+
+
+def test_under_opt_in_a_first_choice_still_withdraws_nothing(tmp_path, testdata):
+    app = pixel_app(tmp_path, testdata)
+    response, sent = opt_out_of_marketing(app, UK)  # asked first: marketing was never on
+    assert "_fbp" not in expired_cookies(response)
+    assert [name for name, _, _ in sent] == ["given", "changed"]
+    row = app.extensions["consentkit"].ledger.export(sent[-1][2].consent_id)[-1]
+    assert "marketing" not in row["withdrawn"]
+    # after "Accept all", the same choice takes marketing back, as before
+    client = app.test_client()
+    accept_all(client, UK)
+    client.set_cookie("_fbp", "fb.1.2.3")
+    with consent_withdrawn.connected_to(lambda sender, **kw: sent.append("withdrawn"),
+                                        sender=app):
+        response = post(client, UK, action="save",
+                        categories=["analytics", "functional", "performance"])
+    assert "_fbp" in expired_cookies(response) and sent[-1] == "withdrawn"
+    dispose_engines(app.config["CONSENTKIT_LEDGER_URL"])
 
 
 def test_gpc_is_the_opt_out(tmp_path, testdata):

@@ -20,6 +20,7 @@ from .responses import (
     content_type_and_cookies,
     fill_holes,
     is_document_type,
+    make_private,
     replace_body,
     response_body,
     settle_error_page,
@@ -217,6 +218,8 @@ class ConsentKit:
             self._write_cookie(response, ext, ctx.state)
         if ctx.varies or ctx.vary:
             add_vary(response, *ctx.vary, *(("Cookie",) if ctx.varies else ()))
+        if ctx.by_address:
+            make_private(response)  # no shared cache may serve it to another audience
         return response
 
     def _kept_page(self, response: Response, ext: ConsentKitState, key: tuple[Any, ...],

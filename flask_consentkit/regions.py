@@ -603,11 +603,15 @@ def current_rule() -> Rule:
     regions = regions_of(ext)
     if not regions.table.configured:
         return regions.table.default  # one rule for everyone: nothing to look up
-    cache = request_consent().cache
+    ctx = request_consent()
+    cache = ctx.cache
     rule: Rule | None = cache.get(_CACHE)
     if rule is None:
         rule, cache[_CACHE_COUNTRY] = regions.rule_and_country(environ)
         cache[_CACHE] = rule
+        # the response may now depend on the address (no geo source: the strictest rule
+        # for everyone, which does not)
+        ctx.by_address = ext.geo is not None
     return rule
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from flask import Response
+from werkzeug.http import parse_list_header
 
 from ._compat import header_items, header_list
 from .cache import Kept
@@ -155,6 +156,28 @@ def add_vary(response: Response, *tokens: str) -> None:
     else:
         for token in tokens:
             response.vary.add(token)
+
+
+#: directives that would let a shared cache keep a response: ``public``, ``s-maxage`` and
+#: ``private="…"`` (which keeps only the fields it names from shared caches)
+_SHARED_CACHE = frozenset({"public", "s-maxage", "private"})
+
+
+def make_private(response: Response) -> None:
+    """``Cache-Control: private``: no shared cache may keep ``response``, which depends on
+    the client's address. ``no-store`` (stricter) is left as it is; ``public``, ``s-maxage``
+    and a ``private`` naming fields give way to a plain ``private``; the other directives
+    (``max-age``, ``no-cache`` …) stay, for the browser's own cache."""
+    values = response.headers.getlist("Cache-Control")
+    if not values:
+        response.headers["Cache-Control"] = "private"
+        return
+    items = parse_list_header(", ".join(values))
+    names = [item.partition("=")[0].strip().lower() for item in items]
+    if "no-store" in names:
+        return
+    kept = [item for item, name in zip(items, names, strict=True) if name not in _SHARED_CACHE]
+    response.headers["Cache-Control"] = ", ".join(["private", *kept])
 
 
 def fill_holes(out: bytes, fills: Sequence[bytes]) -> bytes:

@@ -260,6 +260,9 @@ class RequestConsent:
     #: other request headers the response depends on, written into ``Vary`` with
     #: ``Cookie`` once, at the end of the response hook
     vary: tuple[str, ...] = ()
+    #: the request's rule per audience was read from the client's address (``regions``):
+    #: the response depends on it, which ``Vary`` cannot say (``Cache-Control: private``)
+    by_address: bool = False
     #: categories withdrawn by this request's decision
     withdrawn: frozenset[str] = frozenset()
     #: the response's body holds runs of NULs where these bytes go, put in last, after

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, render_template_string
+from flask import Flask, render_template_string, request
 
 from flask_consentkit import consent_changed, consent_given, consent_withdrawn
 from flask_consentkit.errors import ConsentConfigError
@@ -23,7 +23,18 @@ from flask_consentkit.ledger.store import dispose_engines
 from flask_consentkit.regions import TRANSFERS, parse_regions
 
 from .conftest import SAME_ORIGIN
-from .test_regions import AZ, REGIONS, RU, TR, UK, US_CA, accept_all, city, regions_app
+from .test_regions import (
+    AZ,
+    PAGE,
+    REGIONS,
+    RU,
+    TR,
+    UK,
+    US_CA,
+    accept_all,
+    city,
+    regions_app,
+)
 
 CONTROLLER = {"name": "Example Stories LLC", "address": "1 Main St, Istanbul",
               "email": "privacy@example.com", "phone": "+90 212 000 00 00",
@@ -365,6 +376,74 @@ def test_the_opt_out_model_only_for_its_audience(tmp_path, testdata):
     client = app_for(tmp_path, testdata).test_client()
     html = get(client, "/page", US_CA).get_data(as_text=True)
     assert "ck-optout" not in html and '<script src="https://www.google-analytics.com' not in html
+
+
+# -- shared caches: a page chosen by the address is private ---------------------------
+
+
+def cached_app(tmp_path: Path, testdata: Path, **config: Any) -> Flask:
+    app = app_for(tmp_path, testdata, CONSENTKIT_REGIONS=OPT_OUT, **config)
+
+    @app.get("/cached")
+    def cached() -> Any:
+        # a page the app marks for shared caches, as it was before rules per audience
+        return PAGE, {"Cache-Control": request.args["cc"]} if "cc" in request.args else {}
+
+    @app.get("/plain.json")
+    def plain_json() -> Any:
+        return {"ok": True}, {"Cache-Control": "public, max-age=60"}
+
+    return app
+
+
+def test_a_page_shaped_by_the_address_is_kept_from_shared_caches(tmp_path, testdata):
+    client = cached_app(tmp_path, testdata).test_client()
+    for _ in range(2):  # the second time from the kept page output
+        california, uk = (get(client, "/cached", addr) for addr in (US_CA, UK))
+        # the same URL and the same Vary, yet a tracker live for one and not for the other
+        assert "google-analytics.com" in california.headers["Content-Security-Policy"]
+        assert "google-analytics.com" not in uk.headers["Content-Security-Policy"]
+        assert '<script src="https://www.google-analytics.com' in california.get_data(as_text=True)
+        assert california.headers["Vary"] == uk.headers["Vary"]
+        # so no shared cache may keep either
+        assert california.headers["Cache-Control"] == uk.headers["Cache-Control"] == "private"
+    # the rule of the request read in a JSON view: private too
+    assert get(client, "/rule", US_CA).headers["Cache-Control"] == "private"
+
+
+@pytest.mark.parametrize(("app_says", "sent"), [
+    ("public, max-age=600", "private, max-age=600"),
+    ("max-age=60, S-MaxAge=3600, Public", "private, max-age=60"),
+    ('private="Set-Cookie", max-age=60', "private, max-age=60"),  # would let the body be kept
+    ('no-cache="Set-Cookie, Vary", must-revalidate',
+     'private, no-cache="Set-Cookie, Vary", must-revalidate'),
+    ("private, max-age=30", "private, max-age=30"),
+    ("no-store", "no-store"),  # stricter: as the app said
+    ("public, no-store", "public, no-store"),
+])
+def test_private_wins_over_the_apps_shared_caching(tmp_path, testdata, app_says, sent):
+    client = cached_app(tmp_path, testdata).test_client()
+    for addr in (US_CA, UK):
+        response = client.get("/cached", query_string={"cc": app_says},
+                              environ_base={"REMOTE_ADDR": addr})
+        assert response.headers.getlist("Cache-Control") == [sent]
+
+
+def test_a_response_that_never_read_the_rule_is_left_alone(tmp_path, testdata):
+    client = cached_app(tmp_path, testdata).test_client()
+    for addr in (US_CA, UK):
+        assert get(client, "/plain.json", addr).headers["Cache-Control"] == "public, max-age=60"
+        assert get(client, "/api", addr).headers.get("Cache-Control") is None
+        gpc = get(client, "/.well-known/gpc.json", addr)
+        assert gpc.headers["Cache-Control"] == "public, max-age=86400"
+
+
+def test_without_a_geo_source_the_page_is_the_same_for_everyone(tmp_path):
+    # every visitor gets the strictest rule: the address changes nothing
+    app = regions_app(tmp_path, CONSENTKIT_REGIONS=OPT_OUT)
+    response = app.test_client().get("/page", environ_base={"REMOTE_ADDR": US_CA})
+    assert '<script src="https://www.google-analytics.com' not in response.get_data(as_text=True)
+    assert "Cache-Control" not in response.headers
 
 
 # -- (d) leftovers --------------------------------------------------------------------

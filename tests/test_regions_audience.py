@@ -396,6 +396,10 @@ def cached_app(tmp_path: Path, testdata: Path, **config: Any) -> Flask:
     return app
 
 
+def vary(response):
+    return {token.strip() for token in response.headers["Vary"].split(",")}
+
+
 def test_a_page_shaped_by_the_address_is_kept_from_shared_caches(tmp_path, testdata):
     client = cached_app(tmp_path, testdata).test_client()
     for _ in range(2):  # the second time from the kept page output
@@ -404,7 +408,7 @@ def test_a_page_shaped_by_the_address_is_kept_from_shared_caches(tmp_path, testd
         assert "google-analytics.com" in california.headers["Content-Security-Policy"]
         assert "google-analytics.com" not in uk.headers["Content-Security-Policy"]
         assert '<script src="https://www.google-analytics.com' in california.get_data(as_text=True)
-        assert california.headers["Vary"] == uk.headers["Vary"]
+        assert vary(california) == vary(uk)
         # so no shared cache may keep either
         assert california.headers["Cache-Control"] == uk.headers["Cache-Control"] == "private"
     # the rule of the request read in a JSON view: private too

@@ -95,6 +95,10 @@ _DOC_START = re.compile(
     re.IGNORECASE | re.DOTALL)
 #: where a body has no place for the banner (a fragment)
 _NOWHERE = -1
+#: a ``<base>`` element (any case), before which the banner goes: the page sets its base URL
+_BASE = re.compile(rb"<base[\t\n\f\r />]", re.IGNORECASE)
+#: an attribute of the banner's markup whose value is a root-relative URL (``="/consent/…"``)
+_ROOT_RELATIVE = re.compile(rb'(\s[\w:.-]+=")/(?!/)')
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _CATEGORY_TEXT = re.compile(r"^category\.([a-z][a-z0-9_-]*)\.(label|description)$")
 _CACHE_LANG = "banner.language"
@@ -243,9 +247,11 @@ class Banner:
         self._encoded: Kept[tuple[str, str], bytes] = Kept("banner bytes", 2048, 8 << 20)
         #: pages seen by :meth:`inject`, by the page object's ``id`` (kept in the entry,
         #: so the ``id`` is not reused while it is here): ``(page, where the banner goes,
-        #: where its </head> is)``; and their outputs, by the ids of the page and of the
-        #: banner's bytes: ``(page, banner, output)``. Half the budget each.
-        self._pages: Kept[int, tuple[bytes, int, int]] = Kept("pages", 64, _KEEP_TOTAL // 2)
+        #: where its </head> is, whether its head has a ``<base>``)``; and their
+        #: outputs, by the ids of the page and of the banner's bytes: ``(page, banner,
+        #: output)``, not for a page with a ``<base>``. Half the budget each.
+        self._pages: Kept[int, tuple[bytes, int, int, bool]] = Kept(
+            "pages", 64, _KEEP_TOTAL // 2)
         self._outputs: Kept[tuple[int, int], tuple[bytes, bytes, bytes]] = Kept(
             "page outputs", 512, _KEEP_TOTAL // 2)
         self._own: bool | None = None
@@ -760,28 +766,37 @@ class Banner:
         page = self._pages.get(id(body))
         if page is None or page[0] is not body:
             end = insertion_point(body)
-            page = (body, end, _head_end(body, end))
+            head = _head_end(body, end)
+            # a <base> of the head, where HTML puts it (the whole page when it has none)
+            based = end != _NOWHERE and _BASE.search(
+                body, 0, head if head != _NOWHERE else end) is not None
+            page = (body, end, head, based)
             if len(body) <= _KEEP_PAGE:
                 self._pages.put(id(body), page, len(body))
-        end, head = page[1], page[2]
+        end, head, based = page[1], page[2], page[3]
         if end == _NOWHERE:
             if body.strip():
                 self._cannot_place(req, "fragment")
             return response
         head = head if self._own_templates() else _NOWHERE
         banner = self._encoded_banner(charset, head != _NOWHERE)
-        kept = self._outputs.get((id(body), id(banner)))
+        kept = None if based else self._outputs.get((id(body), id(banner)))
         if kept is not None and kept[0] is body and kept[1] is banner:
             out = kept[2]
         else:
+            link = self._stylesheet(charset) if head != _NOWHERE else b""
+            if based:
+                # the page's <base href> would resolve the banner's root-relative URLs
+                # against its own origin: the choice would be posted there, and lost
+                root = str(escape(req.host_url.rstrip("/"))).encode(charset, "xmlcharrefreplace")
+                banner, link = _absolute(banner, root), _absolute(link, root)
             if head != _NOWHERE:
                 # the stylesheet in the head: the page's first paint already has the
                 # banner and the blocked embeds styled (no flash, no layout shift)
-                out = b"".join((body[:head], self._stylesheet(charset), body[head:end],
-                                banner, body[end:]))
+                out = b"".join((body[:head], link, body[head:end], banner, body[end:]))
             else:
                 out = b"".join((body[:end], banner, body[end:]))
-            if len(body) <= _KEEP_PAGE:
+            if len(body) <= _KEEP_PAGE and not based:
                 # the entry keeps the page and the banner: their ids are not reused
                 # while it is here
                 self._outputs.put((id(body), id(banner)), (body, banner, out), len(out))
@@ -1193,6 +1208,12 @@ def _last_ends(body: bytes, tail: int = 4096) -> tuple[int, int]:
         return start + found, -1  # the </html> after it does not matter
     found = _rfind_tag(text, b"</html")
     return -1, (start + found if found >= 0 else -1)
+
+
+def _absolute(markup: bytes, root: bytes) -> bytes:
+    """``markup`` with each attribute's root-relative URL (``="/consent/…"``) made absolute
+    with ``root`` (the request's ``scheme://host``, escaped and encoded)."""
+    return _ROOT_RELATIVE.sub(lambda m: m[1] + root + b"/", markup)
 
 
 def _head_end(body: bytes, before: int) -> int:

@@ -264,6 +264,29 @@ def _positive_int(key: str, value: Any, parsed: Parsed) -> int:
     return value
 
 
+#: longest ``CONSENTKIT_MAX_AGE``: browsers cap a cookie's lifetime at 400 days (RFC 6265bis)
+MAX_AGE_LIMIT = 400 * 86400
+#: longest ``CONSENTKIT_RETENTION_DAYS``: 100 years keeps every cutoff date in range
+RETENTION_DAYS_LIMIT = 36500
+
+
+def _max_age(key: str, value: Any, parsed: Parsed) -> int:
+    seconds = _positive_int(key, value, parsed)
+    if seconds > MAX_AGE_LIMIT:
+        raise _fail(key, f"{seconds} seconds is longer than browsers keep a cookie; use at "
+                    f"most {MAX_AGE_LIMIT} (400 days), e.g. 15552000 (180 days).")
+    return seconds
+
+
+def _retention_days(key: str, value: Any, parsed: Parsed) -> int:
+    days = _positive_int(key, value, parsed)
+    if days > RETENTION_DAYS_LIMIT:
+        raise _fail(key, f"{days} days is longer than any receipt needs keeping, and the "
+                    "day to prune before would fall outside the calendar; use at most "
+                    f"{RETENTION_DAYS_LIMIT} (100 years), e.g. 365.")
+    return days
+
+
 def _bool(key: str, value: Any, parsed: Parsed) -> bool:
     if not isinstance(value, bool):
         raise _fail(key, f"expected True or False, got {value!r}.")
@@ -790,8 +813,9 @@ KEYS: tuple[Key, ...] = (
         'category → Google Consent Mode v2 types it grants, e.g. '
         '`{"analytics": ["analytics_storage"]}`',
         needs=(CATEGORIES,), shown_default='{} (the mapping under "Server-side enforcement")'),
-    Key(MAX_AGE, 15552000, _positive_int,
-        "seconds a choice stays valid",
+    Key(MAX_AGE, 15552000, _max_age,
+        f"seconds a choice stays valid, at most `{MAX_AGE_LIMIT}` (400 days: browsers keep no "
+        "cookie longer)",
         shown_default="{} (180 days)"),
     Key(URL_PREFIX, "/consent", _url_prefix,
         "where the endpoints are mounted"),
@@ -810,8 +834,9 @@ KEYS: tuple[Key, ...] = (
     Key(LEDGER_TIMEOUT, 5, _ledger_timeout,
         "seconds (above 0, at most 600) a receipt's write, and each ledger statement and lock "
         "wait, may take; past it the choice goes on without its receipt (logged at ERROR)"),
-    Key(RETENTION_DAYS, 365, _positive_int,
-        "receipts older than this are pruned"),
+    Key(RETENTION_DAYS, 365, _retention_days,
+        f"receipts older than this many days are pruned; at most `{RETENTION_DAYS_LIMIT}` "
+        "(100 years)"),
     Key(SIGNING_KEY, None, _optional_str,
         "path of the Ed25519 private key file (PEM PKCS#8, unencrypted, mode 0600; "
         "`flask consent keygen PATH` makes one) that signs checkpoints and visitors' receipts; "

@@ -1,0 +1,44 @@
+"""Values that would only break later — a 500, a lost receipt, a cookie gone wrong — are
+refused at ``init_app``, naming the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_consentkit import ConsentConfigError
+from flask_consentkit.cli import cli
+
+from .conftest import SAME_ORIGIN, make_app
+
+
+def refused(key: str, **config: object) -> str:
+    """The message of the ConsentConfigError ``init_app`` raises for ``config``."""
+    with pytest.raises(ConsentConfigError) as info:
+        make_app(**config)
+    assert info.value.key == key
+    assert key in str(info.value)
+    return str(info.value)
+
+
+def test_a_choice_cannot_outlast_what_browsers_keep_a_cookie():
+    message = refused("CONSENTKIT_MAX_AGE", CONSENTKIT_MAX_AGE=10**12)
+    assert "34560000 (400 days)" in message
+    refused("CONSENTKIT_MAX_AGE", CONSENTKIT_MAX_AGE=400 * 86400 + 1)
+    client = make_app(CONSENTKIT_MAX_AGE=400 * 86400).test_client()
+    assert client.post("/consent/", json={"action": "accept_all"},
+                       headers=SAME_ORIGIN).status_code == 200
+    assert client.get("/consent/state").get_json()["decided"] is True
+
+
+def test_retention_stays_within_the_calendar(tmp_path: Path):
+    message = refused("CONSENTKIT_RETENTION_DAYS", CONSENTKIT_RETENTION_DAYS=10**7)
+    assert "36500 (100 years)" in message
+    app: Flask = make_app(tmp_path, CONSENTKIT_RETENTION_DAYS=36500,
+                          CONSENTKIT_LEDGER_URL=f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    app.test_client().post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    result = app.test_cli_runner().invoke(cli, ["prune"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 0 receipt(s) older than 36500 days" in result.output

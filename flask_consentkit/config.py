@@ -605,8 +605,9 @@ def _consent_mode(key: str, value: Any, parsed: Parsed) -> dict[str, tuple[str, 
 
 def _url_prefix(key: str, value: Any, parsed: Parsed) -> str:
     if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") \
-            or any(c in value for c in "?#\\ \r\n"):
-        raise _fail(key, f"{value!r} must be a path such as '/consent'.")
+            or any(c in value for c in "?#<>\\ \r\n"):
+        raise _fail(key, f"{value!r} must be a path such as '/consent' (no '?', '#', '<', "
+                    "'>', backslash or space).")
     return value.rstrip("/") or ""
 
 

@@ -42,3 +42,9 @@ def test_retention_stays_within_the_calendar(tmp_path: Path):
     result = app.test_cli_runner().invoke(cli, ["prune"])
     assert result.exit_code == 0, result.output
     assert "deleted 0 receipt(s) older than 36500 days" in result.output
+
+
+@pytest.mark.parametrize("prefix", ["/a<b>", "/a<int:b>", "/a>b"])
+def test_a_url_prefix_cannot_hold_a_url_variable(prefix):
+    message = refused("CONSENTKIT_URL_PREFIX", CONSENTKIT_URL_PREFIX=prefix)
+    assert "'<'" in message and "such as '/consent'" in message

@@ -92,6 +92,8 @@ DEFAULT_COLLECTION_RULES: dict[str, str] = {
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: a domain name: labels of letters, digits and inner hyphens; a leading dot as browsers accept
+_DOMAIN = re.compile(r"^\.?(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
@@ -549,6 +551,16 @@ def _cookie_secure(key: str, value: Any, parsed: Parsed) -> bool | None:
     return value
 
 
+def _cookie_domains(key: str, value: Any, parsed: Parsed) -> tuple[str, ...]:
+    domains = _str_list(key, value, parsed)
+    for domain in domains:
+        if not _DOMAIN.match(domain) or len(domain.lstrip(".")) > 253:
+            raise _fail(key, f"{domain!r} is not a cookie domain; write domain names such as "
+                        "'example.com' or '.cdn.example.org' (letters, digits, hyphens and "
+                        "dots; no scheme, port, path or spaces).")
+    return domains
+
+
 def _cookie_paths(key: str, value: Any, parsed: Parsed) -> tuple[str, ...]:
     paths = _str_list(key, value, parsed)
     if not paths:
@@ -806,8 +818,9 @@ KEYS: tuple[Key, ...] = (
     Key(COOKIE_HOST_PREFIX, False, _bool,
         "name the cookie `__Host-…` (implies `Secure`)",
         in_settings=False),
-    Key(COOKIE_DOMAINS, [], _str_list,
-        "extra domains on which withdrawn cookies are expired"),
+    Key(COOKIE_DOMAINS, [], _cookie_domains,
+        'extra domains on which withdrawn cookies are expired: domain names such as '
+        '`"example.com"` or `".cdn.example.org"`'),
     Key(COOKIE_PATHS, ["/"], _cookie_paths,
         "paths on which withdrawn cookies are expired"),
     Key(CONSENT_MODE, None, _consent_mode,

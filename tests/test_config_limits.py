@@ -48,3 +48,22 @@ def test_retention_stays_within_the_calendar(tmp_path: Path):
 def test_a_url_prefix_cannot_hold_a_url_variable(prefix):
     message = refused("CONSENTKIT_URL_PREFIX", CONSENTKIT_URL_PREFIX=prefix)
     assert "'<'" in message and "such as '/consent'" in message
+
+
+@pytest.mark.parametrize("domain", ["https://example.com", "a b;c", "x; Secure; Path=/evil", "",
+                                    "example.com:8080", "-example.com", "example..com", "."])
+def test_cookie_domains_are_domain_names(domain):
+    message = refused("CONSENTKIT_COOKIE_DOMAINS", CONSENTKIT_COOKIE_DOMAINS=[domain])
+    assert "'.cdn.example.org'" in message and "not a cookie domain" in message
+
+
+def test_a_cookie_domain_expires_withdrawn_cookies_there():
+    app = make_app(CONSENTKIT_COOKIE_DOMAINS=[".cdn.example.org", "Example.COM"],
+                   CONSENTKIT_COOKIES={"analytics": ["_ga"]})
+    client = app.test_client()
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    client.set_cookie("_ga", "1")
+    response = client.post("/consent/", json={"action": "reject_all"}, headers=SAME_ORIGIN)
+    headers = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("_ga=")]
+    assert any("Domain=cdn.example.org" in h for h in headers)
+    assert any("Domain=Example.COM" in h or "Domain=example.com" in h for h in headers)

@@ -786,7 +786,8 @@ KEYS: tuple[Key, ...] = (
         "for children under it"),
     Key(CATEGORIES, list(DEFAULT_CATEGORIES), _categories,
         'category keys in display order, or mappings `{"key", "label", "description"}` (texts '
-        "may be `{lang: text}`); `necessary` must be present",
+        "may be `{lang: text}`); `necessary` must be present; with receipts on, the keys, each "
+        "with a comma, fit in 512 characters (the ledger's column)",
         in_settings=False, shown_default="the five defaults"),
     Key(COOKIES, {}, _cookies,
         "category → cookie names the app or its vendors set; a trailing `*` is a prefix "

@@ -42,6 +42,7 @@ from . import configkeys
 from .categories import NECESSARY, TRANSFERS
 from .errors import ConsentConfigError
 from .ledger.notices import NoticeStore
+from .ledger.schema import CATEGORY_LIST_LENGTH, encode_categories
 from .ledger.store import Draft, Ledger, LedgerOutcomeUnknown
 from .ratelimit import RateLimiter, anonymise_ip
 from .state import ConsentState, request_consent, withdrawn_by
@@ -49,6 +50,7 @@ from .state import ConsentState, request_consent, withdrawn_by
 if TYPE_CHECKING:
     from .appstate import ConsentKitState
     from .appstate import Recorder as AppRecorder
+    from .config import Settings
 
 log = logging.getLogger("flask_consentkit.ledger")
 
@@ -68,6 +70,7 @@ def install(app: Flask, ext: ConsentKitState) -> None:
                    "cannot prove consent (GDPR Art. 7(1)).")
         log.log(logging.INFO if app.testing else logging.WARNING, message)
         return
+    check_categories(settings)
     ledger = Ledger(check_url(settings.ledger_url), timeout=settings.ledger_timeout)
     ext.ledger = ledger
     ext.notices = NoticeStore(ledger)
@@ -95,6 +98,25 @@ def check_url(url: str) -> str:
                                  "and cannot prove anything; give a file, e.g. "
                                  "'sqlite:////var/lib/app/ledger.sqlite3'.")
     return url
+
+
+def check_categories(settings: Settings) -> None:
+    """Every category key, as a receipt writes them, fits the ledger's category columns.
+
+    A receipt granting everything (and, under a rule that asks for it, the transfers abroad)
+    is the longest; PostgreSQL refuses a longer one, so every receipt would be lost.
+    """
+    keys = set(settings.category_keys)
+    if settings.regions.transfers_any:
+        keys.add(TRANSFERS)
+    written = len(encode_categories(keys))
+    if written > CATEGORY_LIST_LENGTH:
+        raise ConsentConfigError(
+            configkeys.CATEGORIES,
+            f"the {len(keys)} category keys take {written} characters in a receipt "
+            f"(each key and a comma), more than the {CATEGORY_LIST_LENGTH} the ledger keeps; "
+            "use fewer or shorter keys, e.g. 'analytics' rather than "
+            "'category_for_analytics_cookies'.")
 
 
 def parsed_safe(url: str) -> str:

@@ -185,6 +185,34 @@ def test_malformed_service_values_are_not_stored(ledger_app: Flask) -> None:
     assert receipt["ip_prefix"] is None and receipt["country"] is None
 
 
+#: ``necessary`` and 16 keys of 32 characters: 539 characters in a receipt, past the 512
+#: of the ledger's category columns
+TOO_MANY = ["necessary"] + [f"category_number_{i:02d}_with_long_key" for i in range(16)]
+#: ``necessary``, 15 of them and one of 5: exactly 512
+JUST_FITS = [*TOO_MANY[:16], "extra"]
+
+
+def test_category_keys_a_receipt_cannot_hold_are_refused_at_init(tmp_path: Path) -> None:
+    from flask_consentkit import ConsentConfigError
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    with pytest.raises(ConsentConfigError, match="539 characters.*512") as info:
+        make_app(tmp_path, CONSENTKIT_LEDGER_URL=ledger, CONSENTKIT_CATEGORIES=TOO_MANY)
+    assert info.value.key == "CONSENTKIT_CATEGORIES"
+    # a rule asking for the consent to transfers abroad records one key more
+    with pytest.raises(ConsentConfigError, match="529 characters") as info:
+        make_app(tmp_path, CONSENTKIT_LEDGER_URL=ledger, CONSENTKIT_CATEGORIES=JUST_FITS,
+                 CONSENTKIT_REGIONS={"TR": "tr", "*": "opt-in"})
+    assert info.value.key == "CONSENTKIT_CATEGORIES"
+
+
+def test_the_longest_category_keys_that_fit_are_recorded(store_url: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url, CONSENTKIT_CATEGORIES=JUST_FITS)
+    state = choose(app.test_client(), "accept_all").get_json()
+    [receipt] = receipts(app, state["consent_id"])
+    assert receipt["granted"] == sorted(JUST_FITS)
+
+
 @pytest.mark.parametrize(("url", "hint"), [
     ("sqlite://", "in-memory SQLite"),
     ("sqlite:///:memory:", "in-memory SQLite"),

@@ -34,6 +34,10 @@ from sqlalchemy import (
 #: ``consentkit_notices`` table (the notices receipts name).
 SCHEMA_VERSION = 3
 
+#: the width of the category-list columns (``granted``, ``denied``, ``withdrawn``): every
+#: category key of the app, encoded (:func:`encode_categories`), must fit
+CATEGORY_LIST_LENGTH = 512
+
 metadata = MetaData()
 
 receipts = Table(
@@ -47,10 +51,10 @@ receipts = Table(
     Column("created_at", DateTime(timezone=False), nullable=False),  # UTC
     # accept_all | reject_all | save | erase
     Column("action", String(16), nullable=False),
-    Column("granted", String(512), nullable=False),
-    Column("denied", String(512), nullable=False),
+    Column("granted", String(CATEGORY_LIST_LENGTH), nullable=False),
+    Column("denied", String(CATEGORY_LIST_LENGTH), nullable=False),
     # categories the decision took back from an earlier grant (a withdrawal)
-    Column("withdrawn", String(512), nullable=False, default=","),
+    Column("withdrawn", String(CATEGORY_LIST_LENGTH), nullable=False, default=","),
     Column("policy_version", String(64), nullable=False),
     Column("banner_hash", String(64), nullable=True),  # sha256 hex of the text shown
     Column("language", String(16), nullable=True),

@@ -843,7 +843,8 @@ KEYS: tuple[Key, ...] = (
     Key(GPC_LAST_UPDATE, "2026-11-01", _gpc_last_update,
         "`lastUpdate` of `/.well-known/gpc.json`"),
     Key(LEDGER_URL, INSTANCE_SQLITE, _ledger_url,
-        "SQLAlchemy URL of the receipts store (`sqlite:///…`, `postgresql+psycopg://…`); "
+        "SQLAlchemy URL of the receipts store: a SQLite file (`sqlite:///…`) or PostgreSQL "
+        "through psycopg 3 (`postgresql+psycopg://…`); "
         "`None` turns receipts off (logged as a warning; at INFO under `TESTING`)",
         shown_default="SQLite file in the instance folder"),
     Key(LEDGER_TIMEOUT, 5, _ledger_timeout,

@@ -57,6 +57,14 @@ log = logging.getLogger("flask_consentkit.ledger")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_PATH = 512
+#: the stores the ledger writes to: the one driver its writer speaks (on PostgreSQL it makes
+#: psycopg 3's own calls: ``ledger.store._write_batch_pg``), its name, how to install it
+LEDGER_DRIVERS = {
+    "sqlite": ("pysqlite", "Python's sqlite3", "a Python built with its sqlite3 module"),
+    "postgresql": ("psycopg", "psycopg 3", "pip install 'flask-consentkit[postgresql]'"),
+}
+_USE = ("use e.g. 'sqlite:////var/lib/app/ledger.sqlite3' or 'postgresql+psycopg://user@host/db' "
+        "(pip install 'flask-consentkit[postgresql]')")
 
 
 def install(app: Flask, ext: ConsentKitState) -> None:
@@ -85,12 +93,25 @@ def check_url(url: str) -> str:
     key = configkeys.LEDGER_URL
     try:
         parsed = make_url(url)
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except Exception as exc:  # noqa: BLE001 - any parse or plugin error means a bad URL
         reason = str(exc).replace(url, parsed_safe(url))
         raise ConsentConfigError(key, f"{parsed_safe(url)!r} is not a usable SQLAlchemy URL "
                                  f"({reason}); use e.g. 'sqlite:////var/lib/app/ledger.sqlite3' or "
                                  "'postgresql+psycopg://user@host/db'.") from None
+    backend, driver = parsed.get_backend_name(), dialect.driver
+    if backend not in LEDGER_DRIVERS:
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} is a {backend} database; the ledger "
+                                 f"keeps receipts in SQLite or PostgreSQL only: {_USE}.")
+    wanted, name, install_hint = LEDGER_DRIVERS[backend]
+    if driver != wanted:
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} names the driver {driver}; the "
+                                 f"ledger writes to {backend} through {name} only: {_USE}.")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ConsentConfigError(key, f"{parsed_safe(url)!r} needs {name}, which is not "
+                                 f"installed ({exc}): {install_hint}.") from None
     if parsed.get_backend_name() == "sqlite" and (
         parsed.database in (None, "", ":memory:") or "mode=memory" in url
     ):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,9 @@ def test_the_longest_category_keys_that_fit_are_recorded(store_url: str, tmp_pat
     ("sqlite:///:memory:", "in-memory SQLite"),
     ("nosuchdb://user:hunter2@host/x", "not a usable SQLAlchemy URL"),
     ("postgresql+psycopg://user:hunter2@host:port/x", "not a usable SQLAlchemy URL"),
+    ("mysql://user:hunter2@127.0.0.1/db", "SQLite or PostgreSQL only"),
+    ("postgresql+psycopg2://user:hunter2@127.0.0.1/x", "through psycopg 3 only"),
+    ("postgresql+asyncpg://user:hunter2@127.0.0.1/x", "through psycopg 3 only"),
 ])
 def test_unusable_ledger_urls_are_refused_at_init(tmp_path: Path, url: str, hint: str) -> None:
     from flask_consentkit import ConsentConfigError
@@ -226,6 +231,28 @@ def test_unusable_ledger_urls_are_refused_at_init(tmp_path: Path, url: str, hint
         make_app(tmp_path, CONSENTKIT_LEDGER_URL=url)
     assert info.value.key == "CONSENTKIT_LEDGER_URL"
     assert "hunter2" not in str(info.value)
+
+
+def test_a_ledger_whose_driver_is_missing_is_refused_at_init(tmp_path: Path) -> None:
+    # a Python without psycopg: its import fails, as it does where it was never installed
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from flask import Flask\n"
+        "from flask_consentkit import ConsentConfigError, ConsentKit\n"
+        "app = Flask('t')\n"
+        "app.config.update(SECRET_KEY='x' * 32, "
+        "CONSENTKIT_LEDGER_URL='postgresql+psycopg://user:hunter2@127.0.0.1/x')\n"
+        "try:\n"
+        "    ConsentKit(app)\n"
+        "except ConsentConfigError as e:\n"
+        "    print(e.key, e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    assert result.stdout.startswith("CONSENTKIT_LEDGER_URL ")
+    assert "needs psycopg 3, which is not installed" in result.stdout
+    assert "pip install 'flask-consentkit[postgresql]'" in result.stdout
+    assert "hunter2" not in result.stdout
 
 
 def test_receipts_hold_the_banner_shown_and_the_country_from_the_real_services(

@@ -112,9 +112,10 @@ def check_url(url: str) -> str:
     except ImportError as exc:
         raise ConsentConfigError(key, f"{parsed_safe(url)!r} needs {name}, which is not "
                                  f"installed ({exc}): {install_hint}.") from None
-    if parsed.get_backend_name() == "sqlite" and (
-        parsed.database in (None, "", ":memory:") or "mode=memory" in url
-    ):
+    database = parsed.database or ""
+    if database.startswith("file:"):  # the URI form (uri=true): file::memory:, file:?…
+        database = urlsplit(database).path
+    if backend == "sqlite" and (database in ("", ":memory:") or "mode=memory" in url):
         raise ConsentConfigError(key, "an in-memory SQLite database vanishes with the process "
                                  "and cannot prove anything; give a file, e.g. "
                                  "'sqlite:////var/lib/app/ledger.sqlite3'.")

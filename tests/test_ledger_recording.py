@@ -218,6 +218,9 @@ def test_the_longest_category_keys_that_fit_are_recorded(store_url: str, tmp_pat
 @pytest.mark.parametrize(("url", "hint"), [
     ("sqlite://", "in-memory SQLite"),
     ("sqlite:///:memory:", "in-memory SQLite"),
+    ("sqlite:///file::memory:?cache=shared&uri=true", "in-memory SQLite"),
+    ("sqlite:///file:?uri=true", "in-memory SQLite"),
+    ("sqlite:///file:ledger?mode=memory&cache=shared&uri=true", "in-memory SQLite"),
     ("nosuchdb://user:hunter2@host/x", "not a usable SQLAlchemy URL"),
     ("postgresql+psycopg://user:hunter2@host:port/x", "not a usable SQLAlchemy URL"),
     ("mysql://user:hunter2@127.0.0.1/db", "SQLite or PostgreSQL only"),

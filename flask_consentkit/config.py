@@ -705,6 +705,9 @@ def _collection_rules(key: str, value: Any, parsed: Parsed) -> dict[str, str]:
         if what not in DEFAULT_COLLECTION_RULES:
             raise _fail(key, f"unknown kind of data {what!r}; use "
                         f"{sorted(DEFAULT_COLLECTION_RULES)}.")
+        if not isinstance(cat, str):
+            raise _fail(key, f"{what!r} must be governed by one category key, e.g. "
+                        f"{DEFAULT_COLLECTION_RULES[what]!r}, not {cat!r}.")
         if cat not in cat_keys and cat != DEFAULT_COLLECTION_RULES[what]:
             # a default rule whose category the app removed simply never allows
             raise _fail(key, f"{what!r} is governed by unknown category "

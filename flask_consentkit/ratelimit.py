@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import limits
 from limits.storage import RedisStorage, Storage
@@ -81,6 +82,11 @@ def check_storage_url(key: str, value: Any) -> str | None:
     if scheme not in REDIS_SCHEMES:
         raise ConsentConfigError(key, f"{value!r} is not supported; use None (in memory, one "
                                  "process) or a Redis URL such as 'redis://localhost:6379/0'.")
+    try:
+        _ = urlsplit(value).port  # read as the Redis client reads it
+    except ValueError as exc:
+        raise ConsentConfigError(key, f"the Redis URL cannot be read ({exc}); write it as "
+                                 "'redis://host:6379/0', the port a number.") from None
     try:
         import redis  # noqa: F401
     except ImportError:

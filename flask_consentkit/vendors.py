@@ -352,9 +352,9 @@ def resolve_service(entry: Any, catalogue: Catalogue, cat_keys: set[str],
     if not isinstance(name, str) or not name:
         raise ValueError(f"{dict(entry)!r} needs a 'name' (or a 'key' of the vendor catalogue)")
     category = entry.get("category", base.category if base else None)
-    if category not in cat_keys:
+    if not isinstance(category, str) or category not in cat_keys:
         raise ValueError(f"service {name!r} names unknown category {category!r}; use one of "
-                         f"{sorted(cat_keys)}")
+                         f"{sorted(cat_keys)} (one key, a string)")
     hosts_raw = entry.get("hosts")
     if hosts_raw is None:
         hosts = base.hosts if base else ()
@@ -367,14 +367,18 @@ def resolve_service(entry: Any, catalogue: Catalogue, cat_keys: set[str],
     if countries_raw is None:
         countries = base.countries if base else ()
     else:
-        if isinstance(countries_raw, str) or not all(
+        if not isinstance(countries_raw, list | tuple) or not all(
                 isinstance(c, str) and _COUNTRY.match(c) for c in countries_raw):
             raise ValueError(f"the countries of service {name!r} must be a list of ISO 3166-1 "
                              "codes, e.g. ['US', 'EU']")
         countries = tuple(countries_raw)
     shared_raw = entry.get("shared_with")
+    if shared_raw is not None and (not isinstance(shared_raw, list | tuple) or not all(
+            isinstance(c, str) for c in shared_raw)):
+        raise ValueError(f"'shared_with' of service {name!r} must be a list of category keys, "
+                         f"e.g. ['marketing'], not {shared_raw!r}")
     shared = base.shared_with if base and shared_raw is None else tuple(shared_raw or ())
-    if isinstance(shared_raw, str) or not set(shared) <= set(cat_keys):
+    if not set(shared) <= set(cat_keys):
         raise ValueError(f"'shared_with' of service {name!r} must list categories of this app")
     purpose: Text | None = text(entry.get("purpose", base.purpose if base else None))
     return Service(

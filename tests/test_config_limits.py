@@ -67,3 +67,21 @@ def test_a_cookie_domain_expires_withdrawn_cookies_there():
     headers = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("_ga=")]
     assert any("Domain=cdn.example.org" in h for h in headers)
     assert any("Domain=Example.COM" in h or "Domain=example.com" in h for h in headers)
+
+
+SERVICE = {"name": "X", "hosts": ["a.example.com"]}
+
+
+@pytest.mark.parametrize(("key", "value", "hint"), [
+    ("CONSENTKIT_SERVICES", [{**SERVICE, "category": ["analytics"]}], "unknown category"),
+    ("CONSENTKIT_SERVICES", [{**SERVICE, "category": "analytics", "countries": 5}],
+     "must be a list of ISO 3166-1 codes"),
+    ("CONSENTKIT_SERVICES", [{**SERVICE, "category": "analytics", "shared_with": 5}],
+     "must be a list of category keys"),
+    ("CONSENTKIT_SERVICES", [{**SERVICE, "category": "analytics",
+                              "shared_with": [["marketing"]]}], "must be a list of category keys"),
+    ("CONSENTKIT_COLLECTION_RULES", {"ip": ["analytics"]}, "one category key"),
+    ("CONSENTKIT_RATELIMIT_STORAGE_URL", "redis://localhost:notaport", "the port a number"),
+])
+def test_values_of_the_wrong_shape_are_configuration_errors(key, value, hint):
+    assert hint in refused(key, **{key: value})

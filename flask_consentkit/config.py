@@ -78,7 +78,7 @@ from .configkeys import (
 )
 from .errors import ConsentConfigError
 from .ratelimit import Rate, check_storage_url, parse_rate
-from .regions import DEFAULT_TABLE, RegionTable, parse_regions
+from .regions import COUNTRIES, DEFAULT_TABLE, RegionTable, parse_regions
 from .vendors import load_catalogue, resolve_service
 
 #: Sentinel for "a SQLite file in the app's instance folder".
@@ -502,11 +502,23 @@ def _services(key: str, value: Any, parsed: Parsed) -> dict[str, list[Service]]:
             raise _fail(key, f"{e}.") from None
         if isinstance(item, Mapping) and "cookies" in item:
             service = replace(service, cookies=_patterns(key, item["cookies"]))
+        if isinstance(item, Mapping) and "countries" in item:
+            _service_countries(key, service)
         if service.key in seen:
             raise _fail(key, f"service {service.key!r} is declared twice.")
         seen.add(service.key)
         out.setdefault(service.category, []).append(service)
     return out
+
+
+def _service_countries(key: str, service: Service) -> None:
+    """Each country is an ISO 3166-1 alpha-2 code, as the rules per audience compare them."""
+    for code in service.countries:
+        if code != "EU" and code not in COUNTRIES:
+            hint = " (the United Kingdom is 'GB')" if code == "UK" else ""
+            raise _fail(key, f"{code!r} in the countries of service {service.name!r} is not an "
+                        f"ISO 3166-1 alpha-2 country code{hint}; write codes such as 'US', "
+                        "'GB' or 'DE', or 'EU' for somewhere in the EU.")
 
 
 def _csp(key: str, value: Any, parsed: Parsed) -> str | bool:
@@ -799,7 +811,8 @@ KEYS: tuple[Key, ...] = (
     Key(SERVICES, [], _services,
         "vendors shown in the preferences and allowed by the browser policy: catalogue keys "
         '(`"youtube"`) or mappings `{"key", "name", "category", "hosts", "purpose", '
-        '"policy_url", "cookies", "countries", "shared_with"}`',
+        '"policy_url", "cookies", "countries", "shared_with"}` (`countries`: ISO 3166-1 '
+        'alpha-2 codes, `"GB"` not `"UK"`, or `"EU"`)',
         needs=(CATEGORIES,), in_settings=False),
     Key(CSP, "enforce", _csp,
         'the browser policy: `"enforce"`, `"report-only"` or `False`'),

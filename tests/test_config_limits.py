@@ -85,3 +85,14 @@ SERVICE = {"name": "X", "hosts": ["a.example.com"]}
 ])
 def test_values_of_the_wrong_shape_are_configuration_errors(key, value, hint):
     assert hint in refused(key, **{key: value})
+
+
+@pytest.mark.parametrize(("code", "hint"), [("UK", "the United Kingdom is 'GB'"),
+                                            ("XX", "not an ISO 3166-1 alpha-2 country code")])
+def test_service_countries_are_iso_codes_the_rules_can_match(code, hint):
+    service = {**SERVICE, "category": "analytics", "countries": ["US", code]}
+    message = refused("CONSENTKIT_SERVICES", CONSENTKIT_SERVICES=[service],
+                      CONSENTKIT_REGIONS={"DE": {"preset": "eu", "forbid_countries": ["UK"]}})
+    assert hint in message and repr(code) in message
+    app = make_app(CONSENTKIT_SERVICES=[{**service, "countries": ["GB", "EU"]}])
+    assert app.extensions["consentkit"].settings.services[0].countries == ("GB", "EU")

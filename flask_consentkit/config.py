@@ -827,7 +827,7 @@ KEYS: tuple[Key, ...] = (
         '`"opt-in"`, or `"opt-out"` from the `us-ca` preset); see "Rules per audience"',
         shown_default="{} (opt-in everywhere)"),
     Key(COOKIE_NAME, "consentkit", _cookie_name,
-        "the consent cookie",
+        "the consent cookie (not the name of Flask's session cookie, `SESSION_COOKIE_NAME`)",
         needs=(COOKIE_HOST_PREFIX,)),
     Key(COOKIE_SECURE, None, _cookie_secure,
         "`Secure` attribute; `None` sets it on HTTPS requests",
@@ -973,6 +973,15 @@ def _check_geoip_source(parsed: Parsed) -> None:
                     f"and {GEOIP_LICENSE_KEY}), not both.")
 
 
+def _check_session_cookie(config: Mapping[str, Any], parsed: Parsed) -> None:
+    """The consent cookie is not Flask's session cookie: each would overwrite the other."""
+    session = config.get("SESSION_COOKIE_NAME") or "session"
+    if parsed[COOKIE_NAME] == session:
+        raise _fail(COOKIE_NAME, f"{session!r} is the name of Flask's session cookie "
+                    "(SESSION_COOKIE_NAME); consenting would log the visitor out. Give the "
+                    "consent cookie another name, e.g. 'consentkit' (the default).")
+
+
 def _categories_of(parsed: Parsed) -> tuple[Category, ...]:
     """The categories with their cookies and services attached."""
     cookies: Mapping[str, tuple[CookiePattern, ...]] = parsed[COOKIES]
@@ -1008,6 +1017,7 @@ def load_settings(app: Flask) -> Settings:
     for key in _PARSE_ORDER:
         parsed[key.name] = key.parse(key.name, config[key.name], parsed)
     _check_geoip_source(parsed)
+    _check_session_cookie(config, parsed)
 
     fields = {key.field: parsed[key.name] for key in KEYS if key.in_settings}
     fields["ledger_url"] = _in_instance_folder(fields["ledger_url"], app)

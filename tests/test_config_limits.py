@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 
 from flask_consentkit import ConsentConfigError
 from flask_consentkit.cli import cli
@@ -96,3 +96,25 @@ def test_service_countries_are_iso_codes_the_rules_can_match(code, hint):
     assert hint in message and repr(code) in message
     app = make_app(CONSENTKIT_SERVICES=[{**service, "countries": ["GB", "EU"]}])
     assert app.extensions["consentkit"].settings.services[0].countries == ("GB", "EU")
+
+
+def test_the_consent_cookie_is_not_the_session_cookie():
+    message = refused("CONSENTKIT_COOKIE_NAME", CONSENTKIT_COOKIE_NAME="session")
+    assert "Flask's session cookie (SESSION_COOKIE_NAME)" in message
+    refused("CONSENTKIT_COOKIE_NAME", CONSENTKIT_COOKIE_NAME="consentkit",
+            SESSION_COOKIE_NAME="consentkit")
+    refused("CONSENTKIT_COOKIE_NAME", CONSENTKIT_COOKIE_NAME="s",
+            CONSENTKIT_COOKIE_HOST_PREFIX=True, SESSION_COOKIE_NAME="__Host-s")
+    # another name: the visitor stays logged in after consenting
+    app = make_app(SESSION_COOKIE_NAME="sid")
+
+    @app.get("/login")
+    def login() -> str:
+        session["user"] = "alice"
+        return "ok"
+
+    client = app.test_client()
+    client.get("/login")
+    client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
+    with client.session_transaction() as kept:
+        assert kept["user"] == "alice"

@@ -750,10 +750,19 @@ def _default_language(key: str, value: Any, parsed: Parsed) -> str:
 
 
 def _origin(key: str, value: str) -> str:
+    """``scheme://host[:port]``, as a browser sends it in ``Origin``."""
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise _fail(key, f"{value!r} is not an origin; write it as 'https://example.com' "
-                    "(scheme and host, optional port, no path).")
+    try:
+        parts.port  # noqa: B018 - a port that is no number raises
+        valid = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                 and parts.path in ("", "/") and not (parts.query or parts.fragment)
+                 and not any(c in parts.netloc for c in "@*"))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _fail(key, f"{value!r} is not an origin; an origin is scheme://host[:port], "
+                    "e.g. 'https://example.com' or 'https://shop.example.com:8443' (no path, "
+                    "no user name, no wildcard: list each host).")
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
@@ -899,7 +908,8 @@ KEYS: tuple[Key, ...] = (
         "banner languages",
         needs=(LANGUAGES,)),
     Key(TRUSTED_ORIGINS, [], _trusted_origins,
-        "extra origins allowed to POST choices (the app's own origin always is)"),
+        "extra origins allowed to POST choices, each `scheme://host[:port]` (no wildcard); the "
+        "app's own origin always is"),
     Key(PRIVACY_POLICY_URL, None, _privacy_policy_url,
         "the app's privacy policy (an http(s) URL or a path), linked from the banner"),
     Key(DENIED_STATUS, 204, _denied_status,

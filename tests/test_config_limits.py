@@ -118,3 +118,13 @@ def test_the_consent_cookie_is_not_the_session_cookie():
     client.post("/consent/", json={"action": "accept_all"}, headers=SAME_ORIGIN)
     with client.session_transaction() as kept:
         assert kept["user"] == "alice"
+
+
+@pytest.mark.parametrize("origin", ["https://*.example.com", "https://u:p@example.com",
+                                    "https://example.com:port", "https://example.com?x=1"])
+def test_trusted_origins_are_origins_a_browser_can_send(origin):
+    message = refused("CONSENTKIT_TRUSTED_ORIGINS", CONSENTKIT_TRUSTED_ORIGINS=[origin])
+    assert "an origin is scheme://host[:port]" in message
+    client = make_app(CONSENTKIT_TRUSTED_ORIGINS=["https://shop.example.com"]).test_client()
+    assert client.post("/consent/", json={"action": "accept_all"},
+                       headers={"Origin": "https://shop.example.com"}).status_code == 200

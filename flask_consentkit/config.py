@@ -636,11 +636,18 @@ def _url_prefix(key: str, value: Any, parsed: Parsed) -> str:
 
 
 def _gpc_last_update(key: str, value: Any, parsed: Parsed) -> str:
+    """The day, ``YYYY-MM-DD``: the form the GPC specification gives ``lastUpdate``."""
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        value = value.isoformat()
     try:
-        _dt.date.fromisoformat(str(value))
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError
+        _dt.date.fromisoformat(value)
     except ValueError:
-        raise _fail(key, f"{value!r} is not a date like '2026-11-01'.") from None
-    return str(value)
+        raise _fail(key, f"{value!r} is not a date like '2026-11-01'; write it as "
+                    "'YYYY-MM-DD', the form /.well-known/gpc.json must serve.") from None
+    day: str = value
+    return day
 
 
 # -- the ledger ---------------------------------------------------------------------
@@ -866,7 +873,7 @@ KEYS: tuple[Key, ...] = (
     Key(HONOR_DNT, False, _bool,
         "browser privacy signals"),
     Key(GPC_LAST_UPDATE, "2026-11-01", _gpc_last_update,
-        "`lastUpdate` of `/.well-known/gpc.json`"),
+        '`lastUpdate` of `/.well-known/gpc.json`: the day, `"YYYY-MM-DD"` (or a `datetime.date`)'),
     Key(LEDGER_URL, INSTANCE_SQLITE, _ledger_url,
         "SQLAlchemy URL of the receipts store: a SQLite file (`sqlite:///…`) or PostgreSQL "
         "through psycopg 3 (`postgresql+psycopg://…`); "

@@ -3,6 +3,7 @@ refused at ``init_app``, naming the key and the fix."""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,13 @@ def test_trusted_origins_are_origins_a_browser_can_send(origin):
     client = make_app(CONSENTKIT_TRUSTED_ORIGINS=["https://shop.example.com"]).test_client()
     assert client.post("/consent/", json={"action": "accept_all"},
                        headers={"Origin": "https://shop.example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize("day", [20261101, "2026-W01-1", "20261101", "2026-11-01T00:00",
+                                 datetime.datetime(2026, 11, 1)])
+def test_the_gpc_last_update_is_a_day_as_the_spec_writes_it(day):
+    message = refused("CONSENTKIT_GPC_LAST_UPDATE", CONSENTKIT_GPC_LAST_UPDATE=day)
+    assert "'YYYY-MM-DD'" in message
+    for given in ("2026-12-01", datetime.date(2026, 12, 1)):
+        client = make_app(CONSENTKIT_GPC_LAST_UPDATE=given).test_client()
+        assert client.get("/.well-known/gpc.json").get_json()["lastUpdate"] == "2026-12-01"

@@ -220,6 +220,34 @@ def test_decisions_per_day_week_and_month(ledger: Ledger,
                       {"period": "2026-12-01", "decisions": 1}]
 
 
+@pytest.mark.parametrize("by, since, periods", [
+    ("day", "2025-07-19", 501),      # one day more than SQLite's 500 terms of a compound SELECT
+    ("day", "2024-03-07", 1000),     # two runs of 500 exactly
+    ("week", "2016-11-28", 523),     # about ten years of weeks
+])
+def test_a_window_of_more_than_500_periods(ledger: Ledger, app_for: Callable[[Ledger], Flask],
+                                           by: str, since: str, periods: int) -> None:
+    first = dt.datetime.fromisoformat(since)
+    until = dt.date(2026, 12, 1)
+    when = [first, first + dt.timedelta(days=499, hours=23), first + dt.timedelta(days=500),
+            first + dt.timedelta(days=1000), dt.datetime(2026, 12, 1, 23, 59)]
+    for at in when:
+        if at.date() <= until:
+            ledger.visitor("accept_all", when=at)
+    ledger.add(None, "erase", when=first + dt.timedelta(days=500, hours=1))
+    result = report(app_for(ledger), "--since", since, "--until", str(until), "--by", by,
+                    "--format", "json", "--min-count", "0")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["by_period"]
+    assert len(rows) == periods and rows[0]["period"] <= since
+    expected: dict[str, int] = {}
+    for at in when:
+        if at.date() <= until:
+            start = at.date() - dt.timedelta(days=at.weekday() if by == "week" else 0)
+            expected[str(start)] = expected.get(str(start), 0) + 1
+    assert {p["period"]: p["decisions"] for p in rows if p["decisions"]} == expected
+
+
 def test_small_groups_are_not_shown_exactly(ledger: Ledger,
                                             app_for: Callable[[Ledger], Flask]) -> None:
     for _ in range(6):

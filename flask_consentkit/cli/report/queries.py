@@ -90,6 +90,11 @@ def _distinct_on(stmt: AnySelect, column: ColumnElement[Any]) -> AnySelect:
     return stmt.ext(distinct_on(column))
 
 
+#: Periods counted per query of :meth:`Queries.by_period` on SQLite: one ``UNION ALL`` term
+#: each, and SQLite allows at most 500 terms in a compound SELECT.
+CALENDAR_TERMS = 500
+
+
 class Queries:
     """The report's aggregate queries (see the module docstring).
 
@@ -166,36 +171,41 @@ class Queries:
         ).group_by(func.grouping_sets(tuple_(c.start), tuple_(c.policy_version),
                                       tuple_(c.method), tuple_()))
 
-    def by_period(self) -> AnySelect:
+    def calendar(self) -> list[tuple[str, dt.datetime, dt.datetime]]:
+        """``(period, lo, hi)`` of every period of the window, cut to the window."""
+        periods = self.window.periods()
+        starts = [max(dt.datetime.fromisoformat(p), self.window.start) for p in periods]
+        return list(zip(periods, starts, [*starts[1:], self.window.end], strict=True))
+
+    def by_period(self, calendar: Sequence[tuple[str, dt.datetime, dt.datetime]]
+                  ) -> AnySelect:
         """SQLite: receipts per period minus erasure tombstones per period, from the indexes.
 
         SQLite groups by sorting, so instead: receipts per period are range
         counts on the ``created_at`` index; the tombstones (whose
         ``consent_id`` the ledger always leaves empty) are found through the
-        ``consent_id`` index and grouped by period.
+        ``consent_id`` index and grouped by period. ``calendar`` is a run of
+        :meth:`calendar`'s consecutive periods, at most :data:`CALENDAR_TERMS`
+        (one ``UNION ALL`` term each): a longer window is counted in runs.
         """
         r = receipts.c
-        periods = self.window.periods()
-        bounds = [*(dt.datetime.fromisoformat(p) for p in periods[1:]), None]
         rows = [
-            select(literal(p).label("period"),
-                   literal(max(dt.datetime.fromisoformat(p), self.window.start),
-                           DateTime()).label("lo"),
-                   literal(min(b, self.window.end) if b else self.window.end,
-                           DateTime()).label("hi"))
-            for p, b in zip(periods, bounds, strict=True)
+            select(literal(p).label("period"), literal(lo, DateTime()).label("lo"),
+                   literal(hi, DateTime()).label("hi"))
+            for p, lo, hi in calendar
         ]
-        calendar = union_all(*rows).cte("calendar")
+        calendar_cte = union_all(*rows).cte("calendar")
         bucket = _bucket(self.dialect, self.window.by)
         erased = (select(bucket.label("period"), func.count().label("n"))
-                  .where(r.consent_id.is_(None), r.action == "erase", self.in_window)
+                  .where(r.consent_id.is_(None), r.action == "erase",
+                         r.created_at >= calendar[0][1], r.created_at < calendar[-1][2])
                   .group_by(bucket).cte("erased"))
         in_period = (select(func.count())
-                     .where(r.created_at >= calendar.c.lo, r.created_at < calendar.c.hi)
+                     .where(r.created_at >= calendar_cte.c.lo, r.created_at < calendar_cte.c.hi)
                      .scalar_subquery())
-        erased_in = (select(erased.c.n).where(erased.c.period == calendar.c.period)
+        erased_in = (select(erased.c.n).where(erased.c.period == calendar_cte.c.period)
                      .scalar_subquery())
-        return select(calendar.c.period,
+        return select(calendar_cte.c.period,
                       (in_period - func.coalesce(erased_in, 0)).label("n"))
 
     def has_visitor_index(self) -> AnySelect:
@@ -311,7 +321,11 @@ def read_report(engine: Engine, window: Window, categories: Sequence[str],
         with engine.connect() as conn:
             row = conn.execute(q.categories_(seq_range)).one()
             step()
-            periods = {str(p.period): int(p.n) for p in conn.execute(q.by_period())}
+            calendar = q.calendar()
+            periods: dict[str, int] = {}
+            for at in range(0, len(calendar), CALENDAR_TERMS):
+                run = calendar[at:at + CALENDAR_TERMS]
+                periods.update((str(p.period), int(p.n)) for p in conn.execute(q.by_period(run)))
             step()
         return row._mapping, periods
 

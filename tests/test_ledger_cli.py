@@ -6,14 +6,26 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from flask import Flask
+from sqlalchemy import create_engine, insert
 
 from flask_consentkit.cli import cli
-from flask_consentkit.ledger.store import Ledger
+from flask_consentkit.ledger.schema import SCHEMA_VERSION, meta, metadata
+from flask_consentkit.ledger.signing import generate
+from flask_consentkit.ledger.store import Ledger, dispose_engines
 
 from .conftest import make_app
-from .ledger_helpers import CONSENT_ID, draft, execute, ledger_app, store_url  # noqa: F401
+from .ledger_helpers import (  # noqa: F401
+    CONSENT_ID,
+    draft,
+    execute,
+    ledger_app,
+    pg_schema,
+    store_url,
+)
 
 OTHER = "visitor-0000000000000002"
 
@@ -35,6 +47,7 @@ def test_export_prints_the_receipts_as_json(ledger_app: Flask) -> None:
 
 
 def test_export_of_an_unknown_id_is_empty_and_says_so(ledger_app: Flask) -> None:
+    ledger_of(ledger_app).append(draft())
     result = ledger_app.test_cli_runner().invoke(cli, ["export", OTHER])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["receipts"] == []
@@ -153,3 +166,144 @@ def test_commands_explain_when_receipts_are_off(tmp_path: Path) -> None:
         result = runner.invoke(cli, [*args])
         assert result.exit_code == 1
         assert "receipts are off (CONSENTKIT_LEDGER_URL is None)" in result.output
+
+
+# -- a ledger that cannot be used: one line saying why, never a traceback ---------------
+
+SOME_ID = "GRzq0g0W6c0gtC6CWgVuLg"
+LEDGER_COMMANDS = [
+    ["verify"], ["export", SOME_ID], ["erase", SOME_ID, "--yes"], ["prune", "--dry-run"],
+    ["prune"], ["notice", "0" * 64], ["checkpoint"],
+]
+
+
+def keyed_app(tmp_path: Path, url: str) -> Flask:
+    """An app whose ledger is at ``url``, with a signing key (for ``checkpoint``)."""
+    key = tmp_path / "signing.key"
+    if not key.exists():
+        generate(key)
+    return make_app(tmp_path, CONSENTKIT_LEDGER_URL=url, CONSENTKIT_RATELIMIT=None,
+                    CONSENTKIT_SIGNING_KEY=str(key))
+
+
+def one_line_error(result: Any) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    return str(result.output)
+
+
+@pytest.mark.parametrize("args", LEDGER_COMMANDS, ids=lambda a: a[0] + a[-1][:3])
+def test_a_file_that_is_not_a_database(tmp_path: Path, args: list[str]) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_text("not a database\n")
+    app = keyed_app(tmp_path, f"sqlite:///{path}")
+    output = one_line_error(app.test_cli_runner().invoke(cli, args))
+    assert output == f"Error: Cannot read the ledger at sqlite:///{path}: file is not a database\n"
+    assert path.read_text() == "not a database\n"
+
+
+@pytest.mark.parametrize("args", LEDGER_COMMANDS, ids=lambda a: a[0] + a[-1][:3])
+def test_an_unreachable_postgresql(tmp_path: Path, args: list[str]) -> None:
+    app = keyed_app(tmp_path, "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test")
+    output = one_line_error(app.test_cli_runner().invoke(cli, args))
+    assert output.startswith("Error: Cannot read the ledger at "
+                             "postgresql+psycopg://postgres:***@127.0.0.1:1/test: connection "
+                             "failed: "), output
+    assert "s3cret" not in output
+
+
+@pytest.mark.parametrize("args", LEDGER_COMMANDS, ids=lambda a: a[0] + a[-1][:3])
+def test_a_ledger_of_a_newer_schema_version(store_url: str, tmp_path: Path,
+                                            args: list[str]) -> None:
+    Ledger(store_url).append(draft(SOME_ID))
+    execute(store_url, "UPDATE consentkit_meta SET value = '99' WHERE key = 'schema_version'")
+    output = one_line_error(keyed_app(tmp_path, store_url).test_cli_runner().invoke(cli, args))
+    assert "have schema version '99', newer than this flask-consentkit understands" in output
+    assert output.endswith("upgrade flask-consentkit.\n")
+    assert execute(store_url, "SELECT count(*) FROM consentkit_receipts") == [(1,)]
+
+
+def test_verify_names_a_receipt_whose_time_cannot_be_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    for _ in range(3):
+        ledger.append(draft())
+    [(receipt_id,)] = execute(url, "SELECT receipt_id FROM consentkit_receipts WHERE seq = 2")
+    execute(url, "UPDATE consentkit_receipts SET created_at = 'not a date' WHERE seq = 2")
+    result = make_app(tmp_path, CONSENTKIT_LEDGER_URL=url).test_cli_runner().invoke(
+        cli, ["verify"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr == (f"ledger BROKEN at receipt {receipt_id} (seq 2): a stored value "
+                             "cannot be read (Invalid isoformat string: 'not a date')\n")
+
+
+# -- read-only commands on a ledger that is not there: said so, nothing created ---------
+
+READ_ONLY = [["verify"], ["export", SOME_ID], ["notice", "0" * 64],
+             ["notice", "00000000-0000-4000-8000-000000000000"], ["prune", "--dry-run"],
+             ["checkpoint"], ["report"],
+             # these two write, but only to a ledger that holds something to change
+             ["erase", SOME_ID, "--yes"], ["prune"]]
+
+
+def test_a_missing_sqlite_ledger_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "ledgr.db"
+    app = keyed_app(tmp_path, f"sqlite:///{path}")
+    for args in READ_ONLY:
+        output = one_line_error(app.test_cli_runner().invoke(cli, args))
+        assert output == (f"Error: There is no ledger database at {path}. Check "
+                          "CONSENTKIT_LEDGER_URL, or let the app record a first decision (it "
+                          "creates the file).\n"), args
+        assert not path.parent.exists(), args
+
+
+@pytest.mark.postgres
+def test_a_postgresql_schema_without_a_ledger_gets_no_tables(postgres_url: str,
+                                                             tmp_path: Path) -> None:
+    with pg_schema(postgres_url) as url:
+        app = keyed_app(tmp_path, url)
+        for args in READ_ONLY:
+            output = one_line_error(app.test_cli_runner().invoke(cli, args))
+            assert output == (f"Error: There is no ledger at {url}: it has no "
+                              "consentkit_receipts table. Check CONSENTKIT_LEDGER_URL, or let "
+                              "the app record a first decision (it creates the tables).\n"), args
+            assert execute(url, "SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_schema = current_schema()") == [(0,)], args
+
+
+# -- the head row: verify tells a missing one, and never writes one ----------------------
+
+
+def test_verify_fails_when_the_newest_receipts_and_the_head_row_are_deleted(
+        store_url: str, tmp_path: Path) -> None:
+    ledger = Ledger(store_url)
+    for _ in range(4):
+        ledger.append(draft())
+    dispose_engines(store_url)
+    execute(store_url, "DELETE FROM consentkit_receipts WHERE seq >= 3")
+    execute(store_url, "DELETE FROM consentkit_meta WHERE key = 'head'")
+    # a process that has not opened the ledger yet, as `flask consent verify` is
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url)
+    result = app.test_cli_runner().invoke(cli, ["verify"])
+    assert result.exit_code == 1
+    assert result.stderr == "ledger BROKEN: the head row of consentkit_meta is missing or garbled\n"
+    assert execute(store_url, "SELECT key FROM consentkit_meta ORDER BY key") == [
+        ("schema_version",)]  # verify wrote nothing
+
+
+def test_verify_of_tables_made_without_any_receipt_or_head(store_url: str,
+                                                           tmp_path: Path) -> None:
+    """Tables made by someone else, nothing recorded yet: an empty ledger, not a broken one."""
+    engine = create_engine(store_url)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+    finally:
+        engine.dispose()
+    result = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url).test_cli_runner().invoke(
+        cli, ["verify"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "ledger OK: 0 receipts, chain intact (0 erased)\n"
+    assert execute(store_url, "SELECT key FROM consentkit_meta") == [("schema_version",)]

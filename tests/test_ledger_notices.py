@@ -207,6 +207,7 @@ def test_export_as_dpv_consent_records_and_kantara_receipts(store_url: str) -> N
 
 def test_notice_command_refuses_what_is_not_an_id(store_url: str) -> None:
     app = _app(store_url)
+    app.extensions["consentkit"].ledger.count()  # the ledger exists (the app made its tables)
     runner = app.test_cli_runner()
     bad = runner.invoke(cli, ["notice", "not-an-id"])
     assert bad.exit_code == 2 and "neither a notice id" in bad.output

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..appstate import ConsentKitState
 from ..errors import ConsentConfigError
-from ..ledger.store import Ledger
+from ..ledger.notices import NoticeStore
+from ..ledger.store import Ledger, LedgerError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Commands that need nothing of the app, so run even when it cannot load (``keygen``
 #: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).
@@ -50,6 +59,43 @@ def kit_ledger() -> Ledger:
             "SQLAlchemy URL, or remove it for the SQLite file in the instance folder."
         )
     return ledger
+
+
+def read_ledger() -> Ledger:
+    """The app's ledger for a command that only reads it: one that must exist already and
+    is never written (no file, folder or table created; see ``Ledger(read_only=True)``)."""
+    ledger = kit_ledger()
+    return Ledger(ledger.url, ledger.timeout, read_only=True)
+
+
+def read_notices() -> NoticeStore:
+    """The app's notices, read through :func:`read_ledger`."""
+    if kit_state().notices is None:
+        kit_ledger()  # says why: receipts are off
+        raise click.ClickException("this app keeps no notices")
+    return NoticeStore(read_ledger())
+
+
+def ledger_errors(command: F) -> F:
+    """Turn a ledger that cannot be used into a one-line error (exit 1), not a traceback:
+    no ledger at the URL, a schema from a newer version, a database that cannot be reached
+    or read."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LedgerError as e:
+            raise click.ClickException(str(e)) from None
+        except SQLAlchemyError as e:
+            cause = e.orig if isinstance(e, DBAPIError) else e
+            lines = str(cause).strip().splitlines()
+            url = make_url(kit_ledger().url).render_as_string(hide_password=True)
+            raise click.ClickException(f"Cannot read the ledger at {url}: "
+                                       f"{lines[0] if lines else type(cause).__name__}"
+                                       ) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @cli.command("status")

@@ -11,10 +11,9 @@ import click
 
 from ..categories import NECESSARY
 from ..ledger.formats import FORMATS, render
-from ..ledger.notices import NoticeStore
 from ..ledger.schema import SCHEMA_VERSION
 from ..ledger.store import PRUNE_BATCH, Draft
-from . import cli, kit_ledger, kit_state
+from . import cli, kit_ledger, kit_state, ledger_errors, read_ledger, read_notices
 
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -33,15 +32,16 @@ def _consent_id(value: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
               help="json: the receipts as kept; dpv: ISO/IEC TS 27560 consent records in the "
               "W3C DPV vocabulary (JSON-LD); kantara: Kantara Consent Receipts v1.1.")
+@ledger_errors
 def export_command(consent_id: str, fmt: str) -> None:
     """Print the receipts of consent id ID as JSON (a data-subject access request)."""
     consent_id = _consent_id(consent_id)
-    found = kit_ledger().export(consent_id)
+    found = read_ledger().export(consent_id)
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "consent_id": consent_id}
     if fmt == "json":
         document["receipts"] = found
     else:
-        store = _notices()
+        store = read_notices()
         notices: dict[str, Any] = {}
         for receipt in found:
             ident = receipt.get("notice_id")
@@ -55,20 +55,13 @@ def export_command(consent_id: str, fmt: str) -> None:
         click.echo(f"no receipts for {consent_id}", err=True)
 
 
-def _notices() -> NoticeStore:
-    store: NoticeStore | None = kit_state().notices
-    if store is None:
-        kit_ledger()  # says why: receipts are off
-        raise click.ClickException("this app keeps no notices")
-    return store
-
-
 _NOTICE_ID = re.compile(r"^[0-9a-f]{64}$")
 _RECEIPT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @cli.command("notice")
 @click.argument("ident", metavar="ID")
+@ledger_errors
 def notice_command(ident: str) -> None:
     """Print the notice ID (or the notice of receipt ID) as it was shown, as JSON.
 
@@ -77,9 +70,9 @@ def notice_command(ident: str) -> None:
     the controller. Each receipt names one (its ``notice_id``).
     """
     ident = ident.strip().lower()
-    store = _notices()
+    store = read_notices()
     if _RECEIPT_ID.match(ident):
-        receipt = kit_ledger().receipt(ident)
+        receipt = store.ledger.receipt(ident)
         if receipt is None:
             raise click.ClickException(f"no receipt {ident}")
         if not receipt.get("notice_id"):
@@ -101,6 +94,7 @@ def notice_command(ident: str) -> None:
 @cli.command("erase")
 @click.argument("consent_id", metavar="ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@ledger_errors
 def erase_command(consent_id: str, yes: bool) -> None:
     """Erase the receipts of consent id ID (a tombstone keeps the chain verifiable).
 
@@ -108,8 +102,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
     exit status 1, and no tombstone is written: there is nothing to erase.
     """
     consent_id = _consent_id(consent_id)
-    ledger = kit_ledger()
-    found = len(ledger.export(consent_id))
+    found = len(read_ledger().export(consent_id))  # a missing ledger is not created
     if not found:
         raise click.ClickException(
             f"no receipts for {consent_id}: nothing to erase, so no tombstone was written "
@@ -126,7 +119,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
         policy_version=settings.policy_version,
         method="api",
     )
-    count, row = ledger.erase(consent_id, tombstone)
+    count, row = kit_ledger().erase(consent_id, tombstone)
     click.echo(f"erased {count} receipt(s) of {consent_id}; tombstone {row['receipt_id']}")
 
 
@@ -138,6 +131,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
               help="With --checkpoint: the shortest retention ever pruned with (default: "
               "CONSENTKIT_RETENTION_DAYS); a checkpointed receipt younger than it that is gone "
               "was deleted, not pruned.")
+@ledger_errors
 def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None) -> None:
     """Check the hash chain; exit 1 naming the first bad receipt.
 
@@ -145,14 +139,14 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
     With --checkpoint FILE, also exit 1 when a checkpointed receipt is gone,
     changed or off the chain, or a line's signature does not verify.
     """
-    ledger = kit_ledger()
+    ledger = read_ledger()
     result = ledger.verify()
     if result.ok:
         click.echo(f"{result.describe()} ({result.erased} erased)")
     else:
         click.echo(result.describe(), err=True)
     ok = result.ok
-    store: NoticeStore | None = kit_state().notices
+    store = read_notices() if kit_state().notices is not None else None
     for problem in store.check() if store is not None else ():
         click.echo(problem, err=True)
         ok = False
@@ -170,11 +164,15 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
               help="Keep this many days (default: CONSENTKIT_RETENTION_DAYS).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=PRUNE_BATCH, show_default=True,
               help="Receipts deleted per transaction.")
+@ledger_errors
 def prune_command(dry_run: bool, days: int | None, batch_size: int) -> None:
     """Delete receipts older than the retention period, in batches."""
     days = days or kit_state().settings.retention_days
     before = datetime.now(UTC) - timedelta(days=days)
-    count = kit_ledger().prune(before, dry_run=dry_run, batch_size=batch_size)
+    # counted without writing: a missing ledger is not created to delete nothing from it
+    count = read_ledger().prune(before, dry_run=True)
+    if count and not dry_run:
+        count = kit_ledger().prune(before, batch_size=batch_size)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {count} receipt(s) older than {days} days "
                f"(before {before.strftime('%Y-%m-%d %H:%M:%S')} UTC)")

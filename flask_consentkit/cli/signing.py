@@ -13,7 +13,7 @@ import click
 from ..ledger import checkpoints
 from ..ledger.signing import KEY_SETTING, OLD_KEYS_SETTING, Keyring, SigningError, generate
 from ..ledger.store import Ledger
-from . import cli, kit_ledger, kit_state
+from . import cli, kit_state, ledger_errors, read_ledger
 
 
 def keyring(*, sign: bool) -> Keyring:
@@ -65,6 +65,7 @@ def keygen_command(path: str) -> None:
 @click.option("--output", "-o", "output", default=None, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=str),
               help="Append the line to FILE (created if missing) instead of printing it.")
+@ledger_errors
 def checkpoint_command(output: str | None) -> None:
     """Sign the ledger's head with CONSENTKIT_SIGNING_KEY: one JSON line.
 
@@ -73,7 +74,7 @@ def checkpoint_command(output: str | None) -> None:
     --checkpoint FILE` then checks the ledger against each of them.
     """
     ring = keyring(sign=True)
-    ledger = kit_ledger()
+    ledger = read_ledger()
     try:
         cp = checkpoints.make(ledger, ring)
     except checkpoints.CheckpointError as e:

@@ -240,9 +240,15 @@ class VerifyResult:
     def describe(self) -> str:
         if self.ok:
             return f"ledger OK: {self.checked} receipts, chain intact"
+        if self.bad_seq is None:
+            return f"ledger BROKEN: {self.reason}"
         where = (f"receipt {self.bad_receipt_id} (seq {self.bad_seq})"
                  if self.bad_receipt_id else f"seq {self.bad_seq}")
         return f"ledger BROKEN at {where}: {self.reason}"
+
+
+class LedgerMissing(LedgerError):
+    """A read-only :class:`Ledger` found no ledger at its URL (and created none)."""
 
 
 class LedgerWriteError(LedgerError):
@@ -397,15 +403,22 @@ def _broken(conn: Connection, exc: BaseException) -> bool:
 
 # -- engines: one per process, URL and timeout ----------------------------------
 
-_engines: dict[tuple[str, int, float, bool], Engine] = {}
+_engines: dict[tuple[str, int, float, bool, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _sqlite_engine(url: str, timeout: float, writer: bool) -> Engine:
-    parsed = make_url(url)
-    database = parsed.database or ""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``None``: in memory or a ``file:`` URI)."""
+    database = make_url(url).database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return Path(database).expanduser()
+    return None
+
+
+def _sqlite_engine(url: str, timeout: float, writer: bool, read_only: bool = False) -> Engine:
+    path = sqlite_file(url)
+    if path is not None and not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": timeout}, hide_parameters=True,
                            **({"poolclass": NullPool} if writer else {}))
 
@@ -413,8 +426,11 @@ def _sqlite_engine(url: str, timeout: float, writer: bool) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        else:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.close()
 
@@ -465,13 +481,16 @@ def _bounded_ping(engine: Engine, timeout: float) -> None:
         dog.unwatch(token)
 
 
-def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = False) -> Engine:
+def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = False,
+               read_only: bool = False) -> Engine:
     """The engine for ``url`` in this process, created on first use.
 
     ``writer=True``: the engine of the process's writer thread (no pool: it
-    keeps one connection open while it has work).
+    keeps one connection open while it has work). ``read_only=True``: every
+    connection refuses writes (SQLite ``query_only``, PostgreSQL ``READ ONLY``
+    sessions), and a SQLite file's folder is not created.
     """
-    key = (url, os.getpid(), float(timeout), writer)
+    key = (url, os.getpid(), float(timeout), writer, read_only)
     engine = _engines.get(key)
     if engine is not None:
         return engine
@@ -481,7 +500,7 @@ def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = Fals
             parsed = make_url(url)
             backend = parsed.get_backend_name()
             if backend == "sqlite":
-                engine = _sqlite_engine(url, timeout, writer)
+                engine = _sqlite_engine(url, timeout, writer, read_only)
             else:
                 connect_args = (_postgresql_args(parsed.query, timeout)
                                 if backend == "postgresql" else {})
@@ -490,8 +509,19 @@ def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = Fals
                                        **pool)
                 if not writer:
                     _bounded_ping(engine, timeout)
+                if read_only and backend == "postgresql":
+                    _pg_read_only(engine)
             _engines[key] = engine
         return engine
+
+
+def _pg_read_only(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def dispose_engines(url: str | None = None) -> None:
@@ -1538,14 +1568,19 @@ class Ledger:
     :param url: an SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
     :param timeout: seconds a statement, a lock wait or a write may take
         (``CONSENTKIT_LEDGER_TIMEOUT``).
+    :param read_only: for the staff's read-only commands: the ledger must exist
+        already (:class:`LedgerMissing` otherwise) and is never written — no file,
+        folder or table is created, no migration run, no head row rebuilt.
     """
 
-    def __init__(self, url: str, timeout: float = LEDGER_TIMEOUT) -> None:
+    def __init__(self, url: str, timeout: float = LEDGER_TIMEOUT, *,
+                 read_only: bool = False) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
                 or not 0 < timeout <= 600:
             raise ValueError(f"timeout must be a number of seconds in (0, 600], not {timeout!r}")
         self.url = url
         self.timeout = float(timeout)
+        self.read_only = read_only
         self._ready: set[int] = set()
         self._lock = threading.Lock()
 
@@ -1559,12 +1594,21 @@ class Ledger:
     @property
     def engine(self) -> Engine:
         """The engine, with the tables created and the schema version checked."""
-        engine = get_engine(self.url, self.timeout)
         pid = os.getpid()
+        if self.read_only and pid not in self._ready:
+            path = sqlite_file(self.url) if self.dialect == "sqlite" else None
+            if path is not None and not path.is_file():
+                raise LedgerMissing(
+                    f"There is no ledger database at {path}. Check CONSENTKIT_LEDGER_URL, or "
+                    "let the app record a first decision (it creates the file).")
+        engine = get_engine(self.url, self.timeout, read_only=self.read_only)
         if pid not in self._ready:
             with self._lock:
                 if pid not in self._ready:
-                    self._setup(engine)
+                    if self.read_only:
+                        self._check_tables(engine)
+                    else:
+                        self._setup(engine)
                     self._ready.add(pid)
         return engine
 
@@ -1634,6 +1678,27 @@ class Ledger:
             finally:
                 if token is not None:
                     dog.unwatch(token)
+
+    def _check_tables(self, engine: Engine) -> None:
+        """A read-only ledger's first use: the tables are there, of this schema version."""
+        with engine.connect() as conn:
+            if not all(engine.dialect.has_table(conn, t.name) for t in (receipts, meta)):
+                shown = make_url(self.url).render_as_string(hide_password=True)
+                raise LedgerMissing(
+                    f"There is no ledger at {shown}: it has no consentkit_receipts table. "
+                    "Check CONSENTKIT_LEDGER_URL, or let the app record a first decision (it "
+                    "creates the tables).")
+            version = self._meta(conn).get("schema_version", "0")
+        if not version.isdigit() or int(version) > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the receipts tables at {self!r} have schema version {version!r}, newer "
+                f"than this flask-consentkit understands ({SCHEMA_VERSION}); upgrade "
+                "flask-consentkit.")
+        if int(version) < SCHEMA_VERSION:
+            raise LedgerError(
+                f"the receipts tables at {self!r} have schema version {version}, older than "
+                f"this flask-consentkit's ({SCHEMA_VERSION}); the app upgrades them when it "
+                "next starts recording decisions: run this again after that.")
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -1720,6 +1785,9 @@ class Ledger:
             info = self._meta(conn)
             anchor = chain.decode_link(info.get("anchor")) or (0, chain.GENESIS)
             head = chain.decode_link(info.get("head"))
+            if head is None and "head" not in info and "anchor" not in info \
+                    and conn.execute(select(receipts.c.seq).limit(1)).first() is None:
+                head = (0, chain.GENESIS)  # tables made, nothing recorded yet
             if head is None:
                 return VerifyResult(False, 0, reason="the head row of consentkit_meta is "
                                     "missing or garbled")
@@ -1727,10 +1795,7 @@ class Ledger:
             checked = 0
             scan = _Scan()
             while True:
-                rows = conn.execute(
-                    select(receipts).where(receipts.c.seq > expect_seq)
-                    .order_by(receipts.c.seq).limit(batch_size)
-                ).mappings().all()
+                rows, unreadable = self._batch(conn, expect_seq, batch_size)
                 for row in rows:
                     problem = self._check(row, expect_seq + 1, expect_prev, scan)
                     if problem is not None:
@@ -1738,6 +1803,10 @@ class Ledger:
                                             problem, head)
                     checked += 1
                     expect_seq, expect_prev = row["seq"], row["digest"]
+                if unreadable is not None:
+                    seq, receipt_id, error = unreadable
+                    return VerifyResult(False, checked, seq, receipt_id,
+                                        f"a stored value cannot be read ({error})", head)
                 if len(rows) < batch_size:
                     break
         if (expect_seq, expect_prev) != head:
@@ -1748,6 +1817,29 @@ class Ledger:
                 reason = "the last receipt does not match the ledger's head row"
             return VerifyResult(False, checked, expect_seq + 1, None, reason, head)
         return self._check_erasures(scan, checked, head)
+
+    @staticmethod
+    def _batch(conn: Connection, after: int, size: int
+               ) -> tuple[list[Mapping[Any, Any]], tuple[int, str, Exception] | None]:
+        """Up to ``size`` receipts after seq ``after``, and the first one that cannot be
+        read (a value its column's type cannot parse: SQLite stores any text), if any,
+        with the receipts before it."""
+        try:
+            rows = conn.execute(select(receipts).where(receipts.c.seq > after)
+                                .order_by(receipts.c.seq).limit(size)).mappings().all()
+            return list(rows), None
+        except (ValueError, TypeError):
+            pass
+        found: list[Mapping[Any, Any]] = []
+        for seq, receipt_id in conn.execute(
+                select(receipts.c.seq, receipts.c.receipt_id).where(receipts.c.seq > after)
+                .order_by(receipts.c.seq).limit(size)).all():
+            try:
+                found.append(conn.execute(select(receipts).where(receipts.c.seq == seq))
+                             .mappings().one())
+            except (ValueError, TypeError) as e:
+                return found, (int(seq), str(receipt_id), e)
+        return found, None
 
     @staticmethod
     def _check(row: Mapping[Any, Any], seq: int, prev: str, scan: _Scan) -> str | None:

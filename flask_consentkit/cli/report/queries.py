@@ -371,7 +371,10 @@ def read_report(engine: Engine, window: Window, categories: Sequence[str],
     try:
         with engine.connect() as conn:
             if not engine.dialect.has_table(conn, receipts.name):
-                return report
+                raise LedgerError(
+                    f"There is no ledger at {shown_url(engine)}: it has no "
+                    f"{receipts.name} table. Check CONSENTKIT_LEDGER_URL, or let the app "
+                    "record a first decision (it creates the tables).")
             in_window, lo, hi = conn.execute(q.bounds()).one()
             if not in_window:
                 # only needed to tell an empty ledger from an empty window

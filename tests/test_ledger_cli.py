@@ -307,3 +307,16 @@ def test_verify_of_tables_made_without_any_receipt_or_head(store_url: str,
     assert result.exit_code == 0, result.output
     assert result.output == "ledger OK: 0 receipts, chain intact (0 erased)\n"
     assert execute(store_url, "SELECT key FROM consentkit_meta") == [("schema_version",)]
+
+
+@pytest.mark.parametrize("args, option", [
+    (["prune", "--dry-run", "--days", "1000000"], "--days"),
+    (["prune", "--days", "0"], "--days"),
+    (["verify", "--checkpoint", "-", "--retention-days", "99999999"], "--retention-days"),
+])
+def test_days_beyond_a_hundred_years_are_refused(ledger_app: Flask, args: list[str],
+                                                 option: str) -> None:
+    result = ledger_app.test_cli_runner().invoke(cli, args, input="")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Invalid value for '{option}': " in result.output
+    assert "is not in the range 1<=x<=36500." in result.output

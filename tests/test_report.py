@@ -408,6 +408,10 @@ def test_window_without_data(ledger: Ledger, app_for: Callable[[Ledger], Flask])
     (("--until", "yesterday"), "Invalid value for '--until'"),
     (("--since", "2026-11-30", "--until", "2026-11-01"), "--since 2026-11-30 is after --until"),
     (("--by", "year"), "Invalid value for '--by'"),
+    (("--until", "9999-12-31"), "Invalid value for '--until': 9999-12-31 is not a day a report "
+                                "can cover: give one from 1970-01-01 to 9999-12-30."),
+    (("--since", "1969-12-31"), "Invalid value for '--since': 1969-12-31 is not a day a report "
+                                "can cover: give one from 1970-01-01 to 9999-12-30."),
     (("--format", "xml"), "Invalid value for '--format'"),
 ])
 def test_bad_input(ledger: Ledger, app_for: Callable[[Ledger], Flask], args: tuple[str, ...],

@@ -19,6 +19,10 @@ from ..ledger.store import Ledger, LedgerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The most days ``--days`` and ``--retention-days`` take: 100 years (a date further back
+#: than that is before any receipt, and far enough back leaves the calendar).
+MAX_DAYS = 36_500
+
 #: Commands that need nothing of the app, so run even when it cannot load (``keygen``
 #: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).
 WITHOUT_APP = frozenset({"keygen"})

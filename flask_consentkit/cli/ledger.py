@@ -13,7 +13,7 @@ from ..categories import NECESSARY
 from ..ledger.formats import FORMATS, render
 from ..ledger.schema import SCHEMA_VERSION
 from ..ledger.store import PRUNE_BATCH, Draft
-from . import cli, kit_ledger, kit_state, ledger_errors, read_ledger, read_notices
+from . import MAX_DAYS, cli, kit_ledger, kit_state, ledger_errors, read_ledger, read_notices
 
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -127,7 +127,7 @@ def erase_command(consent_id: str, yes: bool) -> None:
 @click.option("--checkpoint", "checkpoint_files", type=click.File("rb"), multiple=True,
               metavar="FILE", help="Also check the ledger against every signed line of FILE "
               "(`flask consent checkpoint` writes them; '-' reads standard input; repeatable).")
-@click.option("--retention-days", type=click.IntRange(min=1), default=None,
+@click.option("--retention-days", type=click.IntRange(1, MAX_DAYS), default=None,
               help="With --checkpoint: the shortest retention ever pruned with (default: "
               "CONSENTKIT_RETENTION_DAYS); a checkpointed receipt younger than it that is gone "
               "was deleted, not pruned.")
@@ -160,7 +160,7 @@ def verify_command(checkpoint_files: tuple[Any, ...], retention_days: int | None
 
 @cli.command("prune")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
-@click.option("--days", type=click.IntRange(min=1), default=None,
+@click.option("--days", type=click.IntRange(1, MAX_DAYS), default=None,
               help="Keep this many days (default: CONSENTKIT_RETENTION_DAYS).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=PRUNE_BATCH, show_default=True,
               help="Receipts deleted per transaction.")

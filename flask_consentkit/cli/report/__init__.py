@@ -34,6 +34,22 @@ class ReportError(click.ClickException):
     """A report that cannot be made; the message says why and what to do."""
 
 
+#: The days ``--since`` and ``--until`` may name: no receipt is older than the first, and
+#: the window ends the day after ``--until``, which the calendar must still hold.
+FIRST_DAY = dt.date(1970, 1, 1)
+LAST_DAY = dt.date.max - dt.timedelta(days=1)
+
+
+def _day(_ctx: click.Context, _param: click.Parameter, value: dt.datetime | None
+         ) -> dt.date | None:
+    if value is None:
+        return None
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise click.BadParameter(f"{value.date()} is not a day a report can cover: give one "
+                                 f"from {FIRST_DAY} to {LAST_DAY}.")
+    return value.date()
+
+
 @contextmanager
 def _maybe_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
@@ -44,9 +60,9 @@ def _maybe_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
 
 
 @cli.command("report")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, callback=_day,
               help="First day (YYYY-MM-DD, UTC). Default: 30 days before --until.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, callback=_day,
               help="Last day, included (YYYY-MM-DD, UTC). Default: today.")
 @click.option("--by", "by", type=click.Choice(PERIODS), default="day", show_default=True,
               help="Period of the decisions-over-time table.")
@@ -57,7 +73,7 @@ def _maybe_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
                    "every count).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output.")
-def report_command(since: dt.datetime | None, until: dt.datetime | None, by: str, fmt: str,
+def report_command(since: dt.date | None, until: dt.date | None, by: str, fmt: str,
                    min_count: int, output: str | None) -> None:
     """Opt-in rates per category and decisions over time, from the ledger."""
     settings = kit_state().settings
@@ -65,8 +81,7 @@ def report_command(since: dt.datetime | None, until: dt.datetime | None, by: str
         raise ReportError("Receipts are turned off (CONSENTKIT_LEDGER_URL is None), so there "
                           "is nothing to report. Set CONSENTKIT_LEDGER_URL to record them.")
     try:
-        window = Window.from_options(since.date() if since else None,
-                                     until.date() if until else None, by)
+        window = Window.from_options(since, until, by)
     except WindowError as e:
         raise click.BadParameter(str(e), param_hint="'--since'") from None
 

@@ -210,6 +210,17 @@ def test_keygen_writes_a_private_key_0600_and_its_public_half(tmp_path: Path) ->
     assert nowhere.exit_code == 1 and "does not exist; create it first" in nowhere.output
 
 
+@pytest.mark.parametrize("path", ["", "{tmp}/keys/"])
+def test_keygen_of_a_path_that_names_no_file_is_a_usage_error(tmp_path: Path,
+                                                              path: str) -> None:
+    path = path.format(tmp=tmp_path)
+    result = make_app(tmp_path).test_cli_runner().invoke(cli, ["keygen", path])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"Invalid value for 'PATH': {path!r} names no file: give the path of the private "
+            "key file to write") in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def _pem(key: Any) -> bytes:
     data: bytes = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,

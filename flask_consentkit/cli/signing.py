@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 import click
@@ -52,6 +53,10 @@ def keygen_command(path: str) -> None:
 
     Refuses to overwrite either file. Runs without loading the app.
     """
+    if not Path(path).name or path.endswith(("/", os.sep)):
+        raise click.BadParameter(f"{path!r} names no file: give the path of the private key "
+                                 "file to write, e.g. /etc/myapp/consent-signing.key.",
+                                 param_hint="'PATH'")
     try:
         kid, public = generate(path)
     except SigningError as e:

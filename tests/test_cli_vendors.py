@@ -137,10 +137,21 @@ def test_category_filter_on_a_small_catalogue(small: Flask) -> None:
 def test_unknown_category(app: Flask, category: str) -> None:
     result = run(app, "--category", category)
     assert result.exit_code == 2
-    assert (f"Invalid value for '--category': {category!r} is not a category of this app or "
-            "the catalogue; use one of necessary, functional, analytics, performance, "
-            "marketing.") in result.output
+    assert (f"Invalid value for '--category': {category!r} is not a category of this app; use "
+            "one of necessary, functional, analytics, performance, marketing.") in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_catalogue_category_the_app_lacks_is_refused(tmp_path: Path) -> None:
+    """Its vendors are allowed for nobody here: not listed as if a grant allowed them."""
+    app = make_app(tmp_path, CONSENTKIT_CATEGORIES=["necessary", "stats"])
+    for fmt in ("table", "json"):
+        result = run(app, "--category", "analytics", "--format", fmt)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert ("Invalid value for '--category': 'analytics' is not a category of this app "
+                "(CONSENTKIT_CATEGORIES), so no visitor can grant it and the catalogue's "
+                "vendors under it are allowed for nobody; use one of necessary, stats."
+                ) in result.output
 
 
 def test_a_category_of_the_app_only(tmp_path: Path) -> None:
@@ -148,8 +159,8 @@ def test_a_category_of_the_app_only(tmp_path: Path) -> None:
                    CONSENTKIT_SERVICES=[{"name": "Helpdesk", "category": "support",
                                          "hosts": ["widget.help.example"]}])
     assert [v["key"] for v in as_json(app, "--category", "support")] == ["helpdesk"]
-    # the catalogue's categories stay valid filters, though this app has none of them
-    assert run(app, "--category", "analytics").exit_code == 0
+    # a catalogue category this app lacks allows nobody anything: refused, not listed
+    assert run(app, "--category", "analytics").exit_code == 2
 
 
 def test_json_shape(app: Flask) -> None:

@@ -66,11 +66,15 @@ def render_table(services: list[Service]) -> str:
 def vendors_command(category: str | None, fmt: str) -> None:
     """List the vendor catalogue: declared services first, marked, then the rest."""
     registry = _registry()
-    known = list(dict.fromkeys([*kit_state().settings.category_keys,
-                                *sorted(CATALOGUE_CATEGORIES)]))
+    known = kit_state().settings.category_keys
     if category is not None and category not in known:
-        raise click.BadParameter(f"{category!r} is not a category of this app or the catalogue; "
-                                 f"use one of {', '.join(known)}.", param_hint="'--category'")
+        # a catalogue category the app lacks: no visitor can grant it, so none of its
+        # vendors is allowed for anyone
+        why = (" (CONSENTKIT_CATEGORIES), so no visitor can grant it and the catalogue's "
+               "vendors under it are allowed for nobody" if category in CATALOGUE_CATEGORIES
+               else "")
+        raise click.BadParameter(f"{category!r} is not a category of this app{why}; use one "
+                                 f"of {', '.join(known)}.", param_hint="'--category'")
     declared = {s.key for s in registry.declared}
     everyone = [*registry.declared, *(v for v in registry.catalogue.vendors
                                       if v.key not in declared)]

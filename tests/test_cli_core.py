@@ -47,3 +47,13 @@ def test_the_real_flask_command_finds_the_group(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "policy version: 1" in result.stdout
+
+
+def test_status_does_not_create_a_missing_ledger(tmp_path):
+    path = tmp_path / "typo" / "ledgr.db"
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=f"sqlite:///{path}")
+    result = app.test_cli_runner().invoke(cli, ["status"])
+    assert result.exit_code == 0, result.output
+    assert (f"blocked hosts:  unreadable (LedgerMissing: There is no ledger database at {path}."
+            in result.output)
+    assert not path.parent.exists()

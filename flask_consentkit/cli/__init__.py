@@ -16,6 +16,7 @@ from ..appstate import ConsentKitState
 from ..errors import ConsentConfigError
 from ..ledger.notices import NoticeStore
 from ..ledger.store import Ledger, LedgerError
+from ..ledger.violations import ViolationStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,8 +140,11 @@ def _status_policy() -> None:
             else "blocked for everyone")
     click.echo(f"vendors:        {len(vendors.declared)} declared, {len(vendors.catalogue)} in "
                f"the catalogue; undeclared ones {mode}")
+    violations = ext.violations
+    if isinstance(violations, ViolationStore):  # read, never created, by status
+        violations = ViolationStore(read_ledger())
     try:
-        blocked = ext.violations.top(10)
+        blocked = violations.top(10)
     except Exception as e:  # noqa: BLE001 - status must still print the rest
         click.echo(f"blocked hosts:  unreadable ({type(e).__name__}: {e})")
         return

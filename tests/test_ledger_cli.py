@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,19 @@ def test_days_beyond_a_hundred_years_are_refused(ledger_app: Flask, args: list[s
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"Invalid value for '{option}': " in result.output
     assert "is not in the range 1<=x<=36500." in result.output
+
+
+def test_a_read_only_postgresql_ledgers_connections_refuse_writes(tmp_path):
+    url = os.environ.get("CONSENTKIT_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CONSENTKIT_TEST_POSTGRES_URL is not set; .ci/run sets it")
+    from sqlalchemy import text
+
+    from flask_consentkit.ledger.store import get_engine
+
+    engine = get_engine(url, read_only=True)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+    finally:
+        engine.dispose()  # (a disposed engine opens new connections when used again)

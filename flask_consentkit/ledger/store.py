@@ -507,10 +507,10 @@ def get_engine(url: str, timeout: float = LEDGER_TIMEOUT, *, writer: bool = Fals
                 pool: dict[str, Any] = {"poolclass": NullPool} if writer else {}
                 engine = create_engine(url, connect_args=connect_args, hide_parameters=True,
                                        **pool)
+                if read_only and backend == "postgresql":
+                    _pg_read_only(engine)  # before the ping, whose connection the pool keeps
                 if not writer:
                     _bounded_ping(engine, timeout)
-                if read_only and backend == "postgresql":
-                    _pg_read_only(engine)
             _engines[key] = engine
         return engine
 

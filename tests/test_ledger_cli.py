@@ -293,6 +293,32 @@ def test_verify_fails_when_the_newest_receipts_and_the_head_row_are_deleted(
         ("schema_version",)]  # verify wrote nothing
 
 
+def test_a_head_the_app_rebuilt_stays_evidence_for_verify(
+        store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The app opening the ledger after the newest receipts and the head row went: it goes
+    on recording (nothing is lost), and verify still says what happened."""
+    ledger = Ledger(store_url)
+    for _ in range(4):
+        ledger.append(draft())
+    dispose_engines(store_url)
+    execute(store_url, "DELETE FROM consentkit_receipts WHERE seq >= 3")
+    execute(store_url, "DELETE FROM consentkit_meta WHERE key = 'head'")
+    with caplog.at_level("ERROR", logger="flask_consentkit.ledger"):
+        Ledger(store_url).append(draft())  # the app's writer, in a new process
+    assert "head row was missing; rebuilt from the newest receipt (seq 2)" in caplog.text
+    assert execute(store_url, "SELECT max(seq) FROM consentkit_receipts") == [(3,)]
+    app = make_app(tmp_path, CONSENTKIT_LEDGER_URL=store_url)
+    for _ in range(2):  # and again after more receipts, and another open
+        result = app.test_cli_runner().invoke(cli, ["verify"])
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "ledger BROKEN: the head row of consentkit_meta was missing when the app opened "
+            "the ledger and was rebuilt from its newest receipt then (seq 2): receipts after "
+            "it may have been deleted\n")
+        dispose_engines(store_url)
+        Ledger(store_url).append(draft())
+
+
 def test_verify_of_tables_made_without_any_receipt_or_head(store_url: str,
                                                            tmp_path: Path) -> None:
     """Tables made by someone else, nothing recorded yet: an empty ledger, not a broken one."""

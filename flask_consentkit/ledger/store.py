@@ -247,6 +247,11 @@ class VerifyResult:
         return f"ledger BROKEN at {where}: {self.reason}"
 
 
+#: the ``consentkit_meta`` row that says the head was found missing and rebuilt (its
+#: value: the link it was rebuilt from), kept as evidence for ``verify``
+HEAD_REBUILT = "head_rebuilt"
+
+
 class LedgerMissing(LedgerError):
     """A read-only :class:`Ledger` found no ledger at its URL (and created none)."""
 
@@ -1667,6 +1672,16 @@ class Ledger:
                         head = (last[0], last[1]) if last else (0, chain.GENESIS)
                         conn.execute(insert(meta).values(key="head",
                                                          value=chain.encode_link(*head)))
+                        if last is not None and HEAD_REBUILT not in rows:
+                            # the tables are made with their head: receipts without one
+                            # mean the row was deleted, maybe with the newest receipts.
+                            # Recording goes on; verify keeps saying so.
+                            conn.execute(insert(meta).values(
+                                key=HEAD_REBUILT, value=chain.encode_link(*head)))
+                            log.error("flask-consentkit: the ledger's head row was missing; "
+                                      "rebuilt from the newest receipt (seq %d). Receipts "
+                                      "after it may have been deleted: flask consent verify "
+                                      "reports the ledger as broken from now on.", head[0])
             except (DBAPIError, LedgerTimeout) as exc:
                 aborted = token is not None and dog.unwatch(token)
                 token = None
@@ -1791,6 +1806,13 @@ class Ledger:
             if head is None:
                 return VerifyResult(False, 0, reason="the head row of consentkit_meta is "
                                     "missing or garbled")
+            rebuilt = chain.decode_link(info.get(HEAD_REBUILT)) if HEAD_REBUILT in info else None
+            if HEAD_REBUILT in info:
+                at = f"seq {rebuilt[0]}" if rebuilt is not None else "a receipt"
+                return VerifyResult(False, 0, reason=(
+                    "the head row of consentkit_meta was missing when the app opened the "
+                    f"ledger and was rebuilt from its newest receipt then ({at}): receipts "
+                    "after it may have been deleted"), head=head)
             expect_seq, expect_prev = anchor
             checked = 0
             scan = _Scan()

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..appstate import ConsentKitState
+from ..config import RETENTION_DAYS_LIMIT
 from ..errors import ConsentConfigError
 from ..ledger.notices import NoticeStore
 from ..ledger.store import Ledger, LedgerError
@@ -20,9 +21,10 @@ from ..ledger.violations import ViolationStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The most days ``--days`` and ``--retention-days`` take: 100 years (a date further back
-#: than that is before any receipt, and far enough back leaves the calendar).
-MAX_DAYS = 36_500
+#: The most days ``--days`` and ``--retention-days`` take: what ``CONSENTKIT_RETENTION_DAYS``
+#: may be (100 years: a date further back is before any receipt, and far enough back leaves
+#: the calendar).
+MAX_DAYS = RETENTION_DAYS_LIMIT
 
 #: Commands that need nothing of the app, so run even when it cannot load (``keygen``
 #: makes the key file that ``CONSENTKIT_SIGNING_KEY`` is to name).

@@ -256,6 +256,19 @@ class LedgerMissing(LedgerError):
     """A read-only :class:`Ledger` found no ledger at its URL (and created none)."""
 
 
+def no_ledger_file(path: object) -> str:
+    """What to say of a SQLite ledger URL whose file is not there."""
+    return (f"There is no ledger database at {path}. Check CONSENTKIT_LEDGER_URL, or let the "
+            "app record a first decision (it creates the file).")
+
+
+def no_ledger_tables(shown_url: str) -> str:
+    """What to say of a database without the ledger's tables (``shown_url``: no password)."""
+    return (f"There is no ledger at {shown_url}: it has no consentkit_receipts table. Check "
+            "CONSENTKIT_LEDGER_URL, or let the app record a first decision (it creates the "
+            "tables).")
+
+
 class LedgerWriteError(LedgerError):
     """A receipt (or an erasure) was not written; the cause is chained."""
 
@@ -1603,9 +1616,7 @@ class Ledger:
         if self.read_only and pid not in self._ready:
             path = sqlite_file(self.url) if self.dialect == "sqlite" else None
             if path is not None and not path.is_file():
-                raise LedgerMissing(
-                    f"There is no ledger database at {path}. Check CONSENTKIT_LEDGER_URL, or "
-                    "let the app record a first decision (it creates the file).")
+                raise LedgerMissing(no_ledger_file(path))
         engine = get_engine(self.url, self.timeout, read_only=self.read_only)
         if pid not in self._ready:
             with self._lock:
@@ -1699,10 +1710,7 @@ class Ledger:
         with engine.connect() as conn:
             if not all(engine.dialect.has_table(conn, t.name) for t in (receipts, meta)):
                 shown = make_url(self.url).render_as_string(hide_password=True)
-                raise LedgerMissing(
-                    f"There is no ledger at {shown}: it has no consentkit_receipts table. "
-                    "Check CONSENTKIT_LEDGER_URL, or let the app record a first decision (it "
-                    "creates the tables).")
+                raise LedgerMissing(no_ledger_tables(shown))
             version = self._meta(conn).get("schema_version", "0")
         if not version.isdigit() or int(version) > SCHEMA_VERSION:
             raise LedgerError(

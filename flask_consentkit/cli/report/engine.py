@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ...ledger.store import no_ledger_file
+
 #: Bytes of a SQLite ledger the report maps into memory.
 SQLITE_MMAP = 1 << 30
 
@@ -29,10 +31,7 @@ def open_ledger(url: str) -> Engine:
         path = parsed.database
         if path and path != ":memory:" and not path.startswith("file:") \
                 and not Path(path).is_file():
-            raise LedgerError(
-                f"There is no ledger database at {path}. Check CONSENTKIT_LEDGER_URL, or let "
-                "the app record a first decision (it creates the file)."
-            )
+            raise LedgerError(no_ledger_file(path))
         connect_args: dict[str, Any] = {"check_same_thread": False}
     elif backend == "postgresql":
         connect_args = {"connect_timeout": 5}

@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql import Subquery
 
 from ...ledger.schema import receipts, visitor_index
+from ...ledger.store import no_ledger_tables
 from .counts import METHODS, CategoryCount, Report
 from .engine import LedgerError, shown_url
 from .window import Window
@@ -371,10 +372,7 @@ def read_report(engine: Engine, window: Window, categories: Sequence[str],
     try:
         with engine.connect() as conn:
             if not engine.dialect.has_table(conn, receipts.name):
-                raise LedgerError(
-                    f"There is no ledger at {shown_url(engine)}: it has no "
-                    f"{receipts.name} table. Check CONSENTKIT_LEDGER_URL, or let the app "
-                    "record a first decision (it creates the tables).")
+                raise LedgerError(no_ledger_tables(shown_url(engine)))
             in_window, lo, hi = conn.execute(q.bounds()).one()
             if not in_window:
                 # only needed to tell an empty ledger from an empty window
